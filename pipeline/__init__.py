@@ -1,0 +1,1 @@
+"""callsync: call-tracking events from Kafka into retailCRM."""

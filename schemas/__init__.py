@@ -1,0 +1,18 @@
+"""Pydantic models at the edges: the call event contract, tenant config, retailCRM payloads."""
+
+from __future__ import annotations
+
+from schemas.call_event import CallDirection, CallEvent, CallStage, CallStatus, Employee, Utm
+from schemas.integration import IntegrationConfig, IntegrationOptions, LeadPolicy
+
+__all__ = [
+    "CallDirection",
+    "CallEvent",
+    "CallStage",
+    "CallStatus",
+    "Employee",
+    "IntegrationConfig",
+    "IntegrationOptions",
+    "LeadPolicy",
+    "Utm",
+]
