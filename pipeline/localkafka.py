@@ -117,6 +117,7 @@ class LocalKafka:
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=true",
+            "log.cleaner.backoff.ms=1000",
             "log.retention.hours=168",
             "",
         ])
