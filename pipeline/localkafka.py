@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -36,9 +37,7 @@ def free_port() -> int:
 def fetch_broker_libs(cache: Path = DEFAULT_CACHE) -> Path:
     """Copy the broker's jars (pinned in deploy/kafka/pom.xml) into the cache, once per pom."""
     pom = DEPLOY_DIR / "pom.xml"
-    digest = base64.b32encode(
-        __import__("hashlib").sha256(pom.read_bytes()).digest()[:10]
-    ).decode().lower()
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     libs = cache / f"kafka-libs-{digest}"
     if (libs / ".complete").exists():
         return libs
@@ -101,7 +100,8 @@ class LocalKafka:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
@@ -157,7 +157,8 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise BrokerError(f"the broker exited with {self._proc.returncode}:\n{self._tail()}")
+                code = self._proc.returncode
+                raise BrokerError(f"the broker exited with {code}:\n{self._tail()}")
             if READY_LINE in self.log_file.read_text(errors="replace") and self._accepts():
                 self.startup_seconds = time.monotonic() - started
                 return self.bootstrap_servers

@@ -1,4 +1,4 @@
-"""Session fixtures: a real Kafka broker and the retailCRM double, started by the tests themselves."""
+"""Fixtures: a real Kafka broker and the retailCRM double, started by the tests themselves."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""An async retailCRM v5 client shaped like httpx: keyword-only, injectable transport, typed results."""
+"""An async retailCRM v5 client shaped like httpx: keyword-only, injectable transport."""
 
 from __future__ import annotations
 

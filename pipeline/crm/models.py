@@ -1,4 +1,4 @@
-"""Typed views of retailCRM v5 responses; unknown fields are kept, missing optional ones are None."""
+"""Typed views of retailCRM v5 responses; unknown fields are kept, missing ones are None."""
 
 from __future__ import annotations
 

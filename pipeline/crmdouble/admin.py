@@ -66,7 +66,7 @@ def _label(spec: KeySpec) -> str:
 
 
 def add_user(portal: Portal, spec: UserSpec) -> dict[str, Any]:
-    user_id = spec.id or portal.next_id()
+    user_id = portal.reserve_id(spec.id) if spec.id else portal.next_id()
     groups = [portal.groups[c] for c in spec.groups if c in portal.groups]
     user = {**spec.model_dump(exclude={"groups"}), "id": user_id,
             "groups": [{"id": g["id"], "name": g["name"], "code": g["code"]} for g in groups],
@@ -87,7 +87,7 @@ def seed_portal(state: DoubleState, spec: PortalSpec) -> Portal:
     return portal
 
 
-def admin_routes(state: DoubleState) -> list[web.RouteDef]:
+def admin_routes(state: DoubleState) -> list[web.AbstractRouteDef]:
     routes = web.RouteTableDef()
 
     def portal_of(request: web.Request) -> Portal:

@@ -1,4 +1,4 @@
-"""What every double method shares: the call context, early replies, paging, and the users methods."""
+"""What every double method shares (call context, early replies, paging); the users methods."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ PAGE_LIMITS = ("20", "50", "100", "250")
 MAX_UPLOAD = 50
 
 
-class Reply(Exception):  # noqa: N818 - it is an answer, raised to leave a handler early
+class Reply(Exception):
     def __init__(self, status: int, error_msg: str, errors: Any = None) -> None:
         super().__init__(error_msg)
         self.status = status
@@ -113,7 +113,7 @@ def flag(value: Any) -> bool | None:
 
 def check_datetime(value: Any, fmt: str, field: str) -> None:
     try:
-        datetime.strptime(str(value), fmt)  # noqa: DTZ007 - retailCRM dates are naive
+        datetime.strptime(str(value), fmt)
     except ValueError:
         raise entity({field: f"This value is not a valid datetime ({fmt})."}) from None
 

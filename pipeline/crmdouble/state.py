@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,10 +78,16 @@ class Portal:
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_changes: list[dict[str, Any]] = field(default_factory=list)
     extensions: dict[int, list[str]] = field(default_factory=dict)  # from module additionalCodes
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    last_id: int = 0
 
     def next_id(self) -> int:
-        return next(self._ids)
+        self.last_id += 1
+        return self.last_id
+
+    def reserve_id(self, given: int) -> int:
+        """Take an id chosen by the caller; later automatic ids never collide with it."""
+        self.last_id = max(self.last_id, given)
+        return given
 
     def now(self) -> str:
         return datetime.now(ZoneInfo(self.timezone)).strftime("%Y-%m-%d %H:%M:%S")

@@ -35,9 +35,9 @@ async def _produce(bootstrap: str, topic: str,
         await producer.stop()
 
 
-async def _read_all(consumer: AIOKafkaConsumer, expect: int, timeout: float = 20) -> list[bytes]:
+async def _read_all(consumer: AIOKafkaConsumer, expect: int, wait: float = 20) -> list[bytes]:
     values: list[bytes] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait
     while len(values) < expect and time.monotonic() < deadline:
         batch = await consumer.getmany(timeout_ms=500)
         values += [m.value for msgs in batch.values() for m in msgs]
@@ -173,6 +173,6 @@ async def test_aborted_transactions_stay_invisible_to_read_committed(kafka_boots
     await consumer.start()
     try:
         assert await _read_all(consumer, 2) == [b"kept", b"kept-too"]
-        assert await _read_all(consumer, 1, timeout=2) == []
+        assert await _read_all(consumer, 1, wait=2) == []
     finally:
         await consumer.stop()

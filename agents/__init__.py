@@ -1,0 +1,1 @@
+"""Faust agents: thin functions that parse, call plain functions in pipeline/, hand results on."""
