@@ -84,6 +84,12 @@ class Settings(BaseSettings):
                               description="CALLSYNC_METRICS_PORT: /metrics and health; 0 = off")
     operator_key: SecretStr | None = Field(
         default=None, description="CALLSYNC_OPERATOR_KEY: HMAC key for control commands")
+    metrics_bind: str = Field(default="0.0.0.0",  # noqa: S104 - containers expose it
+                              description="CALLSYNC_METRICS_BIND: address for /metrics")
+    replication_factor: int = Field(default=1, ge=1, le=5,
+                                    description="CALLSYNC_REPLICATION_FACTOR: new topics")
+    lane_buffer: int = Field(default=2000, ge=1,
+                             description="CALLSYNC_LANE_BUFFER: events queued per tenant")
     log_json: bool = Field(default=False, description="CALLSYNC_LOG_JSON: JSON log lines")
     data_dir: str = Field(default=".callsync", description="CALLSYNC_DATA_DIR: table stores")
 

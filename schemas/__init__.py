@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.call_event import CallDirection, CallEvent, CallStage, CallStatus, Employee, Utm
 from schemas.integration import IntegrationConfig, IntegrationOptions, LeadPolicy
+from schemas.mapping import EmployeeLink, EmployeeMapping
 
 __all__ = [
     "CallDirection",
@@ -11,6 +12,8 @@ __all__ = [
     "CallStage",
     "CallStatus",
     "Employee",
+    "EmployeeLink",
+    "EmployeeMapping",
     "IntegrationConfig",
     "IntegrationOptions",
     "LeadPolicy",

@@ -71,8 +71,6 @@ class IntegrationConfig(BaseModel):
     module_code: str = Field(default="ringostat", min_length=1, max_length=128,
                              pattern=r"^[A-Za-z0-9_\-]+$",
                              description="Code of the telephony integration module instance")
-    senior_manager_id: int | None = Field(default=None, ge=1,
-                                          description="CRM user who gets what nobody else does")
     options: IntegrationOptions = Field(default_factory=IntegrationOptions)
 
     @field_validator("portal_url")
@@ -82,6 +80,12 @@ class IntegrationConfig(BaseModel):
         if url.scheme != "https" and url.host not in {"127.0.0.1", "localhost", "::1", "[::1]"}:
             raise ValueError("retailCRM portals are reached over https")
         return url
+
+    def to_stored(self) -> dict[str, object]:
+        """A JSON-ready dict with the key in clear, for the integrations table only."""
+        data = self.model_dump(mode="json")
+        data["api_key"] = self.api_key.get_secret_value()
+        return data
 
     @property
     def zone(self) -> ZoneInfo:

@@ -1,0 +1,73 @@
+"""The Faust app: its topics and tables, built from the settings. Agents live in `agents/`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.config import load_settings
+from pipeline.tables import TenantTable
+
+__all__ = [
+    "app", "calls_topic", "control_topic", "dead_letter_topic", "integrations",
+    "integrations_topic", "invalid_topic", "ledger_table", "mappings", "mappings_topic",
+    "results_topic", "settings",
+]
+
+settings = load_settings()
+_topics = settings.topics
+_partitions = _topics.partitions
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
+    store="memory://",
+    autodiscover=["agents"],
+    origin="pipeline",
+    topic_partitions=_partitions,
+    topic_replication_factor=settings.replication_factor,
+    topic_allow_declare=True,
+    web_enabled=settings.metrics_port > 0,
+    web_port=settings.metrics_port or 6066,
+    web_bind=settings.metrics_bind,
+    web_in_thread=False,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    datadir=settings.data_dir,
+)
+
+
+def _topic(name: str, *, partitions: int, retention: timedelta | None = None,
+           compacting: bool | None = None) -> faust.TopicT:
+    # Raw bytes in and out: every record is validated by callsync itself, so a bad one becomes
+    # an invalid event with a reason instead of a crashed agent.
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw", internal=True, partitions=partitions,
+                     retention=retention, compacting=compacting)
+
+
+calls_topic = _topic(_topics.calls, partitions=_partitions,
+                     retention=timedelta(days=_topics.calls_retention_days))
+integrations_topic = _topic(_topics.integrations, partitions=_partitions, compacting=True)
+mappings_topic = _topic(_topics.mappings, partitions=_partitions, compacting=True)
+invalid_topic = _topic(_topics.invalid, partitions=_partitions, retention=timedelta(days=30))
+dead_letter_topic = _topic(_topics.dead_letter, partitions=_partitions,
+                           retention=timedelta(days=30))
+control_topic = _topic(_topics.control, partitions=1)
+results_topic = _topic(_topics.results, partitions=1, retention=timedelta(days=7))
+
+# Values are JSON objects (dicts), validated by callsync's own models when read.
+integrations = app.Table("integrations", partitions=_partitions, key_type=str,
+                         value_serializer="json")
+mappings = app.Table("mappings", partitions=_partitions, key_type=str, value_serializer="json")
+ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partitions,
+                                          key_type=str, value_serializer="json",
+                                          beacon=app.tables.beacon))
+
+
+@app.page("/metrics")
+async def metrics(web: View, request: Request) -> Response:
+    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])

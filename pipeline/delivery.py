@@ -1,0 +1,280 @@
+"""Carrying out one call's plan against retailCRM: each step once, however often it is delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from cachetools import TTLCache
+
+from pipeline.config import CRMSettings
+from pipeline.crm import errors as e
+from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
+from pipeline.crm.models import Customer, ManagerLookup
+from pipeline.errorpolicy import DeadLetter, Reject, Retry, decide
+from pipeline.ledger import Ledger
+from pipeline.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES
+from pipeline.planning import (
+    CallPlan,
+    is_new_lead,
+    order_for,
+    task_for,
+    task_performer,
+)
+from schemas.call_event import CallEvent
+from schemas.crm import CustomerRef
+
+__all__ = ["SourceRef", "StepFailed", "Steps", "Work"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass
+class Work:
+    """One call event on its way through a tenant lane; `ack` runs once its outcome is durable."""
+
+    event: CallEvent
+    plan: CallPlan
+    raw: bytes
+    key: bytes | None
+    source: SourceRef
+    ack: Callable[[], object]
+    rejected: list[str] = field(default_factory=list)
+    parked: list[DeadLetter] = field(default_factory=list)
+    broken: DeadLetter | None = None
+
+
+class StepFailed(Exception):
+    def __init__(self, action: DeadLetter | Reject) -> None:
+        super().__init__(action.reason)
+        self.action = action
+
+
+class Steps:
+    """The CRM steps of a call, each guarded by the error policy and recorded in the ledger."""
+
+    def __init__(self, *, client: RetailCRMClient, ledger: Ledger, settings: CRMSettings,
+                 clock: Callable[[], datetime], rand: random.Random | None = None) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.settings = settings
+        self.clock = clock
+        self.rand = rand or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.known_callers: TTLCache[str, ManagerLookup] = TTLCache(maxsize=10_000, ttl=600)
+
+    async def call(self, method: str, fn: Callable[[], Awaitable[T]], *,
+                   deadline: datetime | None = None) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await fn()
+            except e.RetailCRMError as exc:
+                action = decide(exc, attempt=attempt, max_attempts=self.settings.max_attempts,
+                                base=self.settings.backoff_base_seconds,
+                                cap=self.settings.backoff_max_seconds, rand=self.rand)
+            if not isinstance(action, Retry):
+                raise StepFailed(action)
+            if deadline is not None and self.clock().timestamp() + action.delay > \
+                    deadline.timestamp():
+                raise StepFailed(Reject(reason="stale"))
+            RETRIES.labels(method).inc()
+            await asyncio.sleep(action.delay)
+
+    async def _guard(self, work: Work, step: str, method: str,
+                     fn: Callable[[], Awaitable[T]]) -> T | None:
+        """Run a step; a rejection or a parked method is noted on the work, broken re-raises."""
+        try:
+            return await self.call(method, fn)
+        except StepFailed as failed:
+            action = failed.action
+            if isinstance(action, DeadLetter):
+                if action.broken:
+                    raise
+                work.parked.append(DeadLetter(reason=f"{step}:{action.reason}",
+                                              broken=False, method=action.method or method))
+            else:
+                work.rejected.append(f"{step}: {action.reason}")
+            return None
+
+    # -- per call ------------------------------------------------------------------------------
+
+    async def per_call(self, work: Work) -> None:
+        plan = work.plan
+        facts = self.ledger.facts(plan.tenant_id, plan.call_id)
+        await self._popups(work, facts)
+        if not plan.lookup:
+            return
+        lookup = await self._guard(work, "lookup", "/api/telephony/manager",
+                                   lambda: self._lookup(plan.phone))
+        if lookup is None:
+            return
+        seen = "lead" in facts
+        new_lead = bool(facts["lead"]) if seen else is_new_lead(lookup)
+        if not seen:
+            self.ledger.record(plan.tenant_id, plan.call_id, lead=new_lead)
+        customer = await self._customer(work, facts, lookup, new_lead=new_lead, seen=seen)
+        await self._order(work, facts, customer, new_lead=new_lead, seen=seen)
+        await self._task(work, facts, lookup, customer)
+
+    async def _lookup(self, phone: str) -> ManagerLookup:
+        cached = self.known_callers.get(phone)
+        if cached is not None:
+            return cached
+        lookup = await self.client.telephony_manager(phone, details=True, ignore_status=True)
+        if lookup.customer is not None:
+            self.known_callers[phone] = lookup
+        return lookup
+
+    async def _popups(self, work: Work, facts: dict[str, Any]) -> None:
+        for popup in work.plan.popups:
+            tag = f"popup_{popup.stage.value}"
+            if facts.get(tag):
+                continue
+            if self.clock() > popup.not_after:
+                POPUPS_SKIPPED.labels("stale").inc()
+                continue
+            try:
+                await self.call("/api/telephony/call/event",
+                                lambda p=popup.payload: self.client.call_event(p),  # type: ignore[misc]
+                                deadline=popup.not_after)
+            except StepFailed as failed:
+                if isinstance(failed.action, DeadLetter) and failed.action.broken:
+                    raise
+                # A pop-up is worth nothing later: it is counted, never parked or replayed.
+                POPUPS_SKIPPED.labels(failed.action.reason.split(":")[0]).inc()
+                continue
+            self.ledger.record(work.plan.tenant_id, work.plan.call_id, **{tag: True})
+
+    async def _customer(self, work: Work, facts: dict[str, Any], lookup: ManagerLookup, *,
+                        new_lead: bool, seen: bool) -> CustomerRef | None:
+        plan = work.plan
+        if lookup.customer is not None:
+            return CustomerRef(id=lookup.customer.id)
+        if facts.get("customer_id"):
+            return CustomerRef(id=int(facts["customer_id"]))
+        if plan.customer is None or not new_lead or plan.customer.externalId is None:
+            return None
+        external_id = plan.customer.externalId
+        existing: Customer | None = None
+        if seen:  # delivered before: the customer may exist although the ledger missed it
+            existing = await self._guard(work, "customer", "/api/customers/{externalId}",
+                                         lambda: self._customer_or_none(external_id))
+        if existing is not None:
+            customer_id: int | None = existing.id
+        else:
+            customer_id = await self._guard(
+                work, "customer", "/api/customers/create",
+                lambda: self.client.create_customer(plan.customer,  # type: ignore[arg-type]
+                                                    site=plan.site))
+        if customer_id is None:
+            return None
+        self.ledger.record(plan.tenant_id, plan.call_id, customer_id=customer_id)
+        return CustomerRef(id=customer_id)
+
+    async def _customer_or_none(self, external_id: str) -> Customer | None:
+        try:
+            return await self.client.customer(external_id)
+        except e.NotFound:
+            return None
+
+    async def _order(self, work: Work, facts: dict[str, Any], customer: CustomerRef | None, *,
+                     new_lead: bool, seen: bool) -> None:
+        plan = work.plan
+        order = order_for(plan, new_lead=new_lead, customer=customer)
+        if order is None or facts.get("order") or order.externalId is None:
+            return
+        external_id = order.externalId
+        if seen:
+            found = await self._guard(work, "order", "/api/orders", lambda: self.client.orders(
+                filter={"externalIds": [external_id]}, limit=20))
+            if found is None:
+                return
+            if found.orders:
+                self.ledger.record(plan.tenant_id, plan.call_id, order=found.orders[0].id)
+                return
+        created = await self._guard(work, "order", "/api/orders/create",
+                                    lambda: self.client.create_order(order, site=plan.site))
+        if created is not None:
+            self.ledger.record(plan.tenant_id, plan.call_id, order=created.id)
+
+    async def _task(self, work: Work, facts: dict[str, Any], lookup: ManagerLookup,
+                    customer: CustomerRef | None) -> None:
+        plan = work.plan
+        if plan.task is None or facts.get("task"):
+            return
+        performer = task_performer(plan, lookup)
+        if performer is None:
+            work.parked.append(DeadLetter(reason="task:NoPerformer", broken=False,
+                                          method="/api/tasks/create"))
+            return
+        task = task_for(plan, performer=performer, customer=customer)
+        if task is None:
+            return
+        if facts.get("task_pending"):  # a crash came between create and record: look first
+            marker = f"Call {plan.call_id} "
+            found = await self._guard(work, "task", "/api/tasks", lambda: self.client.tasks(
+                filter={"performers": [performer], "text": task.text}, limit=100))
+            if found is None:
+                return
+            match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
+            if match is not None:
+                self.ledger.record(plan.tenant_id, plan.call_id, task=match.id)
+                return
+        # retailCRM does not de-duplicate tasks: the intent is made durable before the create.
+        self.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
+        await self.ledger.sync()
+        task_id = await self._guard(work, "task", "/api/tasks/create",
+                                    lambda: self.client.create_task(task, site=plan.site))
+        if task_id is not None:
+            self.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
+
+    # -- batched -------------------------------------------------------------------------------
+
+    async def upload(self, works: list[Work]) -> None:
+        pending = [w for w in works if w.plan.upload is not None and w.broken is None
+                   and not self.ledger.facts(w.plan.tenant_id, w.plan.call_id).get("call")]
+        for chunk in _chunks(pending, MAX_CALLS_PER_UPLOAD):
+            await self._upload(chunk)
+
+    async def _upload(self, chunk: list[Work]) -> None:
+        calls = [w.plan.upload for w in chunk if w.plan.upload is not None]
+        try:
+            await self.call("/api/telephony/calls/upload", lambda: self.client.upload_calls(calls))
+        except StepFailed as failed:
+            action = failed.action
+            if isinstance(action, DeadLetter):
+                for w in chunk:
+                    if action.broken:
+                        w.broken = action
+                    else:
+                        w.parked.append(DeadLetter(reason=f"upload:{action.reason}",
+                                                   broken=False, method=action.method))
+            elif len(chunk) > 1:  # find the call the CRM refused: upload one by one
+                for w in chunk:
+                    await self._upload([w])
+            else:
+                chunk[0].rejected.append(f"upload: {action.reason}")
+            return
+        BATCH_SIZE.observe(len(chunk))
+        for w in chunk:
+            self.ledger.record(w.plan.tenant_id, w.plan.call_id, call=True)
+
+
+def _chunks(items: list[Work], size: int) -> Iterator[list[Work]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

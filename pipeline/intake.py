@@ -1,0 +1,88 @@
+"""A call record's way in: validate, find the tenant, plan, hand to the tenant's lane."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.delivery import SourceRef, Work
+from pipeline.lanes import LaneRegistry
+from pipeline.outlets import Outlets
+from pipeline.planning import plan_call
+from schemas.call_event import CallEvent
+from schemas.integration import IntegrationConfig
+from schemas.mapping import EmployeeMapping
+
+__all__ = ["TenantDirectory", "accept_call", "describe_invalid"]
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """`undecodable: …` for bytes that are not JSON, else `schema: field: problem; …`."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(err["type"] in ("json_invalid", "json_type") for err in errors):
+        return "undecodable: " + "; ".join(str(err["msg"]) for err in errors)[:500]
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or '(record)'}: {err['msg']}"
+             for err in errors]
+    return "schema: " + "; ".join(parts)[:1000]
+
+
+class TenantDirectory:
+    """Parsed views of the integrations and mappings tables, re-parsed only when they change."""
+
+    def __init__(self, integrations: Mapping[str, Any], mappings: Mapping[str, Any]) -> None:
+        self._integrations = integrations
+        self._mappings = mappings
+        self._configs: dict[str, tuple[Any, IntegrationConfig]] = {}
+        self._maps: dict[str, tuple[Any, EmployeeMapping]] = {}
+
+    def config(self, tenant_id: str) -> IntegrationConfig | None:
+        stored = self._integrations.get(tenant_id)
+        if not stored:
+            return None
+        cached = self._configs.get(tenant_id)
+        if cached is None or cached[0] != stored:
+            cached = (stored, IntegrationConfig.model_validate(stored))
+            self._configs[tenant_id] = cached
+        return cached[1]
+
+    def mapping(self, tenant_id: str) -> EmployeeMapping:
+        stored = self._mappings.get(tenant_id)
+        if not stored:
+            return EmployeeMapping(tenant_id=tenant_id)
+        cached = self._maps.get(tenant_id)
+        if cached is None or cached[0] != stored:
+            cached = (stored, EmployeeMapping.model_validate(stored))
+            self._maps[tenant_id] = cached
+        return cached[1]
+
+
+async def accept_call(*, raw: bytes, key: bytes | None, source: SourceRef,
+                      ack: Callable[[], object], directory: TenantDirectory,
+                      lanes: LaneRegistry, outlets: Outlets) -> None:
+    """Never raises for bad input: it lands on the invalid topic and the partition moves on."""
+    try:
+        event = CallEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        await outlets.invalid(raw=raw, key=key, source=source, reason=describe_invalid(exc),
+                              tenant_id=None)
+        ack()
+        return
+    reason = None
+    config = directory.config(event.tenant_id)
+    if key is not None and key != event.tenant_id.encode():
+        reason = f"key_mismatch: record key {key[:64]!r} is not tenant_id {event.tenant_id!r}"
+    elif config is None:
+        reason = f"unknown_tenant: no integration is configured for {event.tenant_id!r}"
+    if reason is not None or config is None:
+        await outlets.invalid(raw=raw, key=key, source=source, reason=reason or "",
+                              tenant_id=event.tenant_id)
+        ack()
+        return
+    plan = plan_call(event, config, directory.mapping(event.tenant_id))
+    if plan.is_empty:
+        ack()
+        return
+    lane = lanes.lane_for(config)
+    await lane.submit(Work(event=event, plan=plan, raw=raw, key=key, source=source, ack=ack))

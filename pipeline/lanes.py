@@ -1,0 +1,178 @@
+"""One delivery lane per tenant: its own key, pace, batches and failures, apart from the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+
+from pipeline.config import CRMSettings
+from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
+from pipeline.delivery import StepFailed, Steps, Work
+from pipeline.errorpolicy import DeadLetter
+from pipeline.ledger import Ledger
+from pipeline.metrics import DELIVERED, LANE_BACKLOG, observe_crm_request
+from pipeline.outlets import Outlets
+from schemas.integration import IntegrationConfig
+
+__all__ = ["LaneRegistry", "TenantLane"]
+
+log = logging.getLogger(__name__)
+
+
+class TenantLane:
+    """Takes a tenant's events in order, batches their call uploads, and acks each event only
+    after it was delivered, dead-lettered or put on the invalid topic."""
+
+    def __init__(self, *, tenant_id: str, steps: Steps, outlets: Outlets, linger: float,
+                 buffer: int) -> None:
+        self.tenant_id = tenant_id
+        self.steps = steps
+        self.outlets = outlets
+        self.linger = linger
+        self.broken: DeadLetter | None = None
+        self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"lane-{self.tenant_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def submit(self, work: Work) -> None:
+        """Waits while the lane is full: back-pressure on the partition, never a dropped event."""
+        await self._queue.put(work)
+        LANE_BACKLOG.inc()
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def _collect(self) -> list[Work]:
+        batch = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger
+        while len(batch) < MAX_CALLS_PER_UPLOAD:
+            remaining = deadline - loop.time()
+            if remaining <= 0 and self._queue.empty():
+                break
+            try:
+                batch.append(self._queue.get_nowait() if not self._queue.empty() else
+                             await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        LANE_BACKLOG.dec(len(batch))
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._collect()
+            await self.deliver(batch)
+
+    async def deliver(self, batch: list[Work]) -> None:
+        for work in batch:
+            if self.broken is not None:
+                work.broken = self.broken
+                continue
+            try:
+                await self.steps.per_call(work)
+            except Exception as exc:
+                self._failed(work, exc)
+        try:
+            await self.steps.upload([w for w in batch if w.broken is None])
+        except Exception as exc:
+            for work in batch:
+                self._failed(work, exc)
+        if self.broken is None:
+            self.broken = next((w.broken for w in batch if w.broken is not None), None)
+        for work in batch:
+            await self._finish(work)
+
+    def _failed(self, work: Work, exc: Exception) -> None:
+        if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
+            work.broken = exc.action
+            self.broken = exc.action
+            log.error("tenant %s integration broken (%s on %s); parking its events",
+                      self.tenant_id, exc.action.reason, exc.action.method)
+            return
+        log.exception("call %s from %s failed unexpectedly", work.plan.call_id, work.source,
+                      exc_info=exc)
+        work.parked.append(DeadLetter(reason=f"internal:{type(exc).__name__}", broken=False))
+
+    async def _finish(self, work: Work) -> None:
+        while True:
+            try:
+                if work.broken is not None:
+                    await self.outlets.dead_letter(work, [work.broken])
+                else:
+                    if work.rejected:
+                        await self.outlets.invalid(
+                            raw=work.raw, key=work.key, source=work.source,
+                            reason="crm_rejected: " + "; ".join(work.rejected),
+                            tenant_id=self.tenant_id)
+                    if work.parked:
+                        await self.outlets.dead_letter(work, work.parked)
+                    if not work.rejected and not work.parked:
+                        DELIVERED.inc()
+                break
+            except Exception:
+                log.exception("could not write the outcome of %s; retrying", work.source)
+                await asyncio.sleep(1)
+        work.ack()
+
+
+class LaneRegistry:
+    """Lanes by tenant; a changed integration (new key, new portal) gets a fresh client."""
+
+    def __init__(self, *, settings: CRMSettings, ledger: Ledger, outlets: Outlets,
+                 transport: httpx.AsyncBaseTransport | None = None, buffer: int = 2000,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.outlets = outlets
+        self.transport = transport
+        self.buffer = buffer
+        self.clock = clock
+        self.lanes: dict[str, TenantLane] = {}
+        self._fingerprints: dict[str, tuple[str, str]] = {}
+
+    def _client(self, config: IntegrationConfig) -> RetailCRMClient:
+        return RetailCRMClient(
+            base_url=str(config.portal_url), api_key=config.api_key,
+            transport=self.transport, timeout=self.settings.timeout_seconds,
+            general_rps=self.settings.general_rps, telephony_rps=self.settings.telephony_rps,
+            observer=observe_crm_request)
+
+    def lane_for(self, config: IntegrationConfig) -> TenantLane:
+        fingerprint = (str(config.portal_url), config.api_key.get_secret_value())
+        lane = self.lanes.get(config.tenant_id)
+        if lane is None:
+            steps = Steps(client=self._client(config), ledger=self.ledger,
+                          settings=self.settings, clock=self.clock)
+            lane = TenantLane(tenant_id=config.tenant_id, steps=steps, outlets=self.outlets,
+                              linger=self.settings.upload_linger_seconds, buffer=self.buffer)
+            self.lanes[config.tenant_id] = lane
+            lane.start()
+        elif self._fingerprints.get(config.tenant_id) != fingerprint:
+            old = lane.steps.client
+            lane.steps.client = self._client(config)
+            lane.steps.known_callers.clear()
+            lane.broken = None
+            asyncio.get_running_loop().create_task(old.aclose())
+        self._fingerprints[config.tenant_id] = fingerprint
+        return lane
+
+    async def stop(self) -> None:
+        for lane in self.lanes.values():
+            await lane.stop()
+            await lane.steps.client.aclose()

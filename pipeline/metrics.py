@@ -1,0 +1,40 @@
+"""Prometheus metrics (callsync_ prefix, base units); labels stay low-cardinality."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "BATCH_SIZE", "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DELIVERED",
+    "EVENTS_CONSUMED", "INVALID", "LANE_BACKLOG", "POPUPS_SKIPPED", "RATE_LIMIT_WAIT",
+    "RETRIES", "TENANT_UPDATES", "observe_crm_request",
+]
+
+EVENTS_CONSUMED = Counter("callsync_events_consumed_total", "Records read", ["topic"])
+DELIVERED = Counter("callsync_events_delivered_total",
+                    "Call events whose every CRM operation succeeded")
+INVALID = Counter("callsync_events_invalid_total", "Events put on the invalid topic", ["reason"])
+DEAD_LETTERED = Counter("callsync_events_dead_lettered_total",
+                        "Events (or their parked operations) put on the dead-letter topic",
+                        ["reason"])
+CRM_REQUESTS = Counter("callsync_crm_requests_total", "retailCRM requests",
+                       ["method", "outcome"])
+CRM_REQUEST_SECONDS = Histogram("callsync_crm_request_duration_seconds",
+                                "retailCRM request duration", ["method"],
+                                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RATE_LIMIT_WAIT = Counter("callsync_crm_rate_limit_wait_seconds_total",
+                          "Time spent waiting for the per-key request budget")
+RETRIES = Counter("callsync_crm_retries_total", "Retried retailCRM requests", ["method"])
+BATCH_SIZE = Histogram("callsync_call_upload_batch_size", "Calls per telephony/calls/upload",
+                       buckets=(1, 2, 5, 10, 20, 30, 40, 50))
+POPUPS_SKIPPED = Counter("callsync_popups_skipped_total", "Pop-ups not sent", ["reason"])
+TENANT_UPDATES = Counter("callsync_tenant_updates_total",
+                         "Integration configs and mappings stored", ["table"])
+LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
+
+
+def observe_crm_request(method: str, outcome: str, seconds: float, waited: float) -> None:
+    CRM_REQUESTS.labels(method, outcome).inc()
+    CRM_REQUEST_SECONDS.labels(method).observe(seconds)
+    if waited:
+        RATE_LIMIT_WAIT.inc(waited)

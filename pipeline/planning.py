@@ -1,0 +1,210 @@
+"""Which retailCRM operations a call event needs: pure functions, no I/O, no clock of their own."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pipeline.crm.models import ManagerLookup
+from schemas.call_event import CallDirection, CallEvent, CallStage, CallStatus, Utm
+from schemas.crm import (
+    CallEventPayload,
+    CallResult,
+    CallUpload,
+    CustomerPayload,
+    CustomerPhone,
+    CustomerRef,
+    HangupStatus,
+    OrderPayload,
+    SourcePayload,
+    TaskPayload,
+)
+from schemas.integration import IntegrationConfig
+from schemas.mapping import EmployeeMapping
+
+__all__ = [
+    "CallPlan", "Popup", "TaskDraft", "customer_external_id", "is_new_lead", "order_external_id",
+    "order_for", "plan_call", "task_for", "task_performer",
+]
+
+CALL_RESULT = {
+    CallStatus.ANSWERED: CallResult.ANSWERED, CallStatus.NO_ANSWER: CallResult.NO_ANSWER,
+    CallStatus.BUSY: CallResult.BUSY, CallStatus.FAILED: CallResult.FAILED,
+    CallStatus.CANCELLED: CallResult.NO_ANSWER, CallStatus.IN_PROGRESS: CallResult.UNKNOWN,
+}
+HANGUP_STATUS = {
+    CallStatus.ANSWERED: HangupStatus.ANSWERED, CallStatus.NO_ANSWER: HangupStatus.NO_ANSWERED,
+    CallStatus.BUSY: HangupStatus.BUSY, CallStatus.FAILED: HangupStatus.FAILED,
+    CallStatus.CANCELLED: HangupStatus.CANCEL, CallStatus.IN_PROGRESS: HangupStatus.FAILED,
+}
+UTM_TO_SOURCE = {"source": "source", "medium": "medium", "campaign": "campaign",
+                 "term": "keyword", "content": "content"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+@dataclass(frozen=True)
+class Popup:
+    """A pop-up worth showing only until `not_after` (checked when it is sent, not planned)."""
+
+    payload: CallEventPayload
+    not_after: datetime
+    stage: CallStage
+
+
+@dataclass(frozen=True)
+class TaskDraft:
+    text: str
+    commentary: str
+    datetime: str
+    phone: str
+    mapped_user_id: int | None
+    senior_manager_id: int | None
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    tenant_id: str
+    call_id: str
+    phone: str
+    site: str
+    popups: tuple[Popup, ...] = ()
+    upload: CallUpload | None = None
+    lookup: bool = False  # ask telephony/manager who the caller is
+    customer: CustomerPayload | None = None  # created when the CRM does not know the caller
+    order: OrderPayload | None = None  # for a new lead: the caller was unknown
+    task: TaskDraft | None = None  # for a missed call
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.popups or self.upload or self.lookup)
+
+
+def customer_external_id(tenant_id: str, phone: str) -> str:
+    return _UNSAFE.sub("-", f"cs-{tenant_id}-{phone.lstrip('+')}")
+
+
+def order_external_id(tenant_id: str, call_id: str) -> str:
+    return _UNSAFE.sub("-", f"cs-{tenant_id}-call-{call_id}")
+
+
+def _source(utm: Utm) -> SourcePayload | None:
+    if utm.is_empty():
+        return None
+    return SourcePayload(source=utm.source, medium=utm.medium, campaign=utm.campaign,
+                         keyword=utm.term, content=utm.content)
+
+
+def _custom_fields(utm: Utm, fields: dict[str, str]) -> dict[str, str] | None:
+    values = {code: getattr(utm, tag) for tag, code in fields.items()
+              if tag in UTM_TO_SOURCE and getattr(utm, tag)}
+    return values or None
+
+
+def _popups(event: CallEvent, config: IntegrationConfig,
+            mapping: EmployeeMapping) -> tuple[Popup, ...]:
+    employee_id = event.employee.id if event.employee else None
+    user_id = mapping.crm_user_for(employee_id) or mapping.senior_manager_id
+    codes = [event.employee.extension] if event.employee and event.employee.extension else None
+    if user_id is None and codes is None:
+        return ()
+    wait = timedelta(seconds=event.wait_seconds)
+    if event.stage is CallStage.STARTED:
+        kind, at, hangup = event.direction.value, event.started_at, None
+    elif event.stage is CallStage.ANSWERED:
+        kind, at, hangup = event.direction.value, event.started_at + wait, None
+    else:
+        kind = "hangup"
+        at = event.started_at + wait + timedelta(seconds=event.talk_seconds)
+        hangup = HANGUP_STATUS[event.status]
+    payload = CallEventPayload(
+        phone=event.client_phone, type=kind,  # type: ignore[arg-type]
+        codes=codes, userIds=[user_id] if user_id else None, hangupStatus=hangup,
+        externalPhone=event.tracking_number, site=config.site_code, callExternalId=event.call_id)
+    max_age = timedelta(seconds=config.options.popup_max_age_seconds)
+    return (Popup(payload=payload, not_after=at + max_age, stage=event.stage),)
+
+
+def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapping) -> CallPlan:
+    """Everything the call needs that can be decided before asking the CRM anything."""
+    popups = _popups(event, config, mapping)
+    base = CallPlan(tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
+                    site=config.site_code, popups=popups)
+    if event.stage is not CallStage.ENDED or event.status is CallStatus.IN_PROGRESS:
+        return base
+    zone = config.zone
+    employee = event.employee
+    mapped = mapping.crm_user_for(employee.id if employee else None)
+    manager = mapped or mapping.senior_manager_id
+    source = _source(event.utm)
+    upload = CallUpload(
+        externalId=event.call_id, date=event.started_at.astimezone(zone).strftime(
+            "%Y-%m-%d %H:%M:%S"),
+        type=event.direction.value,
+        phone=event.client_phone, userId=mapped,
+        code=employee.extension if mapped is None and employee else None,
+        result=CALL_RESULT[event.status], duration=event.talk_seconds,
+        durationWaiting=event.wait_seconds,
+        recordUrl=str(event.recording_url) if event.recording_url else None, source=source,
+        externalPhone=event.tracking_number, site=config.site_code, clientId=event.ga_client_id)
+    inbound = event.direction is CallDirection.INBOUND
+    options = config.options
+    customer = order = None
+    if inbound and options.lead.create_customer:
+        customer = CustomerPayload(
+            externalId=customer_external_id(event.tenant_id, event.client_phone),
+            phones=[CustomerPhone(number=event.client_phone)], managerId=manager,
+            site=config.site_code, source=source,
+            customFields=_custom_fields(event.utm, options.customer_utm_fields))
+    if inbound and options.lead.create_order:
+        order = OrderPayload(
+            externalId=order_external_id(event.tenant_id, event.call_id),
+            orderMethod=options.order_method, site=config.site_code, phone=event.client_phone,
+            managerId=manager, source=source,
+            customFields=_custom_fields(event.utm, options.order_utm_fields))
+    task = None
+    if inbound and event.status is not CallStatus.ANSWERED and options.missed_call_task:
+        ended = event.started_at + timedelta(seconds=event.wait_seconds + event.talk_seconds)
+        local = event.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        task = TaskDraft(
+            text=f"Missed call from {event.client_phone}",
+            commentary=(f"Call {event.call_id} at {local} to "
+                        f"{event.tracking_number or 'the main line'}: {event.status.value}, "
+                        f"waited {event.wait_seconds}s."),
+            datetime=ended.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            phone=event.client_phone, mapped_user_id=mapped,
+            senior_manager_id=mapping.senior_manager_id)
+    return CallPlan(
+        tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
+        site=config.site_code, popups=popups, upload=upload,
+        lookup=customer is not None or order is not None or task is not None,
+        customer=customer, order=order, task=task)
+
+
+def is_new_lead(lookup: ManagerLookup) -> bool:
+    """A new lead: the CRM did not know the caller when the call was first delivered."""
+    return lookup.customer is None
+
+
+def order_for(plan: CallPlan, *, new_lead: bool,
+              customer: CustomerRef | None) -> OrderPayload | None:
+    if plan.order is None or not new_lead:
+        return None
+    return plan.order.model_copy(update={"customer": customer})
+
+
+def task_performer(plan: CallPlan, lookup: ManagerLookup) -> int | None:
+    """The responsible manager: the CRM's, else the employee's, else the senior manager."""
+    if plan.task is None:
+        return None
+    return (lookup.manager.id if lookup.manager else None) or plan.task.mapped_user_id \
+        or plan.task.senior_manager_id
+
+
+def task_for(plan: CallPlan, *, performer: int,
+             customer: CustomerRef | None) -> TaskPayload | None:
+    draft = plan.task
+    if draft is None:
+        return None
+    return TaskPayload(text=draft.text, commentary=draft.commentary, datetime=draft.datetime,
+                       performerId=performer, customer=customer, phone=draft.phone)
