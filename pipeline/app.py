@@ -59,13 +59,11 @@ dead_letter_topic = _topic(_topics.dead_letter, partitions=_partitions,
 control_topic = _topic(_topics.control, partitions=1)
 results_topic = _topic(_topics.results, partitions=1, retention=timedelta(days=7))
 
-# Values are JSON objects (dicts), validated by callsync's own models when read.
-integrations = app.Table("integrations", partitions=_partitions, key_type=str,
-                         value_serializer="json")
-mappings = app.Table("mappings", partitions=_partitions, key_type=str, value_serializer="json")
+# Values are JSON objects (the app's default serializer), read through callsync's own models.
+integrations = app.Table("integrations", partitions=_partitions, key_type=str)
+mappings = app.Table("mappings", partitions=_partitions, key_type=str)
 ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partitions,
-                                          key_type=str, value_serializer="json",
-                                          beacon=app.tables.beacon))
+                                          key_type=str, beacon=app.tables.beacon))
 
 
 @app.page("/metrics")

@@ -43,5 +43,5 @@ lanes = LaneRegistry(settings=settings.crm,
 
 
 @app.on_before_shutdown.connect
-async def _stop_lanes(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+async def _stop_lanes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     await lanes.stop()
