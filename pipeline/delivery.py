@@ -28,7 +28,7 @@ from pipeline.planning import (
 from schemas.call_event import CallEvent
 from schemas.crm import CustomerRef
 
-__all__ = ["SourceRef", "StepFailed", "Steps", "Work"]
+__all__ = ["SourceRef", "StepFailed", "Steps", "Work", "finished"]
 
 T = TypeVar("T")
 
@@ -62,6 +62,12 @@ class StepFailed(Exception):
     def __init__(self, action: DeadLetter | Reject) -> None:
         super().__init__(action.reason)
         self.action = action
+
+
+def finished(ledger: Ledger, work: Work) -> None:
+    """Note a call whose every step succeeded, so a redelivery costs no request at all."""
+    if work.broken is None and not work.rejected and not work.parked:
+        ledger.record(work.plan.tenant_id, work.plan.call_id, done=True)
 
 
 class Steps:
@@ -116,6 +122,8 @@ class Steps:
     async def per_call(self, work: Work) -> None:
         plan = work.plan
         facts = self.ledger.facts(plan.tenant_id, plan.call_id)
+        if facts.get("done"):  # delivered before, every step: nothing to ask the CRM
+            return
         await self._popups(work, facts)
         if not plan.lookup:
             return
@@ -246,8 +254,12 @@ class Steps:
     # -- batched -------------------------------------------------------------------------------
 
     async def upload(self, works: list[Work]) -> None:
-        pending = [w for w in works if w.plan.upload is not None and w.broken is None
-                   and not self.ledger.facts(w.plan.tenant_id, w.plan.call_id).get("call")]
+        pending = []
+        for w in works:
+            facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
+            if w.plan.upload is not None and w.broken is None and not (
+                    facts.get("call") or facts.get("done")):
+                pending.append(w)
         for chunk in _chunks(pending, MAX_CALLS_PER_UPLOAD):
             await self._upload(chunk)
 

@@ -12,7 +12,7 @@ import httpx
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
-from pipeline.delivery import StepFailed, Steps, Work
+from pipeline.delivery import StepFailed, Steps, Work, finished
 from pipeline.errorpolicy import DeadLetter
 from pipeline.ledger import Ledger
 from pipeline.metrics import DELIVERED, LANE_BACKLOG, observe_crm_request
@@ -123,6 +123,7 @@ class TenantLane:
                     if work.parked:
                         await self.outlets.dead_letter(work, work.parked)
                     if not work.rejected and not work.parked:
+                        finished(self.steps.ledger, work)
                         DELIVERED.inc()
                 break
             except Exception:

@@ -1,0 +1,254 @@
+"""Tenant lanes and delivery steps against the double: idempotent, paced, failures sorted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pipeline.config import CRMSettings
+from pipeline.crm.client import RetailCRMClient
+from pipeline.crmdouble.server import CRMDouble
+from pipeline.crmdouble.state import ApiKey, Fault, Portal
+from pipeline.delivery import SourceRef, Steps, Work
+from pipeline.errorpolicy import DeadLetter
+from pipeline.lanes import TenantLane
+from pipeline.ledger import MemoryLedger
+from pipeline.planning import plan_call
+from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
+from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
+
+NOW = datetime.now(UTC)
+MAPPING = EmployeeMapping(tenant_id="acme", senior_manager_id=28,
+                          employees={"emp-1": EmployeeLink(crm_user_id=27, extension="101")})
+
+
+class RecordingOutlets:
+    """The invalid and dead-letter topics, as lists."""
+
+    def __init__(self) -> None:
+        self.rejected: list[tuple[str, str]] = []
+        self.dead: list[tuple[str, list[DeadLetter]]] = []
+
+    async def invalid(self, *, raw: bytes, key: bytes | None, source: SourceRef, reason: str,
+                      tenant_id: str | None) -> None:
+        self.rejected.append((CallEvent.model_validate_json(raw).call_id, reason))
+
+    async def dead_letter(self, work: Work, actions: Sequence[DeadLetter]) -> None:
+        self.dead.append((work.plan.call_id, list(actions)))
+
+
+def config(double: CRMDouble, key: str = "acme-key") -> IntegrationConfig:
+    return IntegrationConfig.model_validate({
+        "tenant_id": "acme", "portal_url": double.portal_url("acme"),
+        "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": key,
+        "timezone": "Europe/Kyiv"})
+
+
+def call(n: int, **changes: Any) -> CallEvent:
+    base: dict[str, Any] = {
+        "call_id": f"c{n}", "tenant_id": "acme",
+        "started_at": (NOW - timedelta(hours=3) + timedelta(minutes=n)).isoformat(),
+        "direction": "in", "client_phone": f"+38050111{n:04d}", "status": "answered",
+        "employee": {"id": "emp-1", "extension": "101"}, "talk_seconds": 30,
+        "wait_seconds": 5}
+    return CallEvent.model_validate({**base, **changes})
+
+
+class Harness:
+    def __init__(self, double: CRMDouble, *, key: str = "acme-key") -> None:
+        self.double = double
+        self.ledger = MemoryLedger()
+        self.outlets = RecordingOutlets()
+        self.acked: list[str] = []
+        self.cfg = config(double, key)
+        self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
+                                      api_key=self.cfg.api_key)
+        settings = CRMSettings(max_attempts=4, backoff_base_seconds=0.01,
+                               backoff_max_seconds=0.05, upload_linger_seconds=0.05)
+        self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
+                           clock=lambda: datetime.now(UTC))
+        self.lane = TenantLane(tenant_id="acme", steps=self.steps,
+                               outlets=self.outlets, linger=0.05, buffer=100)
+
+    def work(self, event: CallEvent, offset: int = 0) -> Work:
+        plan = plan_call(event, self.cfg, MAPPING)
+        return Work(event=event, plan=plan, raw=event.model_dump_json().encode(),
+                    key=b"acme", source=SourceRef("calls", 0, offset),
+                    ack=lambda: self.acked.append(event.call_id))
+
+    async def deliver(self, *events: CallEvent) -> None:
+        await self.lane.deliver([self.work(e, n) for n, e in enumerate(events)])
+
+
+@pytest.fixture
+async def harness(crm_double: CRMDouble, portal: Portal) -> AsyncIterator[Harness]:
+    h = Harness(crm_double)
+    await h.client.edit_integration_module(IntegrationModulePayload(
+        code="rs", integrationCode="ringostat", active=True,
+        integrations=Integrations(telephony=TelephonyConfiguration())))
+    yield h
+    await h.client.aclose()
+
+
+def requests(portal: Portal, double: CRMDouble) -> int:
+    return int(double.state.stats()[portal.name]["requests"])
+
+
+async def test_a_new_lead_gets_customer_order_and_call(harness: Harness, portal: Portal) -> None:
+    await harness.deliver(call(1, status="no_answer", talk_seconds=0))
+    assert harness.acked == ["c1"]
+    assert [c["externalId"] for c in portal.customers.values()] == ["cs-acme-380501110001"]
+    customer_id = next(iter(portal.customers))
+    [order] = portal.orders.values()
+    assert order["externalId"] == "cs-acme-call-c1" and order["customer"]["id"] == customer_id
+    [task] = portal.tasks.values()
+    assert task["performerId"] == 27 and task["customer"] == {"id": customer_id}
+    assert portal.calls["c1"]["result"] == "no answer"
+    assert harness.outlets.rejected == [] and harness.outlets.dead == []
+
+
+async def test_redelivery_creates_nothing_and_costs_no_request(harness: Harness,
+                                                              portal: Portal,
+                                                              crm_double: CRMDouble) -> None:
+    events = [call(1, status="busy", talk_seconds=0), call(2), call(3, status="no_answer")]
+    await harness.deliver(*events)
+    before = (len(portal.customers), len(portal.orders), len(portal.tasks), len(portal.calls))
+    spent = requests(portal, crm_double)
+    await harness.deliver(*events)
+    assert (len(portal.customers), len(portal.orders), len(portal.tasks),
+            len(portal.calls)) == before == (3, 3, 2, 3)
+    assert requests(portal, crm_double) == spent
+    assert harness.acked == ["c1", "c2", "c3"] * 2
+
+
+async def test_redelivery_after_a_lost_ledger_relies_on_the_crm(crm_double: CRMDouble,
+                                                                harness: Harness,
+                                                                portal: Portal) -> None:
+    events = [call(1, status="busy", talk_seconds=0), call(2)]
+    await harness.deliver(*events)
+    harness.ledger.data.clear()  # a worse crash: nothing of the ledger survived
+    await harness.deliver(*events)
+    assert (len(portal.customers), len(portal.orders), len(portal.calls)) == (2, 2, 2)
+    # the customer is known now, so the second time is no new lead and no new order;
+    # the task has no CRM-side key: without its ledger entry it is made again (documented)
+    assert len(portal.tasks) == 2
+
+
+async def test_a_crash_between_task_create_and_record_makes_no_second_task(
+        harness: Harness, portal: Portal) -> None:
+    event = call(1, status="no_answer", talk_seconds=0)
+    await harness.deliver(event)
+    [task_id] = portal.tasks
+    facts = harness.ledger.data["acme|c1"]
+    # as if the worker died after tasks/create but before its result was recorded
+    harness.ledger.data["acme|c1"] = {k: v for k, v in facts.items()
+                                      if k not in ("task", "done")}
+    await harness.deliver(event)
+    assert list(portal.tasks) == [task_id]
+    assert harness.ledger.data["acme|c1"]["task"] == task_id
+
+
+async def test_a_known_caller_is_no_new_lead(harness: Harness, portal: Portal) -> None:
+    await harness.deliver(call(1))
+    await harness.deliver(call(2, client_phone="+380501110001", status="busy",
+                               talk_seconds=0))
+    assert len(portal.customers) == 1 and len(portal.orders) == 1
+    [task] = portal.tasks.values()
+    assert task["performerId"] == 27  # the customer's manager, as telephony/manager says
+
+
+async def test_uploads_are_batched(harness: Harness, portal: Portal,
+                                   crm_double: CRMDouble) -> None:
+    events = [call(n, direction="out") for n in range(1, 121)]
+    await harness.deliver(*events)
+    assert len(portal.calls) == 120
+    by_key = crm_double.state.requests[("acme", "acme")]
+    assert by_key == {200: 3 + 1}  # three uploads of <=50, plus the module edit
+
+
+async def test_transient_failures_are_retried(crm_double: CRMDouble, harness: Harness,
+                                              portal: Portal) -> None:
+    crm_double.state.faults.append(Fault(portal="acme", status=503, remaining=2))
+    crm_double.state.faults.append(Fault(portal="acme", method="/api/telephony/calls/upload",
+                                         status=502, remaining=1))
+    await harness.deliver(call(1))
+    assert "c1" in portal.calls and harness.outlets.dead == []
+
+
+async def test_a_revoked_key_breaks_the_lane_and_parks_what_follows(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    portal.keys["acme-key"].active = False
+    await harness.deliver(call(1), call(2))
+    await harness.deliver(call(3))
+    assert [c for c, _ in harness.outlets.dead] == ["c1", "c2", "c3"]
+    assert all(a[0].broken and a[0].reason == "InvalidApiKey" for _, a in harness.outlets.dead)
+    assert harness.acked == ["c1", "c2", "c3"]
+    assert requests(portal, crm_double) == 1 + 1  # module edit, then one failed call
+
+
+async def test_access_denied_parks_only_the_step_that_needs_the_method(
+        crm_double: CRMDouble, portal: Portal) -> None:
+    portal.keys["no-tasks"] = ApiKey("no-tasks", {m for m in portal.keys["acme-key"].methods
+                                                 if m != "/api/tasks/create"}, "no-tasks")
+    h = Harness(crm_double, key="no-tasks")
+    await h.client.edit_integration_module(IntegrationModulePayload(
+        code="rs", integrationCode="ringostat", active=True,
+        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await h.deliver(call(1, status="no_answer", talk_seconds=0), call(2))
+    await h.client.aclose()
+    assert set(portal.calls) == {"c1", "c2"} and len(portal.orders) == 2
+    assert portal.tasks == {}
+    [(call_id, [parked])] = h.outlets.dead
+    assert call_id == "c1" and parked.method == "/api/tasks/create" and not parked.broken
+    assert h.lane.broken is None
+
+
+async def test_a_call_the_crm_refuses_goes_invalid_and_its_batch_still_lands(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    good = call(1, direction="out")
+    bad = call(2, direction="out")
+    work_bad = harness.work(bad, 1)
+    assert work_bad.plan.upload is not None
+    # a user id the portal does not know: the double refuses that call in the upload
+    work_bad.plan = work_bad.plan.__class__(**{**work_bad.plan.__dict__, "upload":
+                                               work_bad.plan.upload.model_copy(
+                                                   update={"userId": 999})})
+    await harness.lane.deliver([harness.work(good, 0), work_bad, harness.work(call(3), 2)])
+    assert set(portal.calls) == {"c1", "c3"}
+    assert [c for c, _ in harness.outlets.rejected] == ["c2"]
+    assert "userId" in harness.outlets.rejected[0][1]
+
+
+async def test_no_one_to_give_the_task_to_is_parked(crm_double: CRMDouble, harness: Harness,
+                                                   portal: Portal) -> None:
+    work = harness.work(call(1, status="no_answer", talk_seconds=0, employee=None))
+    work.plan = plan_call(work.event, harness.cfg, EmployeeMapping(tenant_id="acme"))
+    await harness.lane.deliver([work])
+    assert portal.tasks == {} and "c1" in portal.calls
+    [(_, [parked])] = harness.outlets.dead
+    assert parked.reason == "task:NoPerformer"
+
+
+async def test_stale_pop_ups_are_not_sent_and_fresh_ones_are(harness: Harness,
+                                                           portal: Portal) -> None:
+    fresh = call(1, started_at=datetime.now(UTC).isoformat(), stage="started",
+                 status="in_progress")
+    await harness.deliver(call(2, stage="started", status="in_progress"), fresh)
+    assert [e["callExternalId"] for e in portal.call_events] == ["c1"]
+    assert portal.call_events[0]["userIds"] == [27]
+
+
+async def test_the_lane_runs_on_its_own(harness: Harness, portal: Portal) -> None:
+    harness.lane.start()
+    for n in range(1, 6):
+        await harness.lane.submit(harness.work(call(n, direction="out"), n))
+    for _ in range(100):
+        if len(harness.acked) == 5:
+            break
+        await asyncio.sleep(0.05)
+    await harness.lane.stop()
+    assert harness.acked == [f"c{n}" for n in range(1, 6)] and len(portal.calls) == 5
