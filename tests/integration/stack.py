@@ -1,0 +1,103 @@
+"""A running callsync for end-to-end tests: the double, tenants, topics and a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from pipeline.crmdouble.server import CRMDouble
+from pipeline.demo import wait_for_metric
+from pipeline.devstack import (
+    DevTenant,
+    WorkerProcess,
+    committed_everything,
+    enable_telephony,
+    seed_tenant,
+    settings_from,
+    worker_env,
+)
+from pipeline.localkafka import free_port
+from pipeline.producing import Record, publish, record_for_call
+from pipeline.samples import SampleTenant
+from pipeline.topics import ensure_topics
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    workdir: Path
+    samples: list[SampleTenant]
+    partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.app_id = f"e2e-{uuid.uuid4().hex[:8]}"
+        self.double = CRMDouble()
+        url = self.double.start_in_thread()
+        self.tenants: list[DevTenant] = [seed_tenant(self.double.state, url, s, n)
+                                         for n, s in enumerate(self.samples)]
+        self.metrics_port = free_port()
+        self.env = worker_env(bootstrap=self.bootstrap, app_id=self.app_id,
+                              metrics_port=self.metrics_port,
+                              data_dir=str(self.workdir / "data"), partitions=self.partitions,
+                              extra={"CALLSYNC_CRM__UPLOAD_LINGER_SECONDS": "0.2",
+                                     **self.extra_env})
+        self.settings = settings_from(self.env)
+        self.worker = WorkerProcess(self.env, self.workdir / "worker.log")
+
+    @property
+    def calls_topic(self) -> str:
+        return self.settings.topics.calls
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings)
+        for tenant in self.tenants:
+            await enable_telephony(tenant)
+        await publish(self.bootstrap, self.settings.topics.integrations,
+                      [(t.config.tenant_id.encode(), json.dumps(t.config.to_stored()).encode(),
+                        None) for t in self.tenants])
+        await publish(self.bootstrap, self.settings.topics.mappings,
+                      [(t.mapping.tenant_id.encode(), t.mapping.model_dump_json().encode(),
+                        None) for t in self.tenants])
+        self.worker.start()
+        await asyncio.to_thread(wait_for_metric, self.metrics_port,
+                                "callsync_tenant_updates_total", 2 * len(self.tenants),
+                                self.worker)
+
+    async def publish_calls(self, events: list[dict[str, Any]],
+                            extra: list[Record] | None = None) -> None:
+        records = [record_for_call(json.dumps(e).encode()) for e in events]
+        await publish(self.bootstrap, self.calls_topic, records + (extra or []))
+
+    async def wait_done(self, within: float = 240) -> None:
+        done = await committed_everything(self.bootstrap, self.app_id, self.calls_topic,
+                                          within=within, worker=self.worker)
+        assert done, "the worker did not commit every call in time:\n" + self.worker.log_tail()
+
+    async def read_topic(self, topic: str) -> list[Any]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            records = []
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                got = [m for ms in batch.values() for m in ms]
+                records += got
+                if not got and records:
+                    break
+            return records
+        finally:
+            await consumer.stop()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.double.stop_thread()

@@ -1,0 +1,173 @@
+"""A real worker process, the real broker and the double: call events in, CRM state out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.crmdouble.state import Fault
+from pipeline.demo import scrape
+from pipeline.devstack import DevTenant
+from pipeline.samples import SampleTenant, sample_calls, sample_tenants
+from pipeline.tables import tenant_partition
+from tests.integration.stack import Stack
+
+pytestmark = pytest.mark.kafka
+
+RESULT = {"answered": "answered", "no_answer": "no answer", "busy": "busy",
+          "failed": "failed", "cancelled": "no answer"}
+
+
+@dataclass
+class Expected:
+    calls: dict[str, tuple[str, int | None, str | None]] = field(default_factory=dict)
+    customers: dict[str, int] = field(default_factory=dict)  # phone -> manager
+    order_phones: list[str] = field(default_factory=list)
+    tasks: list[tuple[int, str]] = field(default_factory=list)  # performer, phone
+
+
+def expected_state(events: list[dict[str, Any]], tenant: DevTenant) -> Expected:
+    """What the CRM must hold, restated from the product rules, not from the pipeline's code."""
+    links = {emp: link.crm_user_id for emp, link in tenant.mapping.employees.items()}
+    want = Expected()
+    for e in events:
+        if e["tenant_id"] != tenant.config.tenant_id:
+            continue
+        employee = e.get("employee") or {}
+        mapped = links.get(employee.get("id", ""))
+        code = employee.get("extension") if mapped is None else None
+        want.calls[e["call_id"]] = (RESULT[e["status"]], mapped, code)
+        if e["direction"] != "in":
+            continue
+        phone = e["client_phone"]
+        if phone not in want.customers:  # a new lead: customer and order
+            want.customers[phone] = mapped or tenant.senior_manager_id
+            want.order_phones.append(phone)
+        if e["status"] != "answered":  # a missed call: the customer's manager calls back
+            want.tasks.append((want.customers[phone], phone))
+    return want
+
+
+def actual_state(stack: Stack, tenant_id: str) -> Expected:
+    portal = stack.double.state.portals[tenant_id]
+    got = Expected()
+    got.calls = {c["externalId"]: (c["result"], c.get("userId"), c.get("code"))
+                 for c in portal.calls.values()}
+    got.customers = {c["phones"][0]["number"]: c["managerId"] for c in portal.customers.values()}
+    got.order_phones = [o["phone"] for o in portal.orders.values()]
+    got.tasks = [(t["performerId"], t["phone"]) for t in portal.tasks.values()]
+    return got
+
+
+def same(a: Expected, b: Expected) -> bool:
+    return (a.calls == b.calls and a.customers == b.customers
+            and sorted(a.order_phones) == sorted(b.order_phones)
+            and sorted(a.tasks) == sorted(b.tasks))
+
+
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture
+async def make_stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[StackFactory]:
+    stacks: list[Stack] = []
+
+    def make(samples: list[SampleTenant], **kw: Any) -> Stack:
+        stack = Stack(kafka_bootstrap, tmp_path / f"s{len(stacks)}", samples, **kw)
+        stack.workdir.mkdir()
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        await asyncio.to_thread(stack.stop)
+
+
+def bad_records(acme: dict[str, Any]) -> list[tuple[bytes | None, bytes, None]]:
+    """Five kinds of bad input, in between the good records."""
+    return [
+        (b"acme", b"\xff\xfe{not json", None),
+        (b"acme", json.dumps({"call_id": "x1", "tenant_id": "acme"}).encode(), None),
+        (b"acme", json.dumps({**acme, "call_id": "x2", "client_phone": "12"}).encode(), None),
+        (b"ghost", json.dumps({**acme, "call_id": "x3", "tenant_id": "ghost"}).encode(), None),
+        (b"globex", json.dumps({**acme, "call_id": "x4"}).encode(), None),
+    ]
+
+
+async def test_a_mixed_batch_lands_exactly_and_feeding_it_again_changes_nothing(
+        make_stack: StackFactory) -> None:
+    stack = make_stack(sample_tenants(3))
+    await stack.start()
+    events = sample_calls([t.sample for t in stack.tenants], 520, seed=11)
+    acme = next(e for e in events if e["tenant_id"] == "acme")
+    good_before, good_after = events[:260], events[260:]
+    bad = bad_records(acme)
+    await stack.publish_calls(good_before, extra=bad[:3])
+    await stack.publish_calls(good_after, extra=bad[3:])
+    await stack.wait_done()
+
+    for tenant in stack.tenants:
+        want = expected_state(events, tenant)
+        got = actual_state(stack, tenant.config.tenant_id)
+        assert same(got, want), tenant.config.tenant_id
+    counts = Counter(e["tenant_id"] for e in events)
+    assert min(counts.values()) > 100 and sum(counts.values()) == 520
+    stats = stack.double.state.stats()
+    assert all("503" not in s["by_status"] for s in stats.values()), stats
+
+    invalid = await stack.read_topic(stack.settings.topics.invalid)
+    reasons = {dict(m.headers)["callsync-reason"].decode().split(":")[0]: m for m in invalid}
+    assert len(invalid) == 5
+    assert set(reasons) == {"undecodable", "schema", "unknown_tenant", "key_mismatch"}
+    assert reasons["undecodable"].value == b"\xff\xfe{not json"  # the original bytes
+    assert b"client_phone" in b"".join(dict(m.headers)["callsync-reason"] for m in invalid)
+
+    metrics = scrape(stack.metrics_port)
+    assert metrics["callsync_events_delivered_total"] == 520
+    requests_first = sum(v for k, v in metrics.items()
+                         if k.startswith("callsync_crm_requests_total{"))
+    snapshot = {t.config.tenant_id: actual_state(stack, t.config.tenant_id)
+                for t in stack.tenants}
+
+    await stack.publish_calls(events, extra=bad)  # the same input, again
+    await stack.wait_done()
+    for tenant in stack.tenants:
+        assert same(actual_state(stack, tenant.config.tenant_id),
+                    snapshot[tenant.config.tenant_id])
+    assert len(await stack.read_topic(stack.settings.topics.invalid)) == 10
+    again = scrape(stack.metrics_port)
+    assert sum(v for k, v in again.items()
+               if k.startswith("callsync_crm_requests_total{")) == requests_first
+
+
+async def test_a_slow_portal_does_not_delay_the_other_tenants(make_stack: StackFactory) -> None:
+    samples = sample_tenants(3)
+    slow, fast = samples[0], samples[2]
+    stack = make_stack([slow, fast], partitions=1)
+    assert tenant_partition(slow.tenant_id, stack.partitions) == \
+        tenant_partition(fast.tenant_id, stack.partitions), "meant to share a partition"
+    await stack.start()
+    stack.double.state.faults.append(Fault(portal=slow.tenant_id, latency=0.4))
+    events = sample_calls([slow], 40, seed=3) + sample_calls([fast], 60, seed=4)
+    events.sort(key=lambda e: e["started_at"])  # interleaved on the shared partition
+    await stack.publish_calls(events)
+    fast_total = sum(1 for e in events if e["tenant_id"] == fast.tenant_id)
+    fast_portal = stack.double.state.portals[fast.tenant_id]
+    slow_portal = stack.double.state.portals[slow.tenant_id]
+    for _ in range(600):
+        if len(fast_portal.calls) == fast_total:
+            break
+        await asyncio.sleep(0.1)
+    assert len(fast_portal.calls) == fast_total
+    slow_done_then = len(slow_portal.calls)
+    assert slow_done_then < 40, "the slow tenant finished first: the test proves nothing"
+    stack.double.state.faults.clear()
+    await stack.wait_done()
+    assert len(slow_portal.calls) == 40
