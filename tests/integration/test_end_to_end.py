@@ -15,6 +15,7 @@ import pytest
 from pipeline.crmdouble.state import Fault
 from pipeline.demo import scrape
 from pipeline.devstack import DevTenant
+from pipeline.producing import Record
 from pipeline.samples import SampleTenant, sample_calls, sample_tenants
 from pipeline.tables import tenant_partition
 from tests.integration.stack import Stack
@@ -90,7 +91,7 @@ async def make_stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stac
         await asyncio.to_thread(stack.stop)
 
 
-def bad_records(acme: dict[str, Any]) -> list[tuple[bytes | None, bytes, None]]:
+def bad_records(acme: dict[str, Any]) -> list[Record]:
     """Five kinds of bad input, in between the good records."""
     return [
         (b"acme", b"\xff\xfe{not json", None),
