@@ -81,9 +81,14 @@ class Steps:
         self.clock = clock
         self.rand = rand or random.Random()  # noqa: S311 - jitter, not cryptography
         self.known_callers: TTLCache[str, ManagerLookup] = TTLCache(maxsize=10_000, ttl=600)
+        # Methods the key was refused: parked without asking again until the key changes.
+        self.denied: set[str] = set()
+        self.on_denied: Callable[[str], None] | None = None
 
     async def call(self, method: str, fn: Callable[[], Awaitable[T]], *,
                    deadline: datetime | None = None) -> T:
+        if method in self.denied:
+            raise StepFailed(DeadLetter(reason="AccessDenied", broken=False, method=method))
         attempt = 0
         while True:
             attempt += 1
@@ -93,6 +98,10 @@ class Steps:
                 action = decide(exc, attempt=attempt, max_attempts=self.settings.max_attempts,
                                 base=self.settings.backoff_base_seconds,
                                 cap=self.settings.backoff_max_seconds, rand=self.rand)
+            if isinstance(action, DeadLetter) and action.reason == "AccessDenied":
+                self.denied.add(action.method or method)
+                if self.on_denied is not None:
+                    self.on_denied(action.method or method)
             if not isinstance(action, Retry):
                 raise StepFailed(action)
             if deadline is not None and self.clock().timestamp() + action.delay > \

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 import httpx
 
@@ -17,11 +19,23 @@ from pipeline.errorpolicy import DeadLetter
 from pipeline.ledger import Ledger
 from pipeline.metrics import DELIVERED, LANE_BACKLOG, observe_crm_request
 from pipeline.outlets import Outlets
+from pipeline.tenantstate import StateStore, key_fingerprint
 from schemas.integration import IntegrationConfig
 
-__all__ = ["LaneRegistry", "TenantLane"]
+__all__ = ["LaneHooks", "LaneRegistry", "TenantLane"]
 
 log = logging.getLogger(__name__)
+DEACTIVATED = DeadLetter(reason="Deactivated", broken=True)
+
+
+class LaneHooks(Protocol):
+    def on_broken(self, tenant_id: str, action: DeadLetter) -> None: ...
+
+    def on_recovered(self, tenant_id: str) -> None: ...
+
+    def on_parked(self, tenant_id: str, count: int) -> None: ...
+
+    def on_denied(self, tenant_id: str, method: str) -> None: ...
 
 
 class TenantLane:
@@ -29,12 +43,18 @@ class TenantLane:
     after it was delivered, dead-lettered or put on the invalid topic."""
 
     def __init__(self, *, tenant_id: str, steps: Steps, outlets: Outlets, linger: float,
-                 buffer: int) -> None:
+                 buffer: int, hooks: LaneHooks | None = None, probe_interval: float = 300.0
+                 ) -> None:
         self.tenant_id = tenant_id
         self.steps = steps
         self.outlets = outlets
         self.linger = linger
+        self.hooks = hooks
+        self.probe_interval = probe_interval
+        self._last_probe = time.monotonic()
         self.broken: DeadLetter | None = None
+        if hooks is not None:
+            steps.on_denied = lambda method: hooks.on_denied(tenant_id, method)
         self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
         self._task: asyncio.Task[None] | None = None
 
@@ -79,7 +99,25 @@ class TenantLane:
             batch = await self._collect()
             await self.deliver(batch)
 
+    async def _probe(self) -> None:
+        """A broken key is asked again at most once per probe interval, with /api/credentials."""
+        broken = self.broken
+        if broken is None or broken is DEACTIVATED or \
+                time.monotonic() - self._last_probe < self.probe_interval:
+            return
+        self._last_probe = time.monotonic()
+        try:
+            await self.steps.client.credentials()
+        except Exception:  # noqa: BLE001 - still broken, whatever the answer
+            return
+        log.warning("tenant %s: the key answers again; resuming delivery (parked events wait "
+                    "for a replay)", self.tenant_id)
+        self.broken = None
+        if self.hooks is not None:
+            self.hooks.on_recovered(self.tenant_id)
+
     async def deliver(self, batch: list[Work]) -> None:
+        await self._probe()
         for work in batch:
             if self.broken is not None:
                 work.broken = self.broken
@@ -95,6 +133,8 @@ class TenantLane:
                 self._failed(work, exc)
         if self.broken is None:
             self.broken = next((w.broken for w in batch if w.broken is not None), None)
+            if self.broken is not None and self.hooks is not None:
+                self.hooks.on_broken(self.tenant_id, self.broken)
         for work in batch:
             await self._finish(work)
 
@@ -102,6 +142,8 @@ class TenantLane:
         if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
             work.broken = exc.action
             self.broken = exc.action
+            if self.hooks is not None:
+                self.hooks.on_broken(self.tenant_id, exc.action)
             log.error("tenant %s integration broken (%s on %s); parking its events",
                       self.tenant_id, exc.action.reason, exc.action.method)
             return
@@ -125,6 +167,8 @@ class TenantLane:
                     if not work.rejected and not work.parked:
                         finished(self.steps.ledger, work)
                         DELIVERED.inc()
+                if (work.broken is not None or work.parked) and self.hooks is not None:
+                    self.hooks.on_parked(self.tenant_id, 1)
                 break
             except Exception:
                 log.exception("could not write the outcome of %s; retrying", work.source)
@@ -136,11 +180,15 @@ class LaneRegistry:
     """Lanes by tenant; a changed integration (new key, new portal) gets a fresh client."""
 
     def __init__(self, *, settings: CRMSettings, ledger: Ledger, outlets: Outlets,
+                 states: StateStore | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, buffer: int = 2000,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 probe_interval: float = 300.0) -> None:
         self.settings = settings
         self.ledger = ledger
         self.outlets = outlets
+        self.states = states
+        self.probe_interval = probe_interval
         self.transport = transport
         self.buffer = buffer
         self.clock = clock
@@ -161,17 +209,75 @@ class LaneRegistry:
             steps = Steps(client=self._client(config), ledger=self.ledger,
                           settings=self.settings, clock=self.clock)
             lane = TenantLane(tenant_id=config.tenant_id, steps=steps, outlets=self.outlets,
-                              linger=self.settings.upload_linger_seconds, buffer=self.buffer)
+                              linger=self.settings.upload_linger_seconds, buffer=self.buffer,
+                              hooks=self, probe_interval=self.probe_interval)
             self.lanes[config.tenant_id] = lane
+            self._apply_stored_state(lane, config)
             lane.start()
         elif self._fingerprints.get(config.tenant_id) != fingerprint:
-            old = lane.steps.client
-            lane.steps.client = self._client(config)
-            lane.steps.known_callers.clear()
-            lane.broken = None
-            asyncio.get_running_loop().create_task(old.aclose())
+            self._new_key(lane, config)
         self._fingerprints[config.tenant_id] = fingerprint
         return lane
+
+    def _apply_stored_state(self, lane: TenantLane, config: IntegrationConfig) -> None:
+        """A restarted worker remembers a broken key: it does not call it again to find out."""
+        if self.states is None:
+            return
+        state = self.states.get(config.tenant_id)
+        same_key = state.key_fingerprint in ("", key_fingerprint(
+            config.api_key.get_secret_value()))
+        if state.state == "deactivated":
+            lane.broken = DEACTIVATED
+        elif state.state == "broken" and same_key:
+            lane.broken = DeadLetter(reason=state.reason, broken=True, method=state.method)
+        if same_key:
+            lane.steps.denied = set(state.denied_methods)
+
+    def _new_key(self, lane: TenantLane, config: IntegrationConfig) -> None:
+        old = lane.steps.client
+        lane.steps.client = self._client(config)
+        lane.steps.known_callers.clear()
+        lane.steps.denied = set()
+        if lane.broken is not DEACTIVATED:
+            lane.broken = None
+        asyncio.get_running_loop().create_task(old.aclose())
+
+    def reset(self, config: IntegrationConfig) -> TenantLane:
+        """After an activation: a fresh client, nothing broken, nothing denied."""
+        lane = self.lane_for(config)
+        self._new_key(lane, config)
+        lane.broken = None
+        return lane
+
+    def deactivate(self, tenant_id: str) -> None:
+        lane = self.lanes.get(tenant_id)
+        if lane is not None:
+            lane.broken = DEACTIVATED
+
+    # -- LaneHooks: the state table follows what the lanes find --------------------------------
+
+    def on_broken(self, tenant_id: str, action: DeadLetter) -> None:
+        if self.states is not None and action is not DEACTIVATED:
+            fingerprint = self._fingerprints.get(tenant_id, ("", ""))[1]
+            self.states.update(tenant_id, state="broken", reason=action.reason,
+                               method=action.method, since=self.clock(),
+                               key_fingerprint=key_fingerprint(fingerprint))
+
+    def on_recovered(self, tenant_id: str) -> None:
+        if self.states is not None:
+            self.states.update(tenant_id, state="active", reason="the key answered a probe",
+                               method="", since=self.clock())
+
+    def on_parked(self, tenant_id: str, count: int) -> None:
+        if self.states is not None:
+            state = self.states.get(tenant_id)
+            self.states.update(tenant_id, parked=state.parked + count)
+
+    def on_denied(self, tenant_id: str, method: str) -> None:
+        if self.states is not None:
+            state = self.states.get(tenant_id)
+            if method not in state.denied_methods:
+                self.states.update(tenant_id, denied_methods=[*state.denied_methods, method])
 
     async def stop(self) -> None:
         for lane in self.lanes.values():

@@ -5,8 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
-    "BATCH_SIZE", "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DELIVERED",
-    "EVENTS_CONSUMED", "INVALID", "LANE_BACKLOG", "POPUPS_SKIPPED", "RATE_LIMIT_WAIT",
+    "BATCH_SIZE", "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG",
+    "DELIVERED", "EVENTS_CONSUMED", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG",
+    "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "REPLAY_REMAINING", "REPLAY_SCANNED",
+    "REPLAY_SUBMITTED",
     "RETRIES", "TENANT_UPDATES", "observe_crm_request",
 ]
 
@@ -30,6 +32,17 @@ BATCH_SIZE = Histogram("callsync_call_upload_batch_size", "Calls per telephony/c
 POPUPS_SKIPPED = Counter("callsync_popups_skipped_total", "Pop-ups not sent", ["reason"])
 TENANT_UPDATES = Counter("callsync_tenant_updates_total",
                          "Integration configs and mappings stored", ["table"])
+INTEGRATION_STATE = Gauge("callsync_integration_state",
+                          "1 for the tenant's current state (active, broken, deactivated)",
+                          ["tenant", "state"])
+DEAD_LETTER_BACKLOG = Gauge("callsync_dead_letter_backlog_events",
+                            "Dead-lettered events not yet settled by a replay", ["tenant"])
+REPLAY_SCANNED = Counter("callsync_replay_records_scanned_total",
+                         "Call topic records read by replays", ["tenant"])
+REPLAY_SUBMITTED = Counter("callsync_replay_events_submitted_total",
+                           "Replayed events handed to delivery", ["tenant"])
+REPLAY_REMAINING = Gauge("callsync_replay_remaining_records",
+                         "Records a running replay still has to read", ["tenant"])
 LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
 
 

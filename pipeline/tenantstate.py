@@ -1,0 +1,81 @@
+"""Each tenant's integration state — active, broken (and why), deactivated — and its replay."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, MutableMapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.metrics import DEAD_LETTER_BACKLOG, INTEGRATION_STATE
+
+__all__ = ["ReplayProgress", "StateStore", "TenantState", "key_fingerprint"]
+
+STATES = ("active", "broken", "deactivated")
+
+
+def key_fingerprint(api_key: str) -> str:
+    """Tells keys apart without keeping them: a truncated SHA-256, safe to log and show."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+class ReplayProgress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str
+    window: dict[str, str]
+    ends: dict[str, int]  # partition -> end offset when the replay began
+    next: dict[str, int]  # partition -> first offset not yet settled
+    scanned: int = 0
+    submitted: int = 0
+    settled: int = 0
+    done: bool = False
+    started_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def remaining(self) -> int:
+        return sum(max(0, self.ends[p] - self.next.get(p, 0)) for p in self.ends)
+
+
+class TenantState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["active", "broken", "deactivated"] = "active"
+    reason: str = ""
+    method: str = ""
+    since: datetime | None = None
+    key_fingerprint: str = ""
+    denied_methods: list[str] = Field(default_factory=list)
+    parked: int = Field(default=0, description="Dead-lettered since the last settlement")
+    settled_at: datetime | None = None
+    replay: ReplayProgress | None = None
+    commands: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Recent command ids and their final results")
+
+
+class StateStore:
+    """Over a tenant-partitioned table; every change also updates the state metrics."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self._table = table
+
+    def get(self, tenant_id: str) -> TenantState:
+        stored = self._table.get(tenant_id)
+        return TenantState.model_validate(stored) if stored else TenantState()
+
+    def put(self, tenant_id: str, state: TenantState) -> None:
+        self._table[tenant_id] = state.model_dump(mode="json")
+        for name in STATES:
+            INTEGRATION_STATE.labels(tenant_id, name).set(1 if state.state == name else 0)
+        DEAD_LETTER_BACKLOG.labels(tenant_id).set(state.parked)
+
+    def update(self, tenant_id: str, **changes: Any) -> TenantState:
+        state = self.get(tenant_id).model_copy(update=changes)
+        self.put(tenant_id, state)
+        return state
+
+    def tenants(self) -> Iterator[str]:
+        yield from list(self._table.keys())

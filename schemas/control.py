@@ -1,0 +1,82 @@
+"""Operator commands on the control topic (keyed by tenant), signed, and their results."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, HttpUrl, SecretStr
+
+from schemas.integration import IntegrationOptions, TimeZoneName
+
+__all__ = [
+    "ActivateCommand", "Command", "CommandResult", "DeactivateCommand", "ReplayCommand",
+    "SignedCommand", "StatusCommand",
+]
+
+Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command_id: Ident = Field(description="Unique per command; a repeated id is answered, "
+                                          "not carried out again")
+    tenant_id: Ident
+    issued_at: AwareDatetime
+    operator: str = Field(default="unknown", max_length=128, description="Who sent it")
+
+
+class ActivateCommand(_Command):
+    type: Literal["activate"] = "activate"
+    portal_url: HttpUrl
+    admin_email: EmailStr
+    site_code: str = Field(min_length=1, max_length=255)
+    api_key: SecretStr = Field(min_length=1)
+    timezone: TimeZoneName = "Europe/Moscow"
+    module_code: str = Field(default="ringostat", pattern=r"^[A-Za-z0-9_\-]+$", max_length=128)
+    options: IntegrationOptions = Field(default_factory=IntegrationOptions)
+    send_after_reactivation: bool = Field(
+        default=False, description="Replay today and the two days before, tenant time zone")
+
+
+class DeactivateCommand(_Command):
+    type: Literal["deactivate"] = "deactivate"
+    reason: str = Field(default="", max_length=500)
+
+
+class ReplayCommand(_Command):
+    type: Literal["replay"] = "replay"
+    since: AwareDatetime | None = Field(
+        default=None, description="Default: 00:00 two days before today, tenant time zone")
+    until: AwareDatetime | None = Field(default=None, description="Default: now")
+
+
+class StatusCommand(_Command):
+    type: Literal["status"] = "status"
+
+
+Command = Annotated[ActivateCommand | DeactivateCommand | ReplayCommand | StatusCommand,
+                    Field(discriminator="type")]
+
+
+class SignedCommand(BaseModel):
+    """The record on the control topic: the command and an HMAC-SHA256 of its canonical JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command: dict[str, Any]
+    signature: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class CommandResult(BaseModel):
+    """On the results topic, keyed by command id: accepted, progress, done, refused or failed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command_id: str
+    tenant_id: str | None = None
+    type: str | None = None
+    status: Literal["accepted", "progress", "done", "refused", "failed"]
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: AwareDatetime
