@@ -130,6 +130,32 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(calls=args.calls, tenants=args.tenants)
 
 
+def _operator(args: argparse.Namespace) -> int:
+    import os
+
+    from pipeline.config import load_settings
+    from pipeline.operator import build_command, run
+
+    settings = load_settings()
+    fields: dict[str, object] = {}
+    if args.command == "activate":
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise SystemExit(f"put the tenant's retailCRM API key in ${args.api_key_env} "
+                             "(never on the command line, where shells keep it)")
+        fields = {"portal_url": args.portal_url, "admin_email": args.admin_email,
+                  "site_code": args.site, "api_key": api_key, "timezone": args.timezone,
+                  "module_code": args.module_code,
+                  "send_after_reactivation": args.send_after_reactivation}
+    elif args.command == "deactivate":
+        fields = {"reason": args.reason}
+    elif args.command == "replay":
+        fields = {"since": args.since, "until": args.until}
+    command = build_command(args.command, args.tenant, operator=os.environ.get("USER", "cli"),
+                            **fields)
+    return run(settings, command, follow=args.follow)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +182,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=120)
     p.add_argument("--tenants", type=int, default=3)
     p.set_defaults(run=_demo)
+
+    p = sub.add_parser("activate", help="check a tenant's key and (re-)activate it")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--portal-url", required=True)
+    p.add_argument("--admin-email", required=True)
+    p.add_argument("--site", required=True, help="the shop (site) code")
+    p.add_argument("--timezone", default="Europe/Moscow")
+    p.add_argument("--module-code", default="ringostat")
+    p.add_argument("--api-key-env", default="CALLSYNC_TENANT_API_KEY",
+                   help="variable that holds the key")
+    p.add_argument("--send-after-reactivation", action="store_true",
+                   help="replay today and the two days before (tenant time zone)")
+    p.add_argument("--follow", type=float, default=600)
+    p.set_defaults(run=_operator)
+
+    p = sub.add_parser("deactivate", help="switch a tenant off; its events are parked")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--reason", default="")
+    p.add_argument("--follow", type=float, default=60)
+    p.set_defaults(run=_operator)
+
+    p = sub.add_parser("replay", help="replay a tenant's calls of a window")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--since", help="ISO time with offset; default 00:00 two days ago")
+    p.add_argument("--until", help="ISO time with offset; default now")
+    p.add_argument("--follow", type=float, default=3600)
+    p.set_defaults(run=_operator)
+
+    p = sub.add_parser("status", help="a tenant's state, backlog and replay")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--follow", type=float, default=30)
+    p.set_defaults(run=_operator)
 
     p = sub.add_parser("crm-double", help="run the retailCRM double on 127.0.0.1")
     p.add_argument("--port", type=int, default=8089)

@@ -14,7 +14,7 @@ from pipeline.tables import TenantTable
 __all__ = [
     "app", "calls_topic", "control_topic", "dead_letter_topic", "integrations",
     "integrations_topic", "invalid_topic", "ledger_table", "mappings", "mappings_topic",
-    "results_topic", "settings",
+    "results_topic", "settings", "tenant_state",
 ]
 
 settings = load_settings()
@@ -56,12 +56,15 @@ mappings_topic = _topic(_topics.mappings, partitions=_partitions, compacting=Tru
 invalid_topic = _topic(_topics.invalid, partitions=_partitions, retention=timedelta(days=30))
 dead_letter_topic = _topic(_topics.dead_letter, partitions=_partitions,
                            retention=timedelta(days=30))
-control_topic = _topic(_topics.control, partitions=1)
+# Keyed by tenant like the calls: a command runs where the tenant's lane and tables live.
+control_topic = _topic(_topics.control, partitions=_partitions, retention=timedelta(days=7))
 results_topic = _topic(_topics.results, partitions=1, retention=timedelta(days=7))
 
 # Values are JSON objects (the app's default serializer), read through callsync's own models.
 integrations = app.Table("integrations", partitions=_partitions, key_type=str)
 mappings = app.Table("mappings", partitions=_partitions, key_type=str)
+tenant_state = app.tables.add(TenantTable(app, name="tenant-state", partitions=_partitions,
+                                          key_type=str, beacon=app.tables.beacon))
 ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partitions,
                                           key_type=str, beacon=app.tables.beacon))
 

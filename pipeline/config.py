@@ -90,6 +90,9 @@ class Settings(BaseSettings):
                                     description="CALLSYNC_REPLICATION_FACTOR: new topics")
     lane_buffer: int = Field(default=2000, ge=1,
                              description="CALLSYNC_LANE_BUFFER: events queued per tenant")
+    broken_probe_seconds: float = Field(
+        default=300.0, gt=0, description="CALLSYNC_BROKEN_PROBE_SECONDS: how seldom a broken "
+        "key is tried again (one /api/credentials call)")
     log_json: bool = Field(default=False, description="CALLSYNC_LOG_JSON: JSON log lines")
     data_dir: str = Field(default=".callsync", description="CALLSYNC_DATA_DIR: table stores")
 

@@ -124,11 +124,11 @@ class TenantLane:
                 continue
             try:
                 await self.steps.per_call(work)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
                 self._failed(work, exc)
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
             for work in batch:
                 self._failed(work, exc)
         if self.broken is None:

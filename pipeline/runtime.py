@@ -12,14 +12,24 @@ from pipeline.app import (
     invalid_topic,
     ledger_table,
     mappings,
+    results_topic,
     settings,
+    tenant_state,
 )
+from pipeline.control import ControlDesk
+from pipeline.crm.client import RetailCRMClient
 from pipeline.intake import TenantDirectory
 from pipeline.lanes import LaneRegistry
 from pipeline.ledger import TableLedger
+from pipeline.metrics import observe_crm_request
 from pipeline.outlets import Headers, TopicOutlets
+from pipeline.replay import ReplayManager
+from pipeline.tenantstate import StateStore
+from pipeline.window import ReplayWindow
+from schemas.control import CommandResult
+from schemas.integration import IntegrationConfig
 
-__all__ = ["directory", "lanes", "outlets"]
+__all__ = ["desk", "directory", "lanes", "outlets", "replays", "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -34,14 +44,42 @@ async def _flush() -> None:
     await app.producer.flush()
 
 
+async def _report(result: CommandResult) -> object:
+    return await results_topic.send(key=result.command_id.encode(),
+                                    value=result.model_dump_json().encode())
+
+
+def _client_for(config: IntegrationConfig) -> RetailCRMClient:
+    return RetailCRMClient(base_url=str(config.portal_url), api_key=config.api_key,
+                           timeout=settings.crm.timeout_seconds, observer=observe_crm_request)
+
+
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
 directory = TenantDirectory(integrations, mappings)
+states = StateStore(cast(MutableMapping[str, Any], tenant_state))
 lanes = LaneRegistry(settings=settings.crm,
                      ledger=TableLedger(cast(MutableMapping[str, Any], ledger_table),
                                         flush=_flush),
-                     outlets=outlets, buffer=settings.lane_buffer)
+                     outlets=outlets, states=states, buffer=settings.lane_buffer,
+                     probe_interval=settings.broken_probe_seconds)
+replays = ReplayManager(bootstrap_servers=settings.kafka.bootstrap_servers,
+                        calls_topic=settings.topics.calls, directory=directory, lanes=lanes,
+                        states=states, report=_report)
+
+
+async def _start_replay(tenant_id: str, command_id: str, window: ReplayWindow) -> None:
+    await replays.start(tenant_id, command_id, window)
+
+
+desk = ControlDesk(
+    operator_key=settings.operator_key.get_secret_value().encode()
+    if settings.operator_key else None,
+    directory=directory, integrations=cast(MutableMapping[str, Any], integrations),
+    states=states, lanes=lanes, report=_report, start_replay=_start_replay,
+    client_for=_client_for)
 
 
 @app.on_before_shutdown.connect
 async def _stop_lanes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    await replays.stop()
     await lanes.stop()

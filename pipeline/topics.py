@@ -37,7 +37,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.mappings, p, {"cleanup.policy": "compact"}, True),
         TopicSpec(t.invalid, p, {**keep, "retention.ms": str(30 * DAY_MS)}, False),
         TopicSpec(t.dead_letter, p, {**keep, "retention.ms": str(30 * DAY_MS)}, False),
-        TopicSpec(t.control, 1, {**keep, "retention.ms": str(7 * DAY_MS)}, False),
+        TopicSpec(t.control, p, {**keep, "retention.ms": str(7 * DAY_MS)}, True),
         TopicSpec(t.results, 1, {**keep, "retention.ms": str(7 * DAY_MS)}, False),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 import uuid
@@ -24,9 +25,14 @@ from pipeline.devstack import (
     worker_env,
 )
 from pipeline.localkafka import free_port
+from pipeline.operator import build_command, send_and_follow
 from pipeline.producing import Record, publish, record_for_call
 from pipeline.samples import SampleTenant
 from pipeline.topics import ensure_topics
+from schemas.control import CommandResult
+
+
+OPERATOR_KEY = "e2e-operator-signing-key"
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Stack:
                               metrics_port=self.metrics_port,
                               data_dir=str(self.workdir / "data"), partitions=self.partitions,
                               extra={"CALLSYNC_CRM__UPLOAD_LINGER_SECONDS": "0.2",
-                                     **self.extra_env})
+                                     "CALLSYNC_OPERATOR_KEY": OPERATOR_KEY, **self.extra_env})
         self.settings = settings_from(self.env)
         self.worker = WorkerProcess(self.env, self.workdir / "worker.log")
 
@@ -97,6 +103,28 @@ class Stack:
             return records
         finally:
             await consumer.stop()
+
+    async def command(self, kind: str, tenant_id: str, *, follow: float = 120,
+                      **fields: Any) -> CommandResult:
+        command = build_command(kind, tenant_id, operator="e2e", **fields)
+        result = await send_and_follow(self.settings, command, follow=follow,
+                                       out=io.StringIO())
+        assert result is not None, f"no answer to {command}:\n{self.worker.log_tail()}"
+        return result
+
+    def activation(self, tenant: DevTenant, api_key: str, **fields: Any) -> dict[str, Any]:
+        config = tenant.config
+        return {"portal_url": str(config.portal_url), "admin_email": config.admin_email,
+                "site_code": config.site_code, "api_key": api_key,
+                "timezone": config.timezone, "module_code": config.module_code, **fields}
+
+    def restart_worker(self, *, kill: bool) -> None:
+        if kill:
+            self.worker.kill()
+        else:
+            self.worker.stop()
+        self.worker = WorkerProcess(self.env, self.workdir / "worker.log")
+        self.worker.start()
 
     def stop(self) -> None:
         self.worker.stop()

@@ -1,0 +1,31 @@
+"""handle_commands: operator commands, keyed by tenant; resume_replays: finish what a crash cut."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.app import app, calls_topic, control_topic, settings
+from pipeline.runtime import desk, replays
+from pipeline.tables import tenant_partition
+
+log = logging.getLogger(__name__)
+
+
+@app.agent(control_topic)
+async def handle_commands(stream: Any) -> None:
+    async for event in stream.events():
+        result = await desk.handle(event.value or b"", event.key)
+        log.info("command %s (%s) for %s: %s %s", result.command_id, result.type,
+                 result.tenant_id, result.status, result.message)
+
+
+def _owns(tenant_id: str) -> bool:
+    partition = tenant_partition(tenant_id, settings.topics.partitions)
+    return any(tp.topic == calls_topic.get_topic_name() and tp.partition == partition
+               for tp in app.assignor.assigned_actives())
+
+
+@app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+async def resume_replays() -> None:
+    replays.resume(_owns)

@@ -1,0 +1,234 @@
+"""Operator commands: verified, validated, idempotent, carried out, answered on results."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from pipeline.crm import errors as e
+from pipeline.crm.client import RetailCRMClient
+from pipeline.crm.methods import REQUIRED_METHODS
+from pipeline.intake import TenantDirectory, describe_invalid
+from pipeline.lanes import LaneRegistry
+from pipeline.signing import verify
+from pipeline.tenantstate import StateStore, key_fingerprint
+from pipeline.window import ReplayWindow, calendar_days_window
+from schemas.control import (
+    ActivateCommand,
+    Command,
+    CommandResult,
+    DeactivateCommand,
+    ReplayCommand,
+    SignedCommand,
+    StatusCommand,
+)
+from schemas.crm import (
+    AdditionalCode,
+    IntegrationModulePayload,
+    Integrations,
+    TelephonyConfiguration,
+)
+from schemas.integration import IntegrationConfig
+from schemas.mapping import EmployeeMapping
+
+__all__ = ["ControlDesk", "Refused", "module_payload"]
+
+log = logging.getLogger(__name__)
+COMMANDS = TypeAdapter(Command)
+MAX_AGE = timedelta(hours=24)
+MAX_SKEW = timedelta(minutes=5)
+KEEP_COMMANDS = 100
+
+Report = Callable[[CommandResult], Awaitable[object]]
+StartReplay = Callable[[str, str, ReplayWindow], Awaitable[None]]
+
+
+class Refused(Exception):
+    pass
+
+
+def module_payload(config: IntegrationConfig, mapping: EmployeeMapping, *,
+                   active: bool) -> IntegrationModulePayload:
+    """The telephony module as the CRM lists it; extensions route pop-ups to managers."""
+    return IntegrationModulePayload(
+        code=config.module_code, integrationCode="ringostat", active=active, name="Ringostat",
+        integrations=Integrations(telephony=TelephonyConfiguration(
+            inputEventSupported=True, outputEventSupported=True, hangupEventSupported=True,
+            allowEdit=False,
+            additionalCodes=[AdditionalCode(userId=link.crm_user_id, code=link.extension)
+                             for link in mapping.employees.values() if link.extension])))
+
+
+class ControlDesk:
+    def __init__(self, *, operator_key: bytes | None, directory: TenantDirectory,
+                 integrations: MutableMapping[str, Any], states: StateStore,
+                 lanes: LaneRegistry, report: Report, start_replay: StartReplay,
+                 client_for: Callable[[IntegrationConfig], RetailCRMClient],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.operator_key = operator_key
+        self.directory = directory
+        self.integrations = integrations
+        self.states = states
+        self.lanes = lanes
+        self.report = report
+        self.start_replay = start_replay
+        self.client_for = client_for
+        self.clock = clock
+
+    async def _answer(self, command_id: str, status: str, message: str, *,
+                      command: Command | None = None, data: dict[str, Any] | None = None
+                      ) -> CommandResult:
+        result = CommandResult.model_validate({
+            "command_id": command_id, "status": status, "message": message,
+            "tenant_id": command.tenant_id if command else None,
+            "type": command.type if command else None, "data": data or {}, "at": self.clock()})
+        await self.report(result)
+        return result
+
+    async def handle(self, raw: bytes, key: bytes | None) -> CommandResult:
+        """Every record gets an answer; only a verified, valid, new command changes anything."""
+        try:
+            envelope = SignedCommand.model_validate_json(raw)
+        except ValidationError as exc:
+            return await self._answer("unknown", "refused",
+                                      "malformed command envelope: " + describe_invalid(exc))
+        command_id = str(envelope.command.get("command_id", "unknown"))[:128]
+        if self.operator_key is None:
+            return await self._answer(command_id, "refused", "operator commands are disabled: "
+                                      "CALLSYNC_OPERATOR_KEY is not set on the worker")
+        if not verify(envelope.command, envelope.signature, self.operator_key):
+            log.warning("refused a command with a bad signature (id %r)", command_id)
+            return await self._answer(command_id, "refused", "bad signature")
+        try:
+            command = COMMANDS.validate_python(envelope.command)
+        except ValidationError as exc:
+            return await self._answer(command_id, "refused", describe_invalid(exc))
+        now = self.clock()
+        if not now - MAX_AGE <= command.issued_at <= now + MAX_SKEW:
+            return await self._answer(command_id, "refused",
+                                      "issued_at is too old or in the future", command=command)
+        if key != command.tenant_id.encode():
+            return await self._answer(command_id, "refused", "the record key must be the "
+                                      "tenant_id (commands are partitioned by tenant)",
+                                      command=command)
+        seen = self.states.get(command.tenant_id).commands.get(command.command_id)
+        if seen is not None:
+            return await self._answer(command.command_id, seen["status"],
+                                      "already handled: " + seen["message"], command=command,
+                                      data=seen.get("data"))
+        try:
+            status, message, data = await self._carry_out(command)
+        except Refused as refused:
+            status, message, data = "refused", str(refused), {}
+        except e.RetailCRMError as exc:
+            status, message, data = "failed", f"retailCRM: {exc}", {}
+        result = await self._answer(command.command_id, status, message, command=command,
+                                    data=data)
+        self._remember(command, result)
+        return result
+
+    def _remember(self, command: Command, result: CommandResult) -> None:
+        if command.type == "status":
+            return
+        state = self.states.get(command.tenant_id)
+        commands = dict(list(state.commands.items())[-(KEEP_COMMANDS - 1):])
+        commands[command.command_id] = {"status": result.status, "message": result.message,
+                                        "data": result.data}
+        self.states.update(command.tenant_id, commands=commands)
+
+    async def _carry_out(self, command: Command) -> tuple[str, str, dict[str, Any]]:
+        if isinstance(command, ActivateCommand):
+            return await self._activate(command)
+        if isinstance(command, DeactivateCommand):
+            return await self._deactivate(command)
+        if isinstance(command, ReplayCommand):
+            return await self._replay(command)
+        return self._status(command)
+
+    async def _activate(self, cmd: ActivateCommand) -> tuple[str, str, dict[str, Any]]:
+        config = IntegrationConfig(
+            tenant_id=cmd.tenant_id, portal_url=cmd.portal_url, admin_email=cmd.admin_email,
+            site_code=cmd.site_code, api_key=cmd.api_key, timezone=cmd.timezone,
+            module_code=cmd.module_code, options=cmd.options)
+        mapping = self.directory.mapping(cmd.tenant_id)
+        if mapping.senior_manager_id is None:
+            raise Refused("no senior manager: link the employees and choose a senior manager "
+                          "before activating")
+        async with self.client_for(config) as crm:
+            try:
+                credentials = await crm.credentials()
+            except e.CRMAuthorizationError as exc:
+                raise Refused(f"the portal refused the key: {exc.error_msg or exc}") from None
+            missing = [m for m in REQUIRED_METHODS if m not in credentials.credentials]
+            if missing:
+                raise Refused(f"the key lacks {len(missing)} of the {len(REQUIRED_METHODS)} "
+                              f"methods the integration needs: {', '.join(missing)}")
+            if credentials.siteAccess == "access_selective" and \
+                    cmd.site_code not in credentials.sitesAvailable:
+                raise Refused(f"the key cannot reach the shop {cmd.site_code!r}")
+            senior = await crm.user(mapping.senior_manager_id)
+            if not senior.active or not senior.isManager:
+                raise Refused(f"the senior manager (user {senior.id}) is not an active manager")
+            info = await crm.edit_integration_module(module_payload(config, mapping,
+                                                                    active=True))
+        previous = self.states.get(cmd.tenant_id)
+        self.integrations[cmd.tenant_id] = config.to_stored()
+        self.states.update(cmd.tenant_id, state="active", reason="activated", method="",
+                           since=self.clock(), denied_methods=[],
+                           key_fingerprint=key_fingerprint(cmd.api_key.get_secret_value()))
+        self.lanes.reset(config)
+        data: dict[str, Any] = {"previous_state": previous.state, "module": info.info}
+        message = f"active (was {previous.state})"
+        if cmd.send_after_reactivation:
+            window = calendar_days_window(self.clock(), config.zone)
+            await self.start_replay(cmd.tenant_id, cmd.command_id, window)
+            data["replay_window"] = window.as_dict()
+            return "accepted", message + "; replaying today and the two days before", data
+        return "done", message, data
+
+    async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:
+        config = self.directory.config(cmd.tenant_id)
+        note = ""
+        if config is not None:
+            try:
+                async with self.client_for(config) as crm:
+                    await crm.edit_integration_module(module_payload(
+                        config, self.directory.mapping(cmd.tenant_id), active=False))
+            except e.CRMAuthorizationError as exc:
+                note = f"; the module could not be switched off in the CRM ({exc.error_msg})"
+        self.states.update(cmd.tenant_id, state="deactivated", since=self.clock(),
+                           reason=cmd.reason or "deactivated by an operator", method="")
+        self.lanes.deactivate(cmd.tenant_id)
+        return "done", "deactivated: events are parked until re-activation" + note, {}
+
+    async def _replay(self, cmd: ReplayCommand) -> tuple[str, str, dict[str, Any]]:
+        config = self.directory.config(cmd.tenant_id)
+        if config is None:
+            raise Refused("no integration is configured for this tenant")
+        state = self.states.get(cmd.tenant_id)
+        if state.replay is not None and not state.replay.done:
+            raise Refused(f"a replay is already running ({state.replay.command_id})")
+        now = self.clock()
+        default = calendar_days_window(now, config.zone)
+        try:
+            window = ReplayWindow(cmd.since or default.start, cmd.until or default.end)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        await self.start_replay(cmd.tenant_id, cmd.command_id, window)
+        return "accepted", "replay started", {"window": window.as_dict()}
+
+    def _status(self, cmd: StatusCommand) -> tuple[str, str, dict[str, Any]]:
+        config = self.directory.config(cmd.tenant_id)
+        state = self.states.get(cmd.tenant_id)
+        lane = self.lanes.lanes.get(cmd.tenant_id)
+        data = state.model_dump(mode="json", exclude={"commands"})
+        if config is not None:
+            data["config"] = {k: v for k, v in config.model_dump(mode="json").items()
+                              if k != "api_key"}
+        data["lane_backlog"] = lane.backlog if lane else 0
+        data["mapped_employees"] = len(self.directory.mapping(cmd.tenant_id).employees)
+        return "done", state.state, data

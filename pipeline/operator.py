@@ -1,0 +1,93 @@
+"""The operator's side of the control topic: signed commands out, results followed until done."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from pipeline.config import Settings
+from pipeline.signing import sign
+from schemas.control import CommandResult
+
+__all__ = ["FINAL", "build_command", "progress_line", "send_and_follow"]
+
+FINAL = ("done", "refused", "failed")
+
+
+def build_command(kind: str, tenant_id: str, *, operator: str = "cli",
+                  **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "command_id": f"{kind}-{uuid.uuid4().hex[:12]}",
+            "tenant_id": tenant_id, "issued_at": datetime.now(UTC).isoformat(),
+            "operator": operator, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def progress_line(result: CommandResult, width: int = 30) -> str:
+    data = result.data
+    if "scanned" in data:
+        total = data["scanned"] + data.get("remaining", 0)
+        done = data["scanned"] / total if total else 1.0
+        bar = "#" * int(done * width) + "." * (width - int(done * width))
+        return (f"[{bar}] {done:4.0%}  read {data['scanned']}, replayed "
+                f"{data.get('submitted', 0)}, settled {data.get('settled', 0)}, "
+                f"remaining {data.get('remaining', 0)}")
+    return f"{result.status}: {result.message}"
+
+
+async def send_and_follow(settings: Settings, command: dict[str, Any], *, follow: float,
+                          out: TextIO = sys.stdout) -> CommandResult | None:
+    """Publish the signed command, then read its results until a final one or `follow` s."""
+    if settings.operator_key is None:
+        raise SystemExit("CALLSYNC_OPERATOR_KEY is not set: commands cannot be signed")
+    key = settings.operator_key.get_secret_value().encode()
+    servers = settings.kafka.bootstrap_servers
+    results = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await results.start()
+    try:
+        tp = TopicPartition(settings.topics.results, 0)
+        results.assign([tp])
+        await results.seek_to_end(tp)
+        position = await results.position(tp)  # only answers that come after the command
+        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+        await producer.start()
+        try:
+            envelope = {"command": command, "signature": sign(command, key)}
+            await producer.send_and_wait(settings.topics.control,
+                                         json.dumps(envelope).encode(),
+                                         key=command["tenant_id"].encode())
+        finally:
+            await producer.stop()
+        results.seek(tp, position)
+        deadline = time.monotonic() + follow
+        last: CommandResult | None = None
+        while time.monotonic() < deadline:
+            batch = await results.getmany(tp, timeout_ms=500)
+            for message in batch.get(tp, []):
+                if message.key != command["command_id"].encode():
+                    continue
+                last = CommandResult.model_validate_json(message.value)
+                out.write("\r" + progress_line(last) + " " * 4)
+                out.flush()
+                if last.status in FINAL:
+                    out.write("\n")
+                    return last
+        out.write("\n")
+        return last
+    finally:
+        await results.stop()
+
+
+def run(settings: Settings, command: dict[str, Any], *, follow: float = 600.0) -> int:
+    result = asyncio.run(send_and_follow(settings, command, follow=follow))
+    if result is None:
+        print(f"no answer to {command['command_id']} within {follow:.0f}s: is a worker running?")
+        return 2
+    if result.data and result.status in FINAL:
+        print(json.dumps(result.data, indent=2, ensure_ascii=False, default=str))
+    return 0 if result.status == "done" else 1

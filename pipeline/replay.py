@@ -1,0 +1,229 @@
+"""Replaying a tenant's calls of a window through the same planning and delivery, resumably."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from pipeline.delivery import SourceRef, Work
+from pipeline.intake import TenantDirectory
+from pipeline.lanes import LaneRegistry
+from pipeline.metrics import REPLAY_REMAINING, REPLAY_SCANNED, REPLAY_SUBMITTED
+from pipeline.planning import plan_call
+from pipeline.tenantstate import ReplayProgress, StateStore
+from pipeline.window import ReplayWindow
+from schemas.call_event import CallEvent
+from schemas.control import CommandResult
+
+__all__ = ["ReplayManager"]
+
+log = logging.getLogger(__name__)
+# Records are looked up by their timestamp; a producer's clock may run behind the call's.
+LOOKBACK_MS = 3_600_000
+SAVE_EVERY = 1.0
+
+
+class _Tracker:
+    """Offsets of one partition handed to delivery and not yet settled."""
+
+    def __init__(self, start: int) -> None:
+        self.read_to = start
+        self.pending: set[int] = set()
+
+    def next(self) -> int:
+        return min(self.pending) if self.pending else self.read_to
+
+
+class ReplayManager:
+    def __init__(self, *, bootstrap_servers: str, calls_topic: str, directory: TenantDirectory,
+                 lanes: LaneRegistry, states: StateStore,
+                 report: Callable[[CommandResult], Awaitable[object]],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.calls_topic = calls_topic
+        self.directory = directory
+        self.lanes = lanes
+        self.states = states
+        self.report = report
+        self.clock = clock
+        self.running: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self, tenant_id: str, command_id: str, window: ReplayWindow) -> None:
+        """Fix the start and end offsets now (end: what was on the topic at re-activation)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = await self._partitions(consumer)
+            found = await consumer.offsets_for_times(
+                {tp: max(0, window.start_ms - LOOKBACK_MS) for tp in tps})
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+        starts = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp])
+                  for tp in tps}
+        progress = ReplayProgress(
+            command_id=command_id, window=window.as_dict(),
+            ends={str(tp.partition): ends[tp] for tp in tps},
+            next={str(tp.partition): starts[tp] for tp in tps}, started_at=self.clock())
+        self.states.update(tenant_id, replay=progress)
+        self._spawn(tenant_id)
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        for _ in range(50):
+            partitions = consumer.partitions_for_topic(self.calls_topic)
+            if partitions:
+                return [TopicPartition(self.calls_topic, p) for p in sorted(partitions)]
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {self.calls_topic} has no partitions")
+
+    def _spawn(self, tenant_id: str) -> None:
+        task = self.running.get(tenant_id)
+        if task is None or task.done():
+            self.running[tenant_id] = asyncio.create_task(self._guarded(tenant_id),
+                                                          name=f"replay-{tenant_id}")
+
+    def resume(self, owns: Callable[[str], bool]) -> list[str]:
+        """Start the unfinished replays of tenants this worker owns (after a crash, a move)."""
+        resumed = []
+        for tenant_id in self.states.tenants():
+            if "|" in tenant_id or not owns(tenant_id):
+                continue
+            progress = self.states.get(tenant_id).replay
+            running = self.running.get(tenant_id)
+            if progress is not None and not progress.done and (running is None or
+                                                               running.done()):
+                log.info("resuming the replay %s of %s", progress.command_id, tenant_id)
+                self._spawn(tenant_id)
+                resumed.append(tenant_id)
+        return resumed
+
+    async def stop(self) -> None:
+        for task in self.running.values():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _guarded(self, tenant_id: str) -> None:
+        try:
+            await self._run(tenant_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("replay of %s failed; it resumes from its saved offsets", tenant_id)
+            progress = self.states.get(tenant_id).replay
+            if progress is not None:
+                await self._report(tenant_id, progress, "progress",
+                                   f"interrupted ({type(exc).__name__}); resuming")
+
+    async def _report(self, tenant_id: str, progress: ReplayProgress, status: str,
+                      message: str) -> None:
+        await self.report(CommandResult.model_validate({
+            "command_id": progress.command_id, "tenant_id": tenant_id, "type": "replay",
+            "status": status, "message": message, "at": self.clock(),
+            "data": {"scanned": progress.scanned, "submitted": progress.submitted,
+                     "settled": progress.settled, "remaining": progress.remaining,
+                     "window": progress.window}}))
+
+    async def _run(self, tenant_id: str) -> None:
+        progress = self.states.get(tenant_id).replay
+        config = self.directory.config(tenant_id)
+        if progress is None or progress.done or config is None:
+            return
+        window = ReplayWindow.from_dict(progress.window)
+        lane = self.lanes.lane_for(config)
+        mapping = self.directory.mapping(tenant_id)
+        trackers = {int(p): _Tracker(o) for p, o in progress.next.items()}
+        ends = {int(p): o for p, o in progress.ends.items()}
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
+                                    enable_auto_commit=False, max_poll_records=500)
+        await consumer.start()
+        key = tenant_id.encode()
+        last_save = time.monotonic()
+        try:
+            tps = [TopicPartition(self.calls_topic, p) for p in ends if trackers[p].read_to <
+                   ends[p]]
+            if tps:
+                consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, trackers[tp.partition].read_to)
+            open_tps = set(tps)
+            await self._report(tenant_id, progress, "progress", "replaying")
+            while open_tps:
+                batch = await consumer.getmany(*open_tps, timeout_ms=500)
+                for tp, messages in batch.items():
+                    tracker = trackers[tp.partition]
+                    for message in messages:
+                        if message.offset >= ends[tp.partition]:
+                            break
+                        progress.scanned += 1
+                        REPLAY_SCANNED.labels(tenant_id).inc()
+                        tracker.read_to = message.offset + 1
+                        if message.key != key or message.value is None:
+                            continue
+                        work = self._work(message, tenant_id, window, config, mapping,
+                                          tracker, progress)
+                        if work is not None:
+                            tracker.pending.add(message.offset)
+                            progress.submitted += 1
+                            REPLAY_SUBMITTED.labels(tenant_id).inc()
+                            await lane.submit(work)
+                    if tracker.read_to >= ends[tp.partition]:
+                        open_tps.discard(tp)
+                if time.monotonic() - last_save > SAVE_EVERY:
+                    self._save(tenant_id, progress, trackers)
+                    await self._report(tenant_id, progress, "progress", "replaying")
+                    last_save = time.monotonic()
+            while any(t.pending for t in trackers.values()):
+                await asyncio.sleep(0.2)
+                if time.monotonic() - last_save > SAVE_EVERY:
+                    self._save(tenant_id, progress, trackers)
+                    last_save = time.monotonic()
+        finally:
+            await consumer.stop()
+        self._save(tenant_id, progress, trackers)
+        self._finish(tenant_id, progress)
+        await self._report(tenant_id, progress, "done",
+                           f"replayed {progress.submitted} events of {progress.scanned} read")
+
+    def _work(self, message: Any, tenant_id: str, window: ReplayWindow, config: Any,
+              mapping: Any, tracker: _Tracker, progress: ReplayProgress) -> Work | None:
+        try:
+            event = CallEvent.model_validate_json(message.value)
+        except ValidationError:
+            return None  # it went to the invalid topic when it first arrived
+        if event.tenant_id != tenant_id or not window.contains(event.started_at):
+            return None
+        plan = plan_call(event, config, mapping)
+        if plan.is_empty:
+            return None
+        offset = message.offset
+
+        def settled() -> None:
+            tracker.pending.discard(offset)
+            progress.settled += 1
+
+        return Work(event=event, plan=plan, raw=message.value, key=message.key,
+                    source=SourceRef(message.topic, message.partition, offset), ack=settled)
+
+    def _save(self, tenant_id: str, progress: ReplayProgress,
+              trackers: dict[int, _Tracker]) -> None:
+        progress.next = {str(p): t.next() for p, t in trackers.items()}
+        REPLAY_REMAINING.labels(tenant_id).set(progress.remaining)
+        self.states.update(tenant_id, replay=progress)
+
+    def _finish(self, tenant_id: str, progress: ReplayProgress) -> None:
+        """Done: the dead letters parked up to the re-activation are settled."""
+        progress.done = True
+        progress.finished_at = self.clock()
+        REPLAY_REMAINING.labels(tenant_id).set(0)
+        self.states.update(tenant_id, replay=progress, parked=0, settled_at=self.clock())

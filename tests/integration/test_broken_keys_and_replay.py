@@ -1,0 +1,223 @@
+"""Broken keys, the dead-letter topic, operator commands and the three-day replay, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from pipeline.crmdouble.state import ApiKey
+from pipeline.samples import SampleTenant, sample_calls, sample_tenants
+from pipeline.signing import sign
+from pipeline.window import calendar_days_window
+from tests.integration.stack import Stack
+from tests.integration.test_end_to_end import actual_state, expected_state, same
+
+pytestmark = pytest.mark.kafka
+StackFactory = Callable[..., Stack]
+
+
+@pytest.fixture
+async def make_stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[StackFactory]:
+    stacks: list[Stack] = []
+
+    def make(samples: list[SampleTenant], **kw: Any) -> Stack:
+        stack = Stack(kafka_bootstrap, tmp_path / f"s{len(stacks)}", samples, **kw)
+        stack.workdir.mkdir()
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        await asyncio.to_thread(stack.stop)
+
+
+def dead_letters_of(records: list[Any], tenant_id: str) -> dict[str, dict[str, str]]:
+    found = {}
+    for m in records:
+        headers = {k: v.decode() for k, v in m.headers}
+        if headers["callsync-tenant"] == tenant_id:
+            found[headers["callsync-call-id"]] = headers
+    return found
+
+
+def new_key(stack: Stack, tenant_id: str, key: str) -> None:
+    portal = stack.double.state.portals[tenant_id]
+    old = next(iter(portal.keys.values()))
+    portal.keys[key] = ApiKey(key, set(old.methods), label=f"{tenant_id}-new")
+
+
+async def test_a_revoked_key_parks_one_tenant_and_reactivation_replays_without_duplicates(
+        make_stack: StackFactory) -> None:
+    stack = make_stack(sample_tenants(3))
+    await stack.start()
+    events = sample_calls([t.sample for t in stack.tenants], 1000, seed=21,
+                          span=timedelta(hours=5))
+    broken = stack.tenants[0]
+    tid = broken.config.tenant_id
+    portal = stack.double.state.portals[tid]
+    await stack.publish_calls(events[:400])
+    for _ in range(600):  # revoke while the tenant's calls are flowing
+        if len(portal.calls) >= 60:
+            break
+        await asyncio.sleep(0.05)
+    old_label = next(iter(portal.keys.values())).label
+    for key in portal.keys.values():
+        key.active = False
+    delivered_before = len(portal.calls)
+    await stack.publish_calls(events[400:])
+    await stack.wait_done()
+
+    dead_key_requests = stack.double.state.requests[(tid, old_label)].get(403, 0)
+    assert 1 <= dead_key_requests <= 3
+    assert delivered_before < len([e for e in events if e["tenant_id"] == tid])
+    dead = dead_letters_of(await stack.read_topic(stack.settings.topics.dead_letter), tid)
+    own = [e["call_id"] for e in events if e["tenant_id"] == tid]
+    assert set(portal.calls) | set(dead) >= set(own), "every call delivered or dead-lettered"
+    assert all(h["callsync-broken"] == "1" and h["callsync-reason"] == "InvalidApiKey"
+               for h in dead.values())
+    for other in stack.tenants[1:]:
+        assert same(actual_state(stack, other.config.tenant_id),
+                    expected_state(events, other)), "other tenants are unaffected"
+    status = await stack.command("status", tid)
+    assert status.data["state"] == "broken" and status.data["parked"] == len(dead)
+
+    new_key(stack, tid, "rotated-key-1")
+    result = await stack.command("activate", tid, follow=300,
+                                 **stack.activation(broken, "rotated-key-1",
+                                                    send_after_reactivation=True))
+    assert result.status == "done", result.message
+    assert result.data["remaining"] == 0 and result.data["settled"] == result.data["submitted"]
+    await stack.wait_done()
+    assert same(actual_state(stack, tid), expected_state(events, broken))
+    status = await stack.command("status", tid)
+    assert status.data["state"] == "active" and status.data["parked"] == 0
+    assert status.data["replay"]["done"] is True
+
+
+async def test_the_replay_window_is_today_and_two_days_before(make_stack: StackFactory) -> None:
+    sample = sample_tenants(1)[0]
+    stack = make_stack([sample])
+    await stack.start()
+    tenant = stack.tenants[0]
+    tid = tenant.config.tenant_id
+    deactivated = await stack.command("deactivate", tid)
+    assert deactivated.status == "done"
+    now = datetime.now(UTC)
+    window = calendar_days_window(now, tenant.config.zone)
+    stamps = {
+        "four-days": now - timedelta(days=4), "three-days": now - timedelta(days=3),
+        "just-before": window.start - timedelta(minutes=1),
+        "just-after": window.start + timedelta(minutes=1),
+        "one-day": now - timedelta(days=1), "today": now - timedelta(minutes=30),
+    }
+    base = sample_calls([sample], len(stamps), seed=5)
+    events = [{**e, "call_id": f"w-{name}", "started_at": at.isoformat(),
+               "direction": "out", "status": "answered"}
+              for e, (name, at) in zip(base, stamps.items(), strict=True)]
+    await stack.publish_calls(events)
+    await stack.wait_done()
+    portal = stack.double.state.portals[tid]
+    assert portal.calls == {}, "a deactivated tenant gets nothing"
+
+    result = await stack.command("activate", tid, follow=120, **stack.activation(
+        tenant, tenant.config.api_key.get_secret_value(), send_after_reactivation=True))
+    assert result.status == "done", result.message
+    assert sorted(portal.calls) == ["w-just-after", "w-one-day", "w-today"]
+
+
+async def test_forged_malformed_and_repeated_commands(make_stack: StackFactory) -> None:
+    stack = make_stack(sample_tenants(1))
+    await stack.start()
+    tenant = stack.tenants[0]
+    tid = tenant.config.tenant_id
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+    await producer.start()
+    forged = {"type": "deactivate", "command_id": "forged-1", "tenant_id": tid,
+              "issued_at": datetime.now(UTC).isoformat()}
+    stale = {**forged, "command_id": "stale-1",
+             "issued_at": (datetime.now(UTC) - timedelta(days=2)).isoformat()}
+    try:
+        for body in (
+            {"command": forged, "signature": sign(forged, b"not the operator key")},
+            {"command": stale, "signature": sign(stale, b"e2e-operator-signing-key")},
+            {"command": {**forged, "command_id": "bad-1", "type": "explode"},
+             "signature": sign({**forged, "command_id": "bad-1", "type": "explode"},
+                               b"e2e-operator-signing-key")},
+        ):
+            await producer.send_and_wait(stack.settings.topics.control,
+                                         json.dumps(body).encode(), key=tid.encode())
+        await producer.send_and_wait(stack.settings.topics.control, b"{not json",
+                                     key=tid.encode())
+    finally:
+        await producer.stop()
+    await asyncio.sleep(3)
+    results = {m.key.decode(): json.loads(m.value)
+               for m in await stack.read_topic(stack.settings.topics.results)}
+    assert results["forged-1"]["status"] == "refused"
+    assert results["forged-1"]["message"] == "bad signature"
+    assert results["stale-1"]["status"] == "refused" and "too old" in results["stale-1"][
+        "message"]
+    assert results["bad-1"]["status"] == "refused" and "type" in results["bad-1"]["message"]
+    assert results["unknown"]["status"] == "refused"
+    status = await stack.command("status", tid)
+    assert status.data["state"] == "active", "nothing changed"
+
+    command_fields = stack.activation(tenant, "wrong-key")
+    first = await stack.command("activate", tid, **command_fields)
+    assert first.status == "refused" and "Wrong \"apiKey\" value." in first.message
+    assert "wrong-key" not in first.model_dump_json()
+
+
+async def test_activation_refuses_a_key_without_the_sixteen_methods(
+        make_stack: StackFactory) -> None:
+    stack = make_stack(sample_tenants(1))
+    await stack.start()
+    tenant = stack.tenants[0]
+    portal = stack.double.state.portals[tenant.config.tenant_id]
+    full = next(iter(portal.keys.values()))
+    portal.keys["narrow"] = ApiKey("narrow", full.methods - {"/api/tasks/create",
+                                                             "/api/user-groups"}, "narrow")
+    result = await stack.command("activate", tenant.config.tenant_id,
+                                 **stack.activation(tenant, "narrow"))
+    assert result.status == "refused"
+    assert "/api/tasks/create" in result.message and "/api/user-groups" in result.message
+    assert "2 of the 16" in result.message
+
+
+async def test_a_worker_killed_during_a_replay_resumes_it_without_duplicates(
+        make_stack: StackFactory) -> None:
+    sample = sample_tenants(1)[0]
+    stack = make_stack([sample])
+    await stack.start()
+    tenant = stack.tenants[0]
+    tid = tenant.config.tenant_id
+    assert (await stack.command("deactivate", tid)).status == "done"
+    events = sample_calls([sample], 160, seed=8, span=timedelta(hours=3))
+    await stack.publish_calls(events)
+    await stack.wait_done()
+    portal = stack.double.state.portals[tid]
+    assert portal.calls == {}
+
+    accepted = await stack.command("activate", tid, follow=5, **stack.activation(
+        tenant, tenant.config.api_key.get_secret_value(), send_after_reactivation=True))
+    assert accepted.status in ("accepted", "progress")
+    for _ in range(600):
+        if len(portal.calls) >= 30:
+            break
+        await asyncio.sleep(0.05)
+    assert 30 <= len(portal.calls) < 160, "kill it in the middle of the replay"
+    stack.restart_worker(kill=True)
+    for _ in range(1200):
+        status = await stack.command("status", tid)
+        if status.data["replay"]["done"]:
+            break
+        await asyncio.sleep(0.5)
+    assert status.data["replay"]["done"], stack.worker.log_tail()
+    assert same(actual_state(stack, tid), expected_state(events, tenant))
