@@ -31,7 +31,6 @@ from pipeline.samples import SampleTenant
 from pipeline.topics import ensure_topics
 from schemas.control import CommandResult
 
-
 OPERATOR_KEY = "e2e-operator-signing-key"
 
 
