@@ -36,6 +36,8 @@ app = faust.App(
     web_in_thread=False,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    broker_session_timeout=settings.kafka.session_timeout_seconds,
+    broker_heartbeat_interval=settings.kafka.session_timeout_seconds / 10,
     datadir=settings.data_dir,
 )
 

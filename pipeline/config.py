@@ -34,6 +34,12 @@ class KafkaSettings(_Section):
         return value
 
 
+    session_timeout_seconds: float = Field(
+        default=60.0, ge=6, le=300,
+        description="CALLSYNC_KAFKA__SESSION_TIMEOUT_SECONDS: a dead worker's partitions move "
+        "after this long")
+
+
 class TopicSettings(_Section):
     calls: str = Field(default="callsync.calls", description="CALLSYNC_TOPICS__CALLS")
     partitions: int = Field(default=6, ge=1, le=1000,

@@ -53,7 +53,9 @@ class Stack:
                               metrics_port=self.metrics_port,
                               data_dir=str(self.workdir / "data"), partitions=self.partitions,
                               extra={"CALLSYNC_CRM__UPLOAD_LINGER_SECONDS": "0.2",
-                                     "CALLSYNC_OPERATOR_KEY": OPERATOR_KEY, **self.extra_env})
+                                     "CALLSYNC_OPERATOR_KEY": OPERATOR_KEY,
+                                     "CALLSYNC_KAFKA__SESSION_TIMEOUT_SECONDS": "8",
+                                     **self.extra_env})
         self.settings = settings_from(self.env)
         self.worker = WorkerProcess(self.env, self.workdir / "worker.log")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline.crmdouble.state import ApiKey
+from pipeline.operator import build_command, send_and_follow
 from pipeline.samples import SampleTenant, sample_calls, sample_tenants
 from pipeline.signing import sign
 from pipeline.window import calendar_days_window
@@ -125,6 +127,7 @@ async def test_the_replay_window_is_today_and_two_days_before(make_stack: StackF
     await stack.wait_done()
     portal = stack.double.state.portals[tid]
     assert portal.calls == {}, "a deactivated tenant gets nothing"
+    assert portal.modules[tenant.config.module_code]["active"] is False
 
     result = await stack.command("activate", tid, follow=120, **stack.activation(
         tenant, tenant.config.api_key.get_secret_value(), send_after_reactivation=True))
@@ -173,6 +176,16 @@ async def test_forged_malformed_and_repeated_commands(make_stack: StackFactory) 
     first = await stack.command("activate", tid, **command_fields)
     assert first.status == "refused" and "Wrong \"apiKey\" value." in first.message
     assert "wrong-key" not in first.model_dump_json()
+
+    # the same command id twice: answered again, carried out once
+    command = build_command("deactivate", tid, operator="e2e", reason="maintenance")
+    edits_before = stack.double.state.requests.get((tid, tid), {}).get(200, 0)
+    once = await send_and_follow(stack.settings, command, follow=60, out=io.StringIO())
+    twice = await send_and_follow(stack.settings, command, follow=60, out=io.StringIO())
+    assert once is not None and twice is not None
+    assert once.status == twice.status == "done"
+    assert twice.message.startswith("already handled")
+    assert stack.double.state.requests[(tid, tid)][200] == edits_before + 1
 
 
 async def test_activation_refuses_a_key_without_the_sixteen_methods(
