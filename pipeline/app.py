@@ -9,6 +9,8 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import load_settings
+from pipeline.logs import logging_config, redactor
+from pipeline.metrics import READY
 from pipeline.tables import TenantTable
 
 __all__ = [
@@ -39,7 +41,10 @@ app = faust.App(
     broker_session_timeout=settings.kafka.session_timeout_seconds,
     broker_heartbeat_interval=settings.kafka.session_timeout_seconds / 10,
     datadir=settings.data_dir,
+    logging_config=logging_config(json_lines=settings.log_json),
 )
+if settings.operator_key is not None:
+    redactor.register(settings.operator_key.get_secret_value())
 
 
 def _topic(name: str, *, partitions: int, retention: timedelta | None = None,
@@ -73,4 +78,27 @@ ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partit
 
 @app.page("/metrics")
 async def metrics(web: View, request: Request) -> Response:
+    READY.set(1 if is_ready() else 0)
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def is_ready() -> bool:
+    """Partitions assigned, no rebalance under way, tables recovered."""
+    # `recovery` is on the TableManager, not on the abstract type mypy sees.
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    return (bool(app.assignor.assigned_actives()) and not app.rebalancing
+            and not recovery.in_recovery and recovery.completed.is_set())
+
+
+@app.page("/healthz")
+async def healthz(web: View, request: Request) -> Response:
+    # Answering at all means the event loop turns: that is what liveness asks.
+    return web.json({"status": "alive"})
+
+
+@app.page("/readyz")
+async def readyz(web: View, request: Request) -> Response:
+    ready = is_ready()
+    READY.set(1 if ready else 0)
+    return web.json({"ready": ready, "partitions": len(app.assignor.assigned_actives()),
+                     "rebalancing": bool(app.rebalancing)}, status=200 if ready else 503)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from pipeline.delivery import SourceRef, Work
 from pipeline.lanes import LaneRegistry
+from pipeline.logs import redactor
 from pipeline.outlets import Outlets
 from pipeline.planning import plan_call
 from schemas.call_event import CallEvent
@@ -45,6 +46,7 @@ class TenantDirectory:
         if cached is None or cached[0] != stored:
             cached = (stored, IntegrationConfig.model_validate(stored))
             self._configs[tenant_id] = cached
+            redactor.register(cached[1].api_key.get_secret_value())
         return cached[1]
 
     def mapping(self, tenant_id: str) -> EmployeeMapping:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
-    "BATCH_SIZE", "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG",
-    "DELIVERED", "EVENTS_CONSUMED", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG",
-    "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "REPLAY_REMAINING", "REPLAY_SCANNED",
-    "REPLAY_SUBMITTED",
+    "BATCH_SIZE", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS", "CRM_REQUESTS",
+    "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
+    "EVENTS_CONSUMED", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG", "POPUPS_SKIPPED",
+    "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED", "REPLAY_SUBMITTED",
     "RETRIES", "TENANT_UPDATES", "observe_crm_request",
 ]
 
@@ -43,6 +43,14 @@ REPLAY_SUBMITTED = Counter("callsync_replay_events_submitted_total",
                            "Replayed events handed to delivery", ["tenant"])
 REPLAY_REMAINING = Gauge("callsync_replay_remaining_records",
                          "Records a running replay still has to read", ["tenant"])
+CONSUMER_LAG_RECORDS = Gauge("callsync_consumer_lag_records",
+                             "Records of the call topic not yet read or settled",
+                             ["topic", "partition"])
+CONSUMER_LAG_SECONDS = Gauge("callsync_consumer_lag_seconds",
+                             "How long the oldest unsettled record has waited",
+                             ["topic", "partition"])
+READY = Gauge("callsync_worker_ready", "1 when the worker has partitions and its tables "
+              "are recovered")
 LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
 
 

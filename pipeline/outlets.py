@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -13,6 +14,7 @@ from pipeline.metrics import DEAD_LETTERED, INVALID
 __all__ = ["Headers", "Outlets", "Send", "TopicOutlets", "dead_letter_headers",
            "invalid_headers"]
 
+log = logging.getLogger(__name__)
 Headers = list[tuple[str, bytes]]
 # send(key, value, headers): produce one record and return once it is handed to the producer.
 Send = Callable[[bytes | None, bytes, Headers], Awaitable[object]]
@@ -62,9 +64,18 @@ class TopicOutlets:
         await self._invalid(key, raw, invalid_headers(source=source, reason=reason,
                                                       tenant_id=tenant_id, now=self._clock()))
         INVALID.labels(reason.split(":")[0][:40]).inc()
+        log.warning("invalid event from %s: %s", source, reason[:300],
+                    extra={"topic": source.topic, "partition": source.partition,
+                           "offset": source.offset, "tenant": tenant_id})
 
     async def dead_letter(self, work: Work, actions: Sequence[DeadLetter]) -> None:
         await self._dead_letter(work.key, work.raw,
                                 dead_letter_headers(work, actions, self._clock()))
         for action in actions:
             DEAD_LETTERED.labels(action.reason.split(":")[-1][:40]).inc()
+        source = work.source
+        log.warning("dead-lettered call %s of %s from %s: %s", work.plan.call_id,
+                    work.plan.tenant_id, source, ";".join(a.reason for a in actions),
+                    extra={"topic": source.topic, "partition": source.partition,
+                           "offset": source.offset, "tenant": work.plan.tenant_id,
+                           "call_id": work.plan.call_id})

@@ -19,6 +19,7 @@ from pipeline.app import (
 from pipeline.control import ControlDesk
 from pipeline.crm.client import RetailCRMClient
 from pipeline.intake import TenantDirectory
+from pipeline.lag import LagTracker
 from pipeline.lanes import LaneRegistry
 from pipeline.ledger import TableLedger
 from pipeline.metrics import observe_crm_request
@@ -29,7 +30,7 @@ from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
 from schemas.integration import IntegrationConfig
 
-__all__ = ["desk", "directory", "lanes", "outlets", "replays", "states"]
+__all__ = ["desk", "directory", "lag", "lanes", "outlets", "replays", "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -54,6 +55,7 @@ def _client_for(config: IntegrationConfig) -> RetailCRMClient:
                            timeout=settings.crm.timeout_seconds, observer=observe_crm_request)
 
 
+lag = LagTracker()
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
 directory = TenantDirectory(integrations, mappings)
 states = StateStore(cast(MutableMapping[str, Any], tenant_state))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,21 @@ def actual_state(stack: Stack, tenant_id: str) -> Expected:
     got.order_phones = [o["phone"] for o in portal.orders.values()]
     got.tasks = [(t["performerId"], t["phone"]) for t in portal.tasks.values()]
     return got
+
+
+def get_json(port: int, path: str) -> tuple[int, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return int(r.status), json.loads(r.read())
+
+
+def metric(metrics: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for key, value in metrics.items():
+        base, _, rest = key.partition("{")
+        if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += value
+    return total
 
 
 def same(a: Expected, b: Expected) -> bool:
@@ -132,6 +148,27 @@ async def test_a_mixed_batch_lands_exactly_and_feeding_it_again_changes_nothing(
 
     metrics = scrape(stack.metrics_port)
     assert metrics["callsync_events_delivered_total"] == 520
+    assert metric(metrics, "callsync_events_consumed_total", topic=stack.calls_topic) == 525
+    assert {reason: metric(metrics, "callsync_events_invalid_total", reason=reason)
+            for reason in ("undecodable", "schema", "unknown_tenant", "key_mismatch")} == {
+        "undecodable": 1, "schema": 2, "unknown_tenant": 1, "key_mismatch": 1}
+    assert metric(metrics, "callsync_call_upload_batch_size_sum") == 520
+    assert metric(metrics, "callsync_call_upload_batch_size_count") < 520 / 2
+    assert metric(metrics, "callsync_crm_requests_total", outcome="success") == sum(
+        s["by_status"].get("200", 0) + s["by_status"].get("201", 0) for s in stats.values()
+    ) - len(stack.tenants), "every CRM answer counted (the module edits came from the test)"
+    assert metric(metrics, "callsync_worker_ready") == 1
+    for path, expected in (("/healthz", {"status": "alive"}), ("/readyz", None)):
+        status, body = await asyncio.to_thread(get_json, stack.metrics_port, path)
+        assert status == 200 and (expected is None or body == expected)
+    for _ in range(40):  # the lag timer runs every 5 s
+        lag = scrape(stack.metrics_port)
+        if metric(lag, "callsync_consumer_lag_records") == 0 and any(
+                k.startswith("callsync_consumer_lag_records{") for k in lag):
+            break
+        await asyncio.sleep(0.5)
+    assert metric(lag, "callsync_consumer_lag_records") == 0
+    assert metric(lag, "callsync_consumer_lag_seconds") == 0
     requests_first = sum(v for k, v in metrics.items()
                          if k.startswith("callsync_crm_requests_total{"))
     snapshot = {t.config.tenant_id: actual_state(stack, t.config.tenant_id)
