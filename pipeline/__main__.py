@@ -156,6 +156,12 @@ def _operator(args: argparse.Namespace) -> int:
     return run(settings, command, follow=args.follow)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import run_bench
+
+    return run_bench(calls=args.calls, tenants=args.tenants, out=args.out)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +220,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True)
     p.add_argument("--follow", type=float, default=30)
     p.set_defaults(run=_operator)
+
+    p = sub.add_parser("bench", help="measure throughput, requests per call and memory")
+    p.add_argument("--calls", type=int, default=1500)
+    p.add_argument("--tenants", type=int, default=3)
+    p.add_argument("--out", help="also write the results (JSON) here")
+    p.set_defaults(run=_bench)
 
     p = sub.add_parser("crm-double", help="run the retailCRM double on 127.0.0.1")
     p.add_argument("--port", type=int, default=8089)

@@ -85,6 +85,8 @@ async def _api(request: web.Request) -> web.StreamResponse:
         return _json(403, {"success": False, "errorMsg": 'Wrong "apiKey" value.'})
     status, response = await _answer(request, state, portal, key_value, route, path_args, params)
     state.count(portal_name, key.label, status)
+    state.by_method[(portal_name, route.method)] = \
+        state.by_method.get((portal_name, route.method), 0) + 1
     return response
 
 

@@ -135,6 +135,7 @@ class DoubleState:
     # (portal, key label) -> {status: count}; rate-limit windows per (key, class).
     requests: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
     windows: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    by_method: dict[tuple[str, str], int] = field(default_factory=dict)  # (portal, method)
 
     def key_lookup(self, portal: Portal, key: str) -> ApiKey | None:
         return portal.keys.get(key)
