@@ -151,6 +151,8 @@ def _operator(args: argparse.Namespace) -> int:
         fields = {"reason": args.reason}
     elif args.command == "replay":
         fields = {"since": args.since, "until": args.until}
+    elif args.command == "employees":
+        return _employees(args, settings)
     command = build_command(args.command, args.tenant, operator=os.environ.get("USER", "cli"),
                             **fields)
     return run(settings, command, follow=args.follow)
@@ -160,6 +162,27 @@ def _bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_bench
 
     return run_bench(calls=args.calls, tenants=args.tenants, out=args.out)
+
+
+def _employees(args: argparse.Namespace, settings: object) -> int:
+    import os
+
+    from pipeline.config import Settings
+    from pipeline.operator import build_command, print_employees, run
+
+    assert isinstance(settings, Settings)  # noqa: S101 - narrows for mypy
+    kinds = {"list": "employees", "link": "link", "unlink": "unlink", "senior": "senior"}
+    fields: dict[str, object] = {}
+    if args.action == "link":
+        fields = {"employee_id": args.employee, "extension": args.extension,
+                  "crm_user_id": args.user}
+    elif args.action == "unlink":
+        fields = {"employee_id": args.employee}
+    elif args.action == "senior":
+        fields = {"crm_user_id": args.user}
+    command = build_command(kinds[args.action], args.tenant,
+                            operator=os.environ.get("USER", "cli"), **fields)
+    return run(settings, command, follow=args.follow, show=print_employees)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,6 +249,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", type=int, default=3)
     p.add_argument("--out", help="also write the results (JSON) here")
     p.set_defaults(run=_bench)
+
+    p = sub.add_parser("employees", help="list, link, unlink employees; choose the senior")
+    p.add_argument("action", choices=["list", "link", "unlink", "senior"])
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--employee", help="telephony employee id (link, unlink)")
+    p.add_argument("--extension", help="the employee's extension (link)")
+    p.add_argument("--user", type=int, help="CRM user id (link, senior)")
+    p.add_argument("--follow", type=float, default=60)
+    p.set_defaults(run=_operator, command="employees")
 
     p = sub.add_parser("crm-double", help="run the retailCRM double on 127.0.0.1")
     p.add_argument("--port", type=int, default=8089)

@@ -16,7 +16,7 @@ from pipeline.tables import TenantTable
 __all__ = [
     "app", "calls_topic", "control_topic", "dead_letter_topic", "integrations",
     "integrations_topic", "invalid_topic", "ledger_table", "mappings", "mappings_topic",
-    "results_topic", "settings", "tenant_state",
+    "results_topic", "rosters", "settings", "tenant_state",
 ]
 
 settings = load_settings()
@@ -70,6 +70,8 @@ results_topic = _topic(_topics.results, partitions=1, retention=timedelta(days=7
 # Values are JSON objects (the app's default serializer), read through callsync's own models.
 integrations = app.Table("integrations", partitions=_partitions, key_type=str)
 mappings = app.Table("mappings", partitions=_partitions, key_type=str)
+rosters = app.tables.add(TenantTable(app, name="rosters", partitions=_partitions,
+                                     key_type=str, beacon=app.tables.beacon))
 tenant_state = app.tables.add(TenantTable(app, name="tenant-state", partitions=_partitions,
                                           key_type=str, beacon=app.tables.beacon))
 ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partitions,

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     broken_probe_seconds: float = Field(
         default=300.0, gt=0, description="CALLSYNC_BROKEN_PROBE_SECONDS: how seldom a broken "
         "key is tried again (one /api/credentials call)")
+    roster_sync_seconds: float = Field(
+        default=900.0, ge=10, description="CALLSYNC_ROSTER_SYNC_SECONDS: how often each "
+        "tenant's CRM managers are synced")
     log_json: bool = Field(default=False, description="CALLSYNC_LOG_JSON: JSON log lines")
     data_dir: str = Field(default=".callsync", description="CALLSYNC_DATA_DIR: table stores")
 

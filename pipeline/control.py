@@ -12,9 +12,11 @@ from pydantic import TypeAdapter, ValidationError
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import REQUIRED_METHODS
+from pipeline.employees import link_refusal
 from pipeline.intake import TenantDirectory, describe_invalid
 from pipeline.lanes import LaneRegistry
 from pipeline.signing import verify
+from pipeline.staff import Staff, StaffRefused
 from pipeline.tenantstate import StateStore, key_fingerprint
 from pipeline.window import ReplayWindow, calendar_days_window
 from schemas.control import (
@@ -22,9 +24,13 @@ from schemas.control import (
     Command,
     CommandResult,
     DeactivateCommand,
+    EmployeesCommand,
+    LinkCommand,
     ReplayCommand,
+    SeniorCommand,
     SignedCommand,
     StatusCommand,
+    UnlinkCommand,
 )
 from schemas.crm import (
     AdditionalCode,
@@ -68,6 +74,7 @@ class ControlDesk:
                  integrations: MutableMapping[str, Any], states: StateStore,
                  lanes: LaneRegistry, report: Report, start_replay: StartReplay,
                  client_for: Callable[[IntegrationConfig], RetailCRMClient],
+                 staff: Staff | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.operator_key = operator_key
         self.directory = directory
@@ -77,6 +84,7 @@ class ControlDesk:
         self.report = report
         self.start_replay = start_replay
         self.client_for = client_for
+        self.staff = staff
         self.clock = clock
 
     async def _answer(self, command_id: str, status: str, message: str, *,
@@ -132,7 +140,7 @@ class ControlDesk:
         return result
 
     def _remember(self, command: Command, result: CommandResult) -> None:
-        if command.type == "status":
+        if command.type in ("status", "employees"):
             return
         state = self.states.get(command.tenant_id)
         commands = dict(list(state.commands.items())[-(KEEP_COMMANDS - 1):])
@@ -141,6 +149,14 @@ class ControlDesk:
         self.states.update(command.tenant_id, commands=commands)
 
     async def _carry_out(self, command: Command) -> tuple[str, str, dict[str, Any]]:
+        if isinstance(command, LinkCommand | UnlinkCommand | SeniorCommand | EmployeesCommand):
+            if self.staff is None:
+                raise Refused("employee commands are not available on this worker")
+            try:
+                return await self.staff.handle(command, self.directory.config(command.tenant_id),
+                                               self._push_module)
+            except StaffRefused as refused:
+                raise Refused(str(refused)) from None
         if isinstance(command, ActivateCommand):
             return await self._activate(command)
         if isinstance(command, DeactivateCommand):
@@ -149,12 +165,19 @@ class ControlDesk:
             return await self._replay(command)
         return self._status(command)
 
+    async def _push_module(self, config: IntegrationConfig, mapping: EmployeeMapping) -> None:
+        """The CRM routes pop-ups by extension: its module follows the mapping."""
+        state = self.states.get(config.tenant_id)
+        async with self.client_for(config) as crm:
+            await crm.edit_integration_module(module_payload(
+                config, mapping, active=state.state != "deactivated"))
+
     async def _activate(self, cmd: ActivateCommand) -> tuple[str, str, dict[str, Any]]:
         config = IntegrationConfig(
             tenant_id=cmd.tenant_id, portal_url=cmd.portal_url, admin_email=cmd.admin_email,
             site_code=cmd.site_code, api_key=cmd.api_key, timezone=cmd.timezone,
             module_code=cmd.module_code, options=cmd.options)
-        mapping = self.directory.mapping(cmd.tenant_id)
+        mapping = self.directory.stored_mapping(cmd.tenant_id)
         if mapping.senior_manager_id is None:
             raise Refused("no senior manager: link the employees and choose a senior manager "
                           "before activating")
@@ -170,9 +193,16 @@ class ControlDesk:
             if credentials.siteAccess == "access_selective" and \
                     cmd.site_code not in credentials.sitesAvailable:
                 raise Refused(f"the key cannot reach the shop {cmd.site_code!r}")
-            senior = await crm.user(mapping.senior_manager_id)
-            if not senior.active or not senior.isManager:
-                raise Refused(f"the senior manager (user {senior.id}) is not an active manager")
+            if self.staff is not None:
+                roster = await self.staff.sync(config, crm)
+                refusal = link_refusal(roster, mapping.senior_manager_id)
+                if refusal is not None:
+                    raise Refused(f"the senior manager cannot be used: {refusal}")
+            else:
+                senior = await crm.user(mapping.senior_manager_id)
+                if not senior.active or not senior.isManager:
+                    raise Refused(f"the senior manager (user {senior.id}) is not an active "
+                                  "manager")
             info = await crm.edit_integration_module(module_payload(config, mapping,
                                                                     active=True))
         previous = self.states.get(cmd.tenant_id)
@@ -197,7 +227,7 @@ class ControlDesk:
             try:
                 async with self.client_for(config) as crm:
                     await crm.edit_integration_module(module_payload(
-                        config, self.directory.mapping(cmd.tenant_id), active=False))
+                        config, self.directory.stored_mapping(cmd.tenant_id), active=False))
             except e.CRMAuthorizationError as exc:
                 note = f"; the module could not be switched off in the CRM ({exc.error_msg})"
         self.states.update(cmd.tenant_id, state="deactivated", since=self.clock(),
@@ -230,5 +260,9 @@ class ControlDesk:
             data["config"] = {k: v for k, v in config.model_dump(mode="json").items()
                               if k != "api_key"}
         data["lane_backlog"] = lane.backlog if lane else 0
-        data["mapped_employees"] = len(self.directory.mapping(cmd.tenant_id).employees)
+        data["mapped_employees"] = len(self.directory.stored_mapping(cmd.tenant_id).employees)
+        data["fallbacks"] = self.directory.fallbacks.get(cmd.tenant_id, {})
+        roster = self.directory.roster(cmd.tenant_id)
+        data["roster"] = {"synced_at": roster.synced_at.isoformat() if roster else None,
+                          "managers": sorted(roster.managers) if roster else []}
         return "done", state.state, data

@@ -17,7 +17,7 @@ from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
 from pipeline.errorpolicy import DeadLetter, Reject, Retry, decide
 from pipeline.ledger import Ledger
-from pipeline.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES
+from pipeline.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
 from pipeline.planning import (
     CallPlan,
     is_new_lead,
@@ -64,10 +64,15 @@ class StepFailed(Exception):
         self.action = action
 
 
+def done_tag(work: Work) -> str:
+    """Per stage: the `ended` record of a call has work left when its `answered` is done."""
+    return f"done_{work.event.stage.value}"
+
+
 def finished(ledger: Ledger, work: Work) -> None:
-    """Note a call whose every step succeeded, so a redelivery costs no request at all."""
+    """Note a record whose every step succeeded, so a redelivery costs no request at all."""
     if work.broken is None and not work.rejected and not work.parked:
-        ledger.record(work.plan.tenant_id, work.plan.call_id, done=True)
+        ledger.record(work.plan.tenant_id, work.plan.call_id, **{done_tag(work): True})
 
 
 class Steps:
@@ -131,9 +136,10 @@ class Steps:
     async def per_call(self, work: Work) -> None:
         plan = work.plan
         facts = self.ledger.facts(plan.tenant_id, plan.call_id)
-        if facts.get("done"):  # delivered before, every step: nothing to ask the CRM
+        if facts.get(done_tag(work)):  # delivered before, every step: nothing to ask the CRM
             return
         await self._popups(work, facts)
+        await self._status(work, facts)
         if not plan.lookup:
             return
         lookup = await self._guard(work, "lookup", "/api/telephony/manager",
@@ -176,6 +182,38 @@ class Steps:
                 POPUPS_SKIPPED.labels(failed.action.reason.split(":")[0]).inc()
                 continue
             self.ledger.record(work.plan.tenant_id, work.plan.call_id, **{tag: True})
+
+    async def _status(self, work: Work, facts: dict[str, Any]) -> None:
+        """Busy while on the call; back to what it was after — unless the user changed it."""
+        change = work.plan.status_change
+        if change is None or self.clock() > change.not_after:
+            return
+        plan = work.plan
+        tag = f"status_{change.action}"
+        if facts.get(tag):
+            return
+        try:
+            user = await self.call("/api/users/{id}", lambda: self.client.user(change.user_id),
+                                   deadline=change.not_after)
+            if change.action == "busy":
+                if user.status != "busy":
+                    await self.call("/api/users/{id}/status", lambda: self.client.set_user_status(
+                        change.user_id, "busy"), deadline=change.not_after)
+                    STATUS_SYNC.labels("busy").inc()
+                self.ledger.record(plan.tenant_id, plan.call_id, status_busy=True,
+                                   status_before=user.status if user.status != "busy" else None)
+                return
+            before = facts.get("status_before")
+            if facts.get("status_busy") and before and user.status == "busy":
+                await self.call("/api/users/{id}/status", lambda: self.client.set_user_status(
+                    change.user_id, before), deadline=change.not_after)
+                STATUS_SYNC.labels("restore").inc()
+            self.ledger.record(plan.tenant_id, plan.call_id, status_restore=True)
+        except StepFailed as failed:
+            if isinstance(failed.action, DeadLetter) and failed.action.broken:
+                raise
+            # A status is worth nothing later, like a pop-up: counted, never parked.
+            POPUPS_SKIPPED.labels("status:" + failed.action.reason.split(":")[0][:30]).inc()
 
     async def _customer(self, work: Work, facts: dict[str, Any], lookup: ManagerLookup, *,
                         new_lead: bool, seen: bool) -> CustomerRef | None:
@@ -267,7 +305,7 @@ class Steps:
         for w in works:
             facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
             if w.plan.upload is not None and w.broken is None and not (
-                    facts.get("call") or facts.get("done")):
+                    facts.get("call") or facts.get(done_tag(w))):
                 pending.append(w)
         for chunk in _chunks(pending, MAX_CALLS_PER_UPLOAD):
             await self._upload(chunk)

@@ -8,8 +8,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.delivery import SourceRef, Work
+from pipeline.employees import Roster, effective_mapping
 from pipeline.lanes import LaneRegistry
 from pipeline.logs import redactor
+from pipeline.metrics import FALLBACKS
 from pipeline.outlets import Outlets
 from pipeline.planning import plan_call
 from schemas.call_event import CallEvent
@@ -30,13 +32,17 @@ def describe_invalid(exc: ValidationError) -> str:
 
 
 class TenantDirectory:
-    """Parsed views of the integrations and mappings tables, re-parsed only when they change."""
+    """Parsed views of the integrations, mappings and rosters tables, re-parsed on change."""
 
-    def __init__(self, integrations: Mapping[str, Any], mappings: Mapping[str, Any]) -> None:
+    def __init__(self, integrations: Mapping[str, Any], mappings: Mapping[str, Any],
+                 rosters: Mapping[str, Any] | None = None) -> None:
         self._integrations = integrations
         self._mappings = mappings
+        self._rosters = rosters if rosters is not None else {}
         self._configs: dict[str, tuple[Any, IntegrationConfig]] = {}
-        self._maps: dict[str, tuple[Any, EmployeeMapping]] = {}
+        self._maps: dict[str, tuple[Any, Any, EmployeeMapping, dict[str, str]]] = {}
+        self._roster_cache: dict[str, tuple[Any, Roster]] = {}
+        self.fallbacks: dict[str, dict[str, str]] = {}  # tenant -> employee -> why
 
     def config(self, tenant_id: str) -> IntegrationConfig | None:
         stored = self._integrations.get(tenant_id)
@@ -49,15 +55,49 @@ class TenantDirectory:
             redactor.register(cached[1].api_key.get_secret_value())
         return cached[1]
 
-    def mapping(self, tenant_id: str) -> EmployeeMapping:
+    def configured(self) -> list[str]:
+        return [str(k) for k in list(self._integrations.keys())]
+
+    def stored_mapping(self, tenant_id: str) -> EmployeeMapping:
+        """The mapping as the operators set it."""
         stored = self._mappings.get(tenant_id)
+        return EmployeeMapping.model_validate(stored) if stored else \
+            EmployeeMapping(tenant_id=tenant_id)
+
+    def roster(self, tenant_id: str) -> Roster | None:
+        stored = self._rosters.get(tenant_id)
         if not stored:
-            return EmployeeMapping(tenant_id=tenant_id)
-        cached = self._maps.get(tenant_id)
+            return None
+        cached = self._roster_cache.get(tenant_id)
         if cached is None or cached[0] != stored:
-            cached = (stored, EmployeeMapping.model_validate(stored))
-            self._maps[tenant_id] = cached
+            cached = (stored, Roster.model_validate(stored))
+            self._roster_cache[tenant_id] = cached
         return cached[1]
+
+    def mapping(self, tenant_id: str) -> EmployeeMapping:
+        """The mapping calls use: links to users who left the managers drop out."""
+        stored = self._mappings.get(tenant_id)
+        roster_raw = self._rosters.get(tenant_id)
+        cached = self._maps.get(tenant_id)
+        if cached is None or cached[0] != stored or cached[1] != roster_raw:
+            effective, dropped = effective_mapping(self.stored_mapping(tenant_id),
+                                                   self.roster(tenant_id))
+            cached = (stored, roster_raw, effective, dropped)
+            self._maps[tenant_id] = cached
+        return cached[2]
+
+    def note_fallback(self, event: CallEvent, mapping: EmployeeMapping) -> None:
+        """Count a call whose employee is not (or no longer) linked to an active manager."""
+        employee = event.employee
+        if employee is None or employee.id in mapping.employees:
+            return
+        dropped = self._maps.get(event.tenant_id, (None, None, None, {}))[3]
+        why = dropped.get(employee.id, "not linked to a CRM manager")
+        seen = self.fallbacks.setdefault(event.tenant_id, {})
+        if len(seen) < 1000:
+            seen[employee.id] = why
+        FALLBACKS.labels(event.tenant_id, "inactive" if employee.id in dropped else
+                         "unmapped").inc()
 
 
 async def accept_call(*, raw: bytes, key: bytes | None, source: SourceRef,
@@ -82,7 +122,9 @@ async def accept_call(*, raw: bytes, key: bytes | None, source: SourceRef,
                               tenant_id=event.tenant_id)
         ack()
         return
-    plan = plan_call(event, config, directory.mapping(event.tenant_id))
+    mapping = directory.mapping(event.tenant_id)
+    directory.note_fallback(event, mapping)
+    plan = plan_call(event, config, mapping)
     if plan.is_empty:
         ack()
         return

@@ -7,9 +7,10 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "BATCH_SIZE", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS", "CRM_REQUESTS",
     "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
-    "EVENTS_CONSUMED", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG", "POPUPS_SKIPPED",
-    "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED", "REPLAY_SUBMITTED",
-    "RETRIES", "TENANT_UPDATES", "observe_crm_request",
+    "EVENTS_CONSUMED", "FALLBACKS", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG",
+    "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
+    "REPLAY_SUBMITTED",
+    "RETRIES", "ROSTER_SYNCS", "STATUS_SYNC", "TENANT_UPDATES", "observe_crm_request",
 ]
 
 EVENTS_CONSUMED = Counter("callsync_events_consumed_total", "Records read", ["topic"])
@@ -51,6 +52,13 @@ CONSUMER_LAG_SECONDS = Gauge("callsync_consumer_lag_seconds",
                              ["topic", "partition"])
 READY = Gauge("callsync_worker_ready", "1 when the worker has partitions and its tables "
               "are recovered")
+FALLBACKS = Counter("callsync_manager_fallbacks_total",
+                    "Calls of employees not linked to an active manager (to the senior)",
+                    ["tenant", "reason"])
+ROSTER_SYNCS = Counter("callsync_roster_syncs_total", "CRM manager roster syncs",
+                       ["outcome"])
+STATUS_SYNC = Counter("callsync_user_status_changes_total",
+                      "CRM user statuses set by status sync", ["action"])
 LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -16,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.signing import sign
 from schemas.control import CommandResult
 
-__all__ = ["FINAL", "build_command", "progress_line", "send_and_follow"]
+__all__ = ["FINAL", "build_command", "print_employees", "progress_line", "run", "send_and_follow"]
 
 FINAL = ("done", "refused", "failed")
 
@@ -83,11 +84,47 @@ async def send_and_follow(settings: Settings, command: dict[str, Any], *, follow
         await results.stop()
 
 
-def run(settings: Settings, command: dict[str, Any], *, follow: float = 600.0) -> int:
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def print_employees(result: CommandResult) -> None:
+    """`employees list` as tables: the links, the CRM managers, the recent fallbacks."""
+    mapping = result.data.get("mapping", {})
+    roster = result.data.get("roster", {})
+    managers = {m["id"]: m for m in roster.get("managers", [])}
+    senior = mapping.get("senior_manager_id")
+    rows = [["employee", "extension", "CRM user", "name", "note"]]
+    for emp, link in sorted(mapping.get("employees", {}).items()):
+        user = managers.get(link["crm_user_id"])
+        rows.append([emp, link.get("extension") or "-", str(link["crm_user_id"]),
+                     user["name"] if user else "?",
+                     "" if user or not roster else "no longer an active manager"])
+    print(_table(rows))
+    print(f"\nsenior manager: {senior if senior else 'none (activation needs one)'}")
+    if roster:
+        print(f"\nCRM managers (groups {', '.join(roster.get('groups', []))}, synced "
+              f"{roster.get('synced_at')}):")
+        print(_table([["id", "name", "email", "status"]] + [
+            [str(m["id"]), m["name"], m.get("email") or "-", m.get("status") or "-"]
+            for m in managers.values()]))
+    fallbacks = result.data.get("fallbacks") or {}
+    if fallbacks:
+        print("\ncalls routed to the senior manager:")
+        print(_table([["employee", "why"]] + [[k, v] for k, v in sorted(fallbacks.items())]))
+
+
+def run(settings: Settings, command: dict[str, Any], *, follow: float = 600.0,
+        show: Callable[[CommandResult], None] | None = None) -> int:
     result = asyncio.run(send_and_follow(settings, command, follow=follow))
     if result is None:
         print(f"no answer to {command['command_id']} within {follow:.0f}s: is a worker running?")
         return 2
     if result.data and result.status in FINAL:
-        print(json.dumps(result.data, indent=2, ensure_ascii=False, default=str))
+        if show is not None and result.status == "done":
+            show(result)
+        else:
+            print(json.dumps(result.data, indent=2, ensure_ascii=False, default=str))
     return 0 if result.status == "done" else 1

@@ -24,8 +24,8 @@ from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping
 
 __all__ = [
-    "CallPlan", "Popup", "TaskDraft", "customer_external_id", "is_new_lead", "order_external_id",
-    "order_for", "plan_call", "task_for", "task_performer",
+    "CallPlan", "Popup", "StatusChange", "TaskDraft", "customer_external_id", "is_new_lead",
+    "order_external_id", "order_for", "plan_call", "task_for", "task_performer",
 ]
 
 CALL_RESULT = {
@@ -53,6 +53,15 @@ class Popup:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """Mirror the call on the manager's CRM status: busy while on it, back after hang-up."""
+
+    user_id: int
+    action: str  # "busy" or "restore"
+    not_after: datetime
+
+
+@dataclass(frozen=True)
 class TaskDraft:
     text: str
     commentary: str
@@ -69,6 +78,7 @@ class CallPlan:
     phone: str
     site: str
     popups: tuple[Popup, ...] = ()
+    status_change: StatusChange | None = None
     upload: CallUpload | None = None
     lookup: bool = False  # ask telephony/manager who the caller is
     customer: CustomerPayload | None = None  # created when the CRM does not know the caller
@@ -77,7 +87,7 @@ class CallPlan:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.popups or self.upload or self.lookup)
+        return not (self.popups or self.upload or self.lookup or self.status_change)
 
 
 def customer_external_id(tenant_id: str, phone: str) -> str:
@@ -125,11 +135,29 @@ def _popups(event: CallEvent, config: IntegrationConfig,
     return (Popup(payload=payload, not_after=at + max_age, stage=event.stage),)
 
 
+def _status_change(event: CallEvent, config: IntegrationConfig,
+                   mapping: EmployeeMapping) -> StatusChange | None:
+    user_id = mapping.crm_user_for(event.employee.id if event.employee else None)
+    if not config.options.status_sync or user_id is None:
+        return None
+    if event.stage is CallStage.ENDED:
+        at = event.started_at + timedelta(seconds=event.wait_seconds + event.talk_seconds)
+        action = "restore"
+    elif event.stage is CallStage.ANSWERED or event.direction is CallDirection.OUTBOUND:
+        at, action = event.started_at + timedelta(seconds=event.wait_seconds), "busy"
+    else:
+        return None  # an inbound call still ringing: nobody is on it yet
+    # Like pop-ups, a status from a backlog or a replay would be a lie: only fresh ones.
+    return StatusChange(user_id=user_id, action=action,
+                        not_after=at + timedelta(seconds=config.options.popup_max_age_seconds))
+
+
 def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapping) -> CallPlan:
     """Everything the call needs that can be decided before asking the CRM anything."""
     popups = _popups(event, config, mapping)
+    status_change = _status_change(event, config, mapping)
     base = CallPlan(tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
-                    site=config.site_code, popups=popups)
+                    site=config.site_code, popups=popups, status_change=status_change)
     if event.stage is not CallStage.ENDED or event.status is CallStatus.IN_PROGRESS:
         return base
     zone = config.zone
@@ -176,7 +204,7 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapp
             senior_manager_id=mapping.senior_manager_id)
     return CallPlan(
         tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
-        site=config.site_code, popups=popups, upload=upload,
+        site=config.site_code, popups=popups, status_change=status_change, upload=upload,
         lookup=customer is not None or order is not None or task is not None,
         customer=customer, order=order, task=task)
 

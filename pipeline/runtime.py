@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, cast
 
 from pipeline.app import (
@@ -13,6 +13,7 @@ from pipeline.app import (
     ledger_table,
     mappings,
     results_topic,
+    rosters,
     settings,
     tenant_state,
 )
@@ -25,12 +26,13 @@ from pipeline.ledger import TableLedger
 from pipeline.metrics import observe_crm_request
 from pipeline.outlets import Headers, TopicOutlets
 from pipeline.replay import ReplayManager
+from pipeline.staff import Staff
 from pipeline.tenantstate import StateStore
 from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
 from schemas.integration import IntegrationConfig
 
-__all__ = ["desk", "directory", "lag", "lanes", "outlets", "replays", "states"]
+__all__ = ["desk", "directory", "lag", "lanes", "outlets", "replays", "staff", "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -57,7 +59,7 @@ def _client_for(config: IntegrationConfig) -> RetailCRMClient:
 
 lag = LagTracker()
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
-directory = TenantDirectory(integrations, mappings)
+directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters))
 states = StateStore(cast(MutableMapping[str, Any], tenant_state))
 lanes = LaneRegistry(settings=settings.crm,
                      ledger=TableLedger(cast(MutableMapping[str, Any], ledger_table),
@@ -73,12 +75,14 @@ async def _start_replay(tenant_id: str, command_id: str, window: ReplayWindow) -
     await replays.start(tenant_id, command_id, window)
 
 
+staff = Staff(directory=directory, mappings=cast(MutableMapping[str, Any], mappings),
+              rosters=cast(MutableMapping[str, Any], rosters), client_for=_client_for)
 desk = ControlDesk(
     operator_key=settings.operator_key.get_secret_value().encode()
     if settings.operator_key else None,
     directory=directory, integrations=cast(MutableMapping[str, Any], integrations),
     states=states, lanes=lanes, report=_report, start_replay=_start_replay,
-    client_for=_client_for)
+    client_for=_client_for, staff=staff)
 
 
 @app.on_before_shutdown.connect

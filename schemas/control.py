@@ -9,8 +9,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, Http
 from schemas.integration import IntegrationOptions, TimeZoneName
 
 __all__ = [
-    "ActivateCommand", "Command", "CommandResult", "DeactivateCommand", "ReplayCommand",
-    "SignedCommand", "StatusCommand",
+    "ActivateCommand", "Command", "CommandResult", "DeactivateCommand", "EmployeesCommand",
+    "LinkCommand", "ReplayCommand", "SeniorCommand", "SignedCommand", "StatusCommand",
+    "UnlinkCommand",
 ]
 
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
@@ -55,7 +56,35 @@ class StatusCommand(_Command):
     type: Literal["status"] = "status"
 
 
-Command = Annotated[ActivateCommand | DeactivateCommand | ReplayCommand | StatusCommand,
+class LinkCommand(_Command):
+    """Link a telephony employee to a CRM user; only an active manager can be linked."""
+
+    type: Literal["link"] = "link"
+    employee_id: Ident
+    extension: str | None = Field(default=None, max_length=32)
+    crm_user_id: int = Field(ge=1)
+
+
+class UnlinkCommand(_Command):
+    type: Literal["unlink"] = "unlink"
+    employee_id: Ident
+
+
+class SeniorCommand(_Command):
+    """Choose the senior manager: the fallback for unmapped employees and missed calls."""
+
+    type: Literal["senior"] = "senior"
+    crm_user_id: int = Field(ge=1)
+
+
+class EmployeesCommand(_Command):
+    """List the mapping, the CRM managers (synced now) and the recent fallbacks."""
+
+    type: Literal["employees"] = "employees"
+
+
+Command = Annotated[ActivateCommand | DeactivateCommand | ReplayCommand | StatusCommand
+                    | LinkCommand | UnlinkCommand | SeniorCommand | EmployeesCommand,
                     Field(discriminator="type")]
 
 

@@ -146,7 +146,7 @@ async def test_a_crash_between_task_create_and_record_makes_no_second_task(
     facts = harness.ledger.data["acme|c1"]
     # as if the worker died after tasks/create but before its result was recorded
     harness.ledger.data["acme|c1"] = {k: v for k, v in facts.items()
-                                      if k not in ("task", "done")}
+                                      if k not in ("task", "done_ended")}
     await harness.deliver(event)
     assert list(portal.tasks) == [task_id]
     assert harness.ledger.data["acme|c1"]["task"] == task_id
@@ -252,3 +252,54 @@ async def test_the_lane_runs_on_its_own(harness: Harness, portal: Portal) -> Non
         await asyncio.sleep(0.05)
     await harness.lane.stop()
     assert harness.acked == [f"c{n}" for n in range(1, 6)] and len(portal.calls) == 5
+
+
+def fresh(n: int, **changes: Any) -> CallEvent:
+    return call(n, started_at=datetime.now(UTC).isoformat(), **changes)
+
+
+async def test_status_sync_sets_busy_and_restores_the_status_before(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    harness.cfg = harness.cfg.model_copy(update={"options": harness.cfg.options.model_copy(
+        update={"status_sync": True})})
+    await harness.deliver(fresh(1, stage="answered", status="in_progress"))
+    assert portal.users[27]["status"] == "busy"
+    await harness.deliver(fresh(1))
+    assert portal.users[27]["status"] == "free"
+    assert [(c["from"], c["to"]) for c in portal.status_changes] == [("free", "busy"),
+                                                                     ("busy", "free")]
+
+
+async def test_status_sync_leaves_a_status_the_user_set_by_hand(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    harness.cfg = harness.cfg.model_copy(update={"options": harness.cfg.options.model_copy(
+        update={"status_sync": True})})
+    await harness.deliver(fresh(1, stage="answered", status="in_progress"))
+    portal.users[27]["status"] = "dinner"  # the manager changed it during the call
+    await harness.deliver(fresh(1))
+    assert portal.users[27]["status"] == "dinner"
+    assert len(portal.status_changes) == 1
+
+
+async def test_status_sync_ignores_stale_events(crm_double: CRMDouble, harness: Harness,
+                                                portal: Portal) -> None:
+    harness.cfg = harness.cfg.model_copy(update={"options": harness.cfg.options.model_copy(
+        update={"status_sync": True})})
+    await harness.deliver(call(1, stage="answered", status="in_progress"))
+    assert portal.status_changes == [] and portal.users[27]["status"] == "free"
+
+
+async def test_the_roster_is_fetched_page_by_page(crm_double: CRMDouble,
+                                                  portal: Portal) -> None:
+    from pipeline.crmdouble.admin import UserSpec, add_user
+    from pipeline.employees import fetch_roster
+
+    for n in range(130):
+        add_user(portal, UserSpec(firstName=f"M{n}"))
+    add_user(portal, UserSpec(firstName="Off", active=False))
+    async with RetailCRMClient(base_url=crm_double.portal_url("acme"),
+                               api_key="acme-key") as crm:
+        roster = await fetch_roster(crm, now=NOW)
+    assert roster.manager_groups == ["manager"]
+    assert len(roster.managers) == 132 and 29 not in roster.managers and 30 not in \
+        roster.managers

@@ -170,3 +170,19 @@ def test_in_progress_and_answered_stages_only_pop_up() -> None:
     assert plan.upload is None and plan.task is None and len(plan.popups) == 1
     assert plan.popups[0].payload.type == "in"
     assert plan.popups[0].not_after == STARTED + timedelta(seconds=9 + 60)
+
+
+def test_status_sync_is_off_by_default_and_marks_busy_then_restores() -> None:
+    assert plan_call(event(stage="answered", status="in_progress"), config(),
+                     MAPPING).status_change is None
+    on = config(status_sync=True)
+    answered = plan_call(event(stage="answered", status="in_progress"), on, MAPPING)
+    assert answered.status_change is not None
+    assert (answered.status_change.user_id, answered.status_change.action) == (27, "busy")
+    ended = plan_call(event(), on, MAPPING)
+    assert ended.status_change is not None and ended.status_change.action == "restore"
+    ringing = plan_call(event(stage="started", status="in_progress"), on, MAPPING)
+    assert ringing.status_change is None  # nobody is on an inbound call that still rings
+    unmapped = plan_call(event(stage="answered", status="in_progress", employee=None), on,
+                         MAPPING)
+    assert unmapped.status_change is None

@@ -1,0 +1,34 @@
+"""sync_rosters: each owned tenant's CRM managers, on a schedule, through the tenant's lane."""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.app import app, settings
+from pipeline.crm import errors as e
+from pipeline.runtime import directory, lanes, staff, states
+from pipeline.tables import tenant_partition
+
+log = logging.getLogger(__name__)
+
+
+@app.timer(interval=settings.roster_sync_seconds)  # type: ignore[untyped-decorator]
+async def sync_rosters() -> None:
+    owned = {tp.partition for tp in app.assignor.assigned_actives()
+             if tp.topic == settings.topics.calls}
+    for tenant_id in list(states.tenants()) + list(directory.configured()):
+        if "|" in tenant_id or tenant_partition(tenant_id, settings.topics.partitions) \
+                not in owned:
+            continue
+        config = directory.config(tenant_id)
+        if config is None or states.get(tenant_id).state != "active":
+            continue
+        lane = lanes.lane_for(config)
+        if lane.broken is not None:
+            continue
+        try:  # the lane's client: the sync shares the tenant's request budget
+            roster = await staff.sync(config, lane.steps.client)
+        except e.RetailCRMError as exc:
+            log.warning("roster sync of %s failed: %s", tenant_id, exc)
+            continue
+        log.info("roster of %s: %d managers", tenant_id, len(roster.managers))
