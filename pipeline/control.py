@@ -10,11 +10,10 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from pipeline.crm import errors as e
-from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import REQUIRED_METHODS
 from pipeline.employees import link_refusal
 from pipeline.intake import TenantDirectory, describe_invalid
-from pipeline.lanes import LaneRegistry
+from pipeline.lanes import ClientFor, LaneRegistry
 from pipeline.signing import verify
 from pipeline.staff import Staff, StaffRefused
 from pipeline.tenantstate import StateStore, key_fingerprint
@@ -73,7 +72,7 @@ class ControlDesk:
     def __init__(self, *, operator_key: bytes | None, directory: TenantDirectory,
                  integrations: MutableMapping[str, Any], states: StateStore,
                  lanes: LaneRegistry, report: Report, start_replay: StartReplay,
-                 client_for: Callable[[IntegrationConfig], RetailCRMClient],
+                 client_for: ClientFor,
                  staff: Staff | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.operator_key = operator_key

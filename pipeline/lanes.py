@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,7 +23,7 @@ from pipeline.outlets import Outlets
 from pipeline.tenantstate import StateStore, key_fingerprint
 from schemas.integration import IntegrationConfig
 
-__all__ = ["LaneHooks", "LaneRegistry", "TenantLane"]
+__all__ = ["ClientFor", "ClientPool", "LaneHooks", "LaneRegistry", "TenantLane"]
 
 log = logging.getLogger(__name__)
 DEACTIVATED = DeadLetter(reason="Deactivated", broken=True)
@@ -36,6 +37,36 @@ class LaneHooks(Protocol):
     def on_parked(self, tenant_id: str, count: int) -> None: ...
 
     def on_denied(self, tenant_id: str, method: str) -> None: ...
+
+
+# Gives the client for a tenant's portal and key, for `async with`.
+ClientFor = Callable[[IntegrationConfig], AbstractAsyncContextManager[RetailCRMClient]]
+
+
+class ClientPool:
+    """One client per portal and key: retailCRM's budget is per key, so every request made
+    with a key — deliveries, commands, roster syncs — goes through the same pacing."""
+
+    def __init__(self, factory: Callable[[IntegrationConfig], RetailCRMClient]) -> None:
+        self._factory = factory
+        self._clients: dict[tuple[str, str], RetailCRMClient] = {}
+
+    def get(self, config: IntegrationConfig) -> RetailCRMClient:
+        key = (str(config.portal_url), config.api_key.get_secret_value())
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self._factory(config)
+        return client
+
+    @contextlib.asynccontextmanager
+    async def borrow(self, config: IntegrationConfig) -> AsyncIterator[RetailCRMClient]:
+        """For `async with`: the pooled client, left open for the others."""
+        yield self.get(config)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
 
 class TenantLane:
@@ -194,13 +225,17 @@ class LaneRegistry:
         self.clock = clock
         self.lanes: dict[str, TenantLane] = {}
         self._fingerprints: dict[str, tuple[str, str]] = {}
+        self.clients = ClientPool(self._new_client)
 
-    def _client(self, config: IntegrationConfig) -> RetailCRMClient:
+    def _new_client(self, config: IntegrationConfig) -> RetailCRMClient:
         return RetailCRMClient(
             base_url=str(config.portal_url), api_key=config.api_key,
             transport=self.transport, timeout=self.settings.timeout_seconds,
             general_rps=self.settings.general_rps, telephony_rps=self.settings.telephony_rps,
             observer=observe_crm_request)
+
+    def _client(self, config: IntegrationConfig) -> RetailCRMClient:
+        return self.clients.get(config)
 
     def lane_for(self, config: IntegrationConfig) -> TenantLane:
         fingerprint = (str(config.portal_url), config.api_key.get_secret_value())
@@ -234,13 +269,11 @@ class LaneRegistry:
             lane.steps.denied = set(state.denied_methods)
 
     def _new_key(self, lane: TenantLane, config: IntegrationConfig) -> None:
-        old = lane.steps.client
-        lane.steps.client = self._client(config)
+        lane.steps.client = self._client(config)  # the old one stays pooled (other users)
         lane.steps.known_callers.clear()
         lane.steps.denied = set()
         if lane.broken is not DEACTIVATED:
             lane.broken = None
-        asyncio.get_running_loop().create_task(old.aclose())
 
     def reset(self, config: IntegrationConfig) -> TenantLane:
         """After an activation: a fresh client, nothing broken, nothing denied."""
@@ -282,4 +315,4 @@ class LaneRegistry:
     async def stop(self) -> None:
         for lane in self.lanes.values():
             await lane.stop()
-            await lane.steps.client.aclose()
+        await self.clients.close()

@@ -18,19 +18,16 @@ from pipeline.app import (
     tenant_state,
 )
 from pipeline.control import ControlDesk
-from pipeline.crm.client import RetailCRMClient
 from pipeline.intake import TenantDirectory
 from pipeline.lag import LagTracker
 from pipeline.lanes import LaneRegistry
 from pipeline.ledger import TableLedger
-from pipeline.metrics import observe_crm_request
 from pipeline.outlets import Headers, TopicOutlets
 from pipeline.replay import ReplayManager
 from pipeline.staff import Staff
 from pipeline.tenantstate import StateStore
 from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
-from schemas.integration import IntegrationConfig
 
 __all__ = ["desk", "directory", "lag", "lanes", "outlets", "replays", "staff", "states"]
 
@@ -52,11 +49,6 @@ async def _report(result: CommandResult) -> object:
                                     value=result.model_dump_json().encode())
 
 
-def _client_for(config: IntegrationConfig) -> RetailCRMClient:
-    return RetailCRMClient(base_url=str(config.portal_url), api_key=config.api_key,
-                           timeout=settings.crm.timeout_seconds, observer=observe_crm_request)
-
-
 lag = LagTracker()
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
 directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters))
@@ -66,6 +58,7 @@ lanes = LaneRegistry(settings=settings.crm,
                                         flush=_flush),
                      outlets=outlets, states=states, buffer=settings.lane_buffer,
                      probe_interval=settings.broken_probe_seconds)
+_client_for = lanes.clients.borrow
 replays = ReplayManager(bootstrap_servers=settings.kafka.bootstrap_servers,
                         calls_topic=settings.topics.calls, directory=directory, lanes=lanes,
                         states=states, report=_report)

@@ -11,6 +11,7 @@ from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.employees import Roster, fetch_roster, link_refusal, roster_summary
 from pipeline.intake import TenantDirectory
+from pipeline.lanes import ClientFor
 from pipeline.metrics import ROSTER_SYNCS
 from schemas.control import EmployeesCommand, LinkCommand, SeniorCommand, UnlinkCommand
 from schemas.integration import IntegrationConfig
@@ -29,7 +30,7 @@ class StaffRefused(Exception):
 class Staff:
     def __init__(self, *, directory: TenantDirectory, mappings: MutableMapping[str, Any],
                  rosters: MutableMapping[str, Any],
-                 client_for: Callable[[IntegrationConfig], RetailCRMClient],
+                 client_for: ClientFor,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.directory = directory
         self.mappings = mappings
