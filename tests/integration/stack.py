@@ -7,6 +7,7 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from pipeline.topics import ensure_topics
 from schemas.control import CommandResult
 
 OPERATOR_KEY = "e2e-operator-signing-key"
+StackFactory = Callable[..., "Stack"]
 
 
 @dataclass

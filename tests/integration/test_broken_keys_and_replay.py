@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,31 +13,13 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.crmdouble.state import ApiKey
 from pipeline.operator import build_command, send_and_follow
-from pipeline.samples import SampleTenant, sample_calls, sample_tenants
+from pipeline.samples import sample_calls, sample_tenants
 from pipeline.signing import sign
 from pipeline.window import calendar_days_window
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, StackFactory
 from tests.integration.test_end_to_end import actual_state, expected_state, same
 
 pytestmark = pytest.mark.kafka
-StackFactory = Callable[..., Stack]
-
-
-@pytest.fixture
-async def make_stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[StackFactory]:
-    stacks: list[Stack] = []
-
-    def make(samples: list[SampleTenant], **kw: Any) -> Stack:
-        stack = Stack(kafka_bootstrap, tmp_path / f"s{len(stacks)}", samples, **kw)
-        stack.workdir.mkdir()
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        await asyncio.to_thread(stack.stop)
-
-
 def dead_letters_of(records: list[Any], tenant_id: str) -> dict[str, dict[str, str]]:
     found = {}
     for m in records:

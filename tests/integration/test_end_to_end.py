@@ -6,9 +6,7 @@ import asyncio
 import json
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +15,9 @@ from pipeline.crmdouble.state import Fault
 from pipeline.demo import scrape
 from pipeline.devstack import DevTenant
 from pipeline.producing import Record
-from pipeline.samples import SampleTenant, sample_calls, sample_tenants
+from pipeline.samples import sample_calls, sample_tenants
 from pipeline.tables import tenant_partition
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.kafka
 
@@ -87,24 +85,6 @@ def same(a: Expected, b: Expected) -> bool:
     return (a.calls == b.calls and a.customers == b.customers
             and sorted(a.order_phones) == sorted(b.order_phones)
             and sorted(a.tasks) == sorted(b.tasks))
-
-
-StackFactory = Callable[..., Stack]
-
-
-@pytest.fixture
-async def make_stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[StackFactory]:
-    stacks: list[Stack] = []
-
-    def make(samples: list[SampleTenant], **kw: Any) -> Stack:
-        stack = Stack(kafka_bootstrap, tmp_path / f"s{len(stacks)}", samples, **kw)
-        stack.workdir.mkdir()
-        stacks.append(stack)
-        return stack
-
-    yield make
-    for stack in stacks:
-        await asyncio.to_thread(stack.stop)
 
 
 def bad_records(acme: dict[str, Any]) -> list[Record]:
