@@ -135,7 +135,7 @@ def _summary(double: CRMDouble, devs: list[DevTenant]) -> str:
     lines = [_table(rows), "", f"a few of what landed in '{first.name}':"]
     for call in list(first.calls.values())[:3]:
         lines.append(f"  call  {call['externalId']}  {call['date']}  {call['phone']}  "
-                     f"{call['result']:<9}  user {call.get('userId', call.get('code'))}  "
+                     f"{call['result']:<9}  handled by {_handler(call)}  "
                      f"source {call.get('source', {})}")
     for order in list(first.orders.values())[:2]:
         lines.append(f"  order {order['number']}  {order['externalId']}  "
@@ -144,6 +144,12 @@ def _summary(double: CRMDouble, devs: list[DevTenant]) -> str:
         lines.append(f"  task  {task['id']}  '{task['text']}' for user {task['performerId']} "
                      f"at {task['datetime']}")
     return "\n".join(lines)
+
+
+def _handler(call: dict[str, object]) -> str:
+    if call.get("userId"):
+        return f"user {call['userId']}"
+    return f"extension {call['code']}" if call.get("code") else "nobody"
 
 
 def _count_503(double: CRMDouble) -> int:

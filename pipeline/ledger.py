@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -29,9 +30,11 @@ class TableLedger:
     """
 
     def __init__(self, table: MutableMapping[str, Any],
-                 flush: Callable[[], Awaitable[object]] | None = None) -> None:
+                 flush: Callable[[], Awaitable[object]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._table = table
         self._flush = flush
+        self._clock = clock
 
     def facts(self, tenant_id: str, call_id: str) -> dict[str, Any]:
         value = self._table.get(ledger_key(tenant_id, call_id))
@@ -40,9 +43,19 @@ class TableLedger:
     def record(self, tenant_id: str, call_id: str, **facts: Any) -> None:
         key = ledger_key(tenant_id, call_id)
         current = self._table.get(key)
-        merged = {**(current if isinstance(current, dict) else {}), **facts}
+        merged = {**(current if isinstance(current, dict) else {"at": int(self._clock())}),
+                  **facts}
         if merged != current:
             self._table[key] = merged
+
+    def prune(self, older_than: float) -> int:
+        """Forget calls first recorded before `older_than` (epoch seconds): their events are
+        past the call topic's retention, so nothing can deliver them again."""
+        stale = [key for key, value in list(self._table.items())
+                 if isinstance(value, dict) and value.get("at", older_than) < older_than]
+        for key in stale:
+            del self._table[key]
+        return len(stale)
 
     async def sync(self) -> None:
         if self._flush is not None:
@@ -50,6 +63,6 @@ class TableLedger:
 
 
 class MemoryLedger(TableLedger):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.data: dict[str, Any] = {}
-        super().__init__(self.data)
+        super().__init__(self.data, clock=clock)

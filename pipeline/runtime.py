@@ -29,7 +29,8 @@ from pipeline.tenantstate import StateStore
 from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
 
-__all__ = ["desk", "directory", "lag", "lanes", "outlets", "replays", "staff", "states"]
+__all__ = ["desk", "directory", "lag", "lanes", "ledger", "outlets", "replays", "staff",
+           "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -53,9 +54,8 @@ lag = LagTracker()
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
 directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters))
 states = StateStore(cast(MutableMapping[str, Any], tenant_state))
-lanes = LaneRegistry(settings=settings.crm,
-                     ledger=TableLedger(cast(MutableMapping[str, Any], ledger_table),
-                                        flush=_flush),
+ledger = TableLedger(cast(MutableMapping[str, Any], ledger_table), flush=_flush)
+lanes = LaneRegistry(settings=settings.crm, ledger=ledger,
                      outlets=outlets, states=states, buffer=settings.lane_buffer,
                      probe_interval=settings.broken_probe_seconds)
 _client_for = lanes.clients.borrow

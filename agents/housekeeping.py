@@ -1,12 +1,13 @@
-"""sync_rosters: each owned tenant's CRM managers, on a schedule, through the tenant's lane."""
+"""Housekeeping timers: sync_rosters (each owned tenant's CRM managers) and prune_ledger."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from pipeline.app import app, settings
 from pipeline.crm import errors as e
-from pipeline.runtime import directory, lanes, staff, states
+from pipeline.runtime import directory, lanes, ledger, staff, states
 from pipeline.tables import tenant_partition
 
 log = logging.getLogger(__name__)
@@ -32,3 +33,12 @@ async def sync_rosters() -> None:
             log.warning("roster sync of %s failed: %s", tenant_id, exc)
             continue
         log.info("roster of %s: %d managers", tenant_id, len(roster.managers))
+
+
+@app.timer(interval=3600.0)  # type: ignore[untyped-decorator]
+async def prune_ledger() -> None:
+    """The ledger keeps a call one day longer than the call topic keeps its event."""
+    keep_days = settings.topics.calls_retention_days + 1
+    pruned = ledger.prune(time.time() - keep_days * 86_400)
+    if pruned:
+        log.info("pruned %d ledger entries older than %d days", pruned, keep_days)
