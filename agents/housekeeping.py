@@ -17,9 +17,8 @@ log = logging.getLogger(__name__)
 async def sync_rosters() -> None:
     owned = {tp.partition for tp in app.assignor.assigned_actives()
              if tp.topic == settings.topics.calls}
-    for tenant_id in list(states.tenants()) + list(directory.configured()):
-        if "|" in tenant_id or tenant_partition(tenant_id, settings.topics.partitions) \
-                not in owned:
+    for tenant_id in sorted(set(directory.configured())):
+        if tenant_partition(tenant_id, settings.topics.partitions) not in owned:
             continue
         config = directory.config(tenant_id)
         if config is None or states.get(tenant_id).state != "active":

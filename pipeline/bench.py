@@ -12,8 +12,15 @@ from typing import Any
 
 from pipeline.brokers import kafka_broker
 from pipeline.crmdouble.server import CRMDouble
-from pipeline.demo import _setup, scrape, wait_for_metric
-from pipeline.devstack import WorkerProcess, committed_everything, seed_tenant, worker_env
+from pipeline.demo import scrape, wait_for_metric
+from pipeline.devstack import (
+    WorkerProcess,
+    committed_everything,
+    publish_tenants,
+    seed_tenant,
+    settings_from,
+    worker_env,
+)
 from pipeline.localkafka import free_port
 from pipeline.producing import publish, record_for_call
 from pipeline.samples import sample_calls, sample_tenants
@@ -46,7 +53,7 @@ def run_bench(*, calls: int = 1500, tenants: int = 3, out: str | None = None) ->
                          data_dir=str(workdir / "data"), partitions=6)
         worker = WorkerProcess(env, workdir / "worker.log")
         try:
-            asyncio.run(_setup(devs, bootstrap, env))
+            asyncio.run(publish_tenants(devs, bootstrap, settings_from(env)))
             worker.start()
             wait_for_metric(port, "callsync_tenant_updates_total", 2 * len(devs), worker)
             events = sample_calls([d.sample for d in devs], calls, seed=99)

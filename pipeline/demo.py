@@ -18,7 +18,7 @@ from pipeline.devstack import (
     DevTenant,
     WorkerProcess,
     committed_everything,
-    enable_telephony,
+    publish_tenants,
     seed_tenant,
     settings_from,
     worker_env,
@@ -26,7 +26,6 @@ from pipeline.devstack import (
 from pipeline.localkafka import free_port
 from pipeline.producing import publish, record_for_call
 from pipeline.samples import sample_calls, sample_tenants
-from pipeline.topics import ensure_topics
 
 __all__ = ["run_demo", "scrape", "wait_for_metric"]
 
@@ -79,7 +78,7 @@ def run_demo(*, calls: int = 120, tenants: int = 3) -> int:
                          data_dir=str(workdir / "data"))
         worker = WorkerProcess(env, workdir / "worker.log")
         try:
-            asyncio.run(_setup(devs, bootstrap, env))
+            asyncio.run(publish_tenants(devs, bootstrap, settings_from(env)))
             worker.start()
             print(f"  worker .................. pid {worker.proc.pid if worker.proc else '?'}, "
                   f"metrics on http://127.0.0.1:{port}/metrics, log {worker.log_path}")
@@ -108,18 +107,6 @@ def run_demo(*, calls: int = 120, tenants: int = 3) -> int:
             worker.stop()
             double.stop_thread()
     return 0
-
-
-async def _setup(devs: list[DevTenant], bootstrap: str, env: dict[str, str]) -> None:
-    await ensure_topics(settings_from(env))
-    for dev in devs:
-        await enable_telephony(dev)
-    await publish(bootstrap, env["CALLSYNC_TOPICS__INTEGRATIONS"],
-                  [(d.config.tenant_id.encode(), json.dumps(d.config.to_stored()).encode(), None)
-                   for d in devs])
-    await publish(bootstrap, env["CALLSYNC_TOPICS__MAPPINGS"],
-                  [(d.mapping.tenant_id.encode(), d.mapping.model_dump_json().encode(), None)
-                   for d in devs])
 
 
 def _summary(double: CRMDouble, devs: list[DevTenant]) -> str:

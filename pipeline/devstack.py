@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,9 @@ from pipeline.config import Settings
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
 from pipeline.crmdouble.state import DoubleState
+from pipeline.producing import publish
 from pipeline.samples import SampleTenant
+from pipeline.topics import ensure_topics
 from schemas.crm import (
     AdditionalCode,
     IntegrationModulePayload,
@@ -29,7 +32,7 @@ from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeLink, EmployeeMapping
 
 __all__ = ["DevTenant", "WorkerProcess", "committed_everything", "enable_telephony",
-           "seed_tenant", "settings_from", "worker_env"]
+           "publish_tenants", "seed_tenant", "settings_from", "worker_env"]
 
 USER_ID_BASE = 100
 
@@ -80,6 +83,19 @@ async def enable_telephony(tenant: DevTenant) -> None:
                 additionalCodes=[AdditionalCode(userId=link.crm_user_id, code=link.extension)
                                  for link in tenant.mapping.employees.values()
                                  if link.extension]))))
+
+
+async def publish_tenants(devs: list[DevTenant], bootstrap: str, settings: Settings) -> None:
+    """Topics created, telephony modules on, configs and mappings on their topics."""
+    await ensure_topics(settings)
+    for dev in devs:
+        await enable_telephony(dev)
+    await publish(bootstrap, settings.topics.integrations,
+                  [(d.config.tenant_id.encode(), json.dumps(d.config.to_stored()).encode(), None)
+                   for d in devs])
+    await publish(bootstrap, settings.topics.mappings,
+                  [(d.mapping.tenant_id.encode(), d.mapping.model_dump_json().encode(), None)
+                   for d in devs])
 
 
 def worker_env(*, bootstrap: str, app_id: str, metrics_port: int, data_dir: str,

@@ -20,7 +20,7 @@ from pipeline.devstack import (
     DevTenant,
     WorkerProcess,
     committed_everything,
-    enable_telephony,
+    publish_tenants,
     seed_tenant,
     settings_from,
     worker_env,
@@ -29,7 +29,6 @@ from pipeline.localkafka import free_port
 from pipeline.operator import build_command, send_and_follow
 from pipeline.producing import Record, publish, record_for_call
 from pipeline.samples import SampleTenant
-from pipeline.topics import ensure_topics
 from schemas.control import CommandResult
 
 OPERATOR_KEY = "e2e-operator-signing-key"
@@ -66,15 +65,7 @@ class Stack:
         return self.settings.topics.calls
 
     async def start(self) -> None:
-        await ensure_topics(self.settings)
-        for tenant in self.tenants:
-            await enable_telephony(tenant)
-        await publish(self.bootstrap, self.settings.topics.integrations,
-                      [(t.config.tenant_id.encode(), json.dumps(t.config.to_stored()).encode(),
-                        None) for t in self.tenants])
-        await publish(self.bootstrap, self.settings.topics.mappings,
-                      [(t.mapping.tenant_id.encode(), t.mapping.model_dump_json().encode(),
-                        None) for t in self.tenants])
+        await publish_tenants(self.tenants, self.bootstrap, self.settings)
         self.worker.start()
         await asyncio.to_thread(wait_for_metric, self.metrics_port,
                                 "callsync_tenant_updates_total", 2 * len(self.tenants),
