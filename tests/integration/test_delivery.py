@@ -303,3 +303,22 @@ async def test_the_roster_is_fetched_page_by_page(crm_double: CRMDouble,
     assert roster.manager_groups == ["manager"]
     assert len(roster.managers) == 132 and 29 not in roster.managers and 30 not in \
         roster.managers
+
+
+async def test_a_broken_key_is_probed_at_most_once_per_interval(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    harness.lane.probe_interval = 0.3
+    portal.keys["acme-key"].active = False
+    await harness.deliver(call(1))
+    assert harness.lane.broken is not None
+    for n in range(2, 6):  # within the interval: parked without a single request
+        await harness.deliver(call(n))
+    assert requests(portal, crm_double) == 1 + 1  # module edit, the one failed call
+    await asyncio.sleep(0.35)
+    await harness.deliver(call(6))  # one probe, still refused
+    assert requests(portal, crm_double) == 3 and harness.lane.broken is not None
+    portal.keys["acme-key"].active = True  # the admin restored the key
+    await asyncio.sleep(0.35)
+    await harness.deliver(call(7))
+    assert harness.lane.broken is None and "c7" in portal.calls
+    assert [c for c, _ in harness.outlets.dead] == ["c1", "c2", "c3", "c4", "c5", "c6"]
