@@ -1,4 +1,4 @@
-"""handle_commands: operator commands, keyed by tenant; resume_replays: finish what a crash cut."""
+"""handle_commands: operator commands by tenant; resume_replays: crash-cut and outage replays."""
 
 from __future__ import annotations
 
@@ -29,3 +29,4 @@ def _owns(tenant_id: str) -> bool:
 @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
 async def resume_replays() -> None:
     replays.resume(_owns)
+    await replays.replay_outages(_owns)

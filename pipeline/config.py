@@ -33,7 +33,6 @@ class KafkaSettings(_Section):
                 raise ValueError(f"{server!r} is not host:port")
         return value
 
-
     session_timeout_seconds: float = Field(
         default=60.0, ge=6, le=300,
         description="CALLSYNC_KAFKA__SESSION_TIMEOUT_SECONDS: a dead worker's partitions move "
@@ -99,6 +98,9 @@ class Settings(BaseSettings):
     broken_probe_seconds: float = Field(
         default=300.0, gt=0, description="CALLSYNC_BROKEN_PROBE_SECONDS: how seldom a broken "
         "key is tried again (one /api/credentials call)")
+    outage_probe_seconds: float = Field(
+        default=30.0, gt=0, description="CALLSYNC_OUTAGE_PROBE_SECONDS: how often a portal "
+        "that stopped answering is asked again; once it answers, what was parked is replayed")
     roster_sync_seconds: float = Field(
         default=900.0, ge=10, description="CALLSYNC_ROSTER_SYNC_SECONDS: how often each "
         "tenant's CRM managers are synced")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
-from pipeline.errorpolicy import DeadLetter, Reject, Retry, decide
+from pipeline.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
 from pipeline.ledger import Ledger
 from pipeline.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
 from pipeline.planning import (
@@ -107,6 +108,8 @@ class Steps:
                 self.denied.add(action.method or method)
                 if self.on_denied is not None:
                     self.on_denied(action.method or method)
+            if isinstance(action, DeadLetter) and action.reason.startswith(OUTAGE):
+                action = await self._portal_or_request(action)
             if not isinstance(action, Retry):
                 raise StepFailed(action)
             if deadline is not None and self.clock().timestamp() + action.delay > \
@@ -114,6 +117,18 @@ class Steps:
                 raise StepFailed(Reject(reason="stale"))
             RETRIES.labels(method).inc()
             await asyncio.sleep(action.delay)
+
+    async def _portal_or_request(self, exhausted: DeadLetter) -> DeadLetter:
+        """Retries ran out. One cheap question tells a portal that is down (the whole tenant
+        waits, see `DeadLetter.outage`) from one request that keeps failing (only this step is
+        parked, so a poison event cannot stall its tenant)."""
+        try:
+            await self.client.credentials()
+        except e.RetailCRMError as exc:
+            if isinstance(exc, e.CRMAuthorizationError):  # the key broke meanwhile
+                return DeadLetter(reason=type(exc).__name__, broken=True, method=exc.method)
+            return dataclasses.replace(exhausted, broken=True)
+        return exhausted
 
     async def _guard(self, work: Work, step: str, method: str,
                      fn: Callable[[], Awaitable[T]]) -> T | None:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from pipeline.crm import errors as e
 
-__all__ = ["Action", "DeadLetter", "Reject", "Retry", "backoff_delay", "decide"]
+__all__ = ["OUTAGE", "Action", "DeadLetter", "Reject", "Retry", "backoff_delay", "decide"]
+
+# The reason of a step whose retries all failed; with `broken` it means the portal is down.
+OUTAGE = "RetriesExhausted"
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,12 @@ class DeadLetter:
     reason: str
     broken: bool
     method: str = ""
+
+    @property
+    def outage(self) -> bool:
+        """The portal itself stopped answering: its tenant's events are parked until it answers
+        a probe again, and then replayed by themselves (no operator needed)."""
+        return self.broken and self.reason.startswith(OUTAGE + ":")
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ def decide(exc: Exception, *, attempt: int, max_attempts: int, base: float, cap:
         return DeadLetter(reason=type(exc).__name__, broken=True, method=exc.method)
     if isinstance(exc, e.CRMTransportError | e.CRMRetryableError):
         if attempt >= max_attempts:
-            return DeadLetter(reason=f"RetriesExhausted:{type(exc).__name__}", broken=False,
+            return DeadLetter(reason=f"{OUTAGE}:{type(exc).__name__}", broken=False,
                               method=exc.method)
         return Retry(delay=backoff_delay(attempt, base=base, cap=cap,
                                          rand=rand or random.Random()))  # noqa: S311

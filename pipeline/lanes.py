@@ -15,7 +15,7 @@ import httpx
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
-from pipeline.delivery import StepFailed, Steps, Work, finished
+from pipeline.delivery import SourceRef, StepFailed, Steps, Work, finished
 from pipeline.errorpolicy import DeadLetter
 from pipeline.ledger import Ledger
 from pipeline.metrics import DELIVERED, LANE_BACKLOG, observe_crm_request
@@ -34,7 +34,7 @@ class LaneHooks(Protocol):
 
     def on_recovered(self, tenant_id: str) -> None: ...
 
-    def on_parked(self, tenant_id: str, count: int) -> None: ...
+    def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None: ...
 
     def on_denied(self, tenant_id: str, method: str) -> None: ...
 
@@ -74,14 +74,15 @@ class TenantLane:
     after it was delivered, dead-lettered or put on the invalid topic."""
 
     def __init__(self, *, tenant_id: str, steps: Steps, outlets: Outlets, linger: float,
-                 buffer: int, hooks: LaneHooks | None = None, probe_interval: float = 300.0
-                 ) -> None:
+                 buffer: int, hooks: LaneHooks | None = None, probe_interval: float = 300.0,
+                 outage_probe_interval: float = 30.0) -> None:
         self.tenant_id = tenant_id
         self.steps = steps
         self.outlets = outlets
         self.linger = linger
         self.hooks = hooks
         self.probe_interval = probe_interval
+        self.outage_probe_interval = outage_probe_interval
         self._last_probe = time.monotonic()
         self.broken: DeadLetter | None = None
         if hooks is not None:
@@ -109,8 +110,12 @@ class TenantLane:
     def backlog(self) -> int:
         return self._queue.qsize()
 
-    async def _collect(self) -> list[Work]:
-        batch = [await self._queue.get()]
+    async def _collect(self, wait: float | None = None) -> list[Work]:
+        """Up to one upload's worth of events; none if `wait` seconds pass without one."""
+        try:
+            batch = [await asyncio.wait_for(self._queue.get(), wait)]
+        except TimeoutError:
+            return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger
         while len(batch) < MAX_CALLS_PER_UPLOAD:
@@ -127,22 +132,32 @@ class TenantLane:
 
     async def _run(self) -> None:
         while True:
-            batch = await self._collect()
+            # While its portal is down, the lane wakes up to probe it even with no traffic:
+            # what the outage parked is replayed only once a probe finds the portal back.
+            outage = self.broken is not None and self.broken.outage
+            batch = await self._collect(self.outage_probe_interval if outage else None)
             await self.deliver(batch)
 
     async def _probe(self) -> None:
-        """A broken key is asked again at most once per probe interval, with /api/credentials."""
+        """A broken key is asked again at most once per probe interval, with /api/credentials;
+        a portal that was down, more often (nothing is wrong with its key)."""
         broken = self.broken
+        interval = self.outage_probe_interval if broken is not None and broken.outage else \
+            self.probe_interval
         if broken is None or broken is DEACTIVATED or \
-                time.monotonic() - self._last_probe < self.probe_interval:
+                time.monotonic() - self._last_probe < interval:
             return
         self._last_probe = time.monotonic()
         try:
             await self.steps.client.credentials()
         except Exception:  # noqa: BLE001 - still broken, whatever the answer
             return
-        log.warning("tenant %s: the key answers again; resuming delivery (parked events wait "
-                    "for a replay)", self.tenant_id)
+        if broken.outage:
+            log.warning("tenant %s: the portal answers again; resuming delivery, and what was "
+                        "parked meanwhile is replayed", self.tenant_id)
+        else:
+            log.warning("tenant %s: the key answers again; resuming delivery (parked events "
+                        "wait for a replay)", self.tenant_id)
         self.broken = None
         if self.hooks is not None:
             self.hooks.on_recovered(self.tenant_id)
@@ -199,7 +214,8 @@ class TenantLane:
                         finished(self.steps.ledger, work)
                         DELIVERED.inc()
                 if (work.broken is not None or work.parked) and self.hooks is not None:
-                    self.hooks.on_parked(self.tenant_id, 1)
+                    self.hooks.on_parked(self.tenant_id, work.source,
+                                         work.broken is not None and work.broken.outage)
                 break
             except Exception:
                 log.exception("could not write the outcome of %s; retrying", work.source)
@@ -214,12 +230,13 @@ class LaneRegistry:
                  states: StateStore | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, buffer: int = 2000,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 probe_interval: float = 300.0) -> None:
+                 probe_interval: float = 300.0, outage_probe_interval: float = 30.0) -> None:
         self.settings = settings
         self.ledger = ledger
         self.outlets = outlets
         self.states = states
         self.probe_interval = probe_interval
+        self.outage_probe_interval = outage_probe_interval
         self.transport = transport
         self.buffer = buffer
         self.clock = clock
@@ -245,7 +262,8 @@ class LaneRegistry:
                           settings=self.settings, clock=self.clock)
             lane = TenantLane(tenant_id=config.tenant_id, steps=steps, outlets=self.outlets,
                               linger=self.settings.upload_linger_seconds, buffer=self.buffer,
-                              hooks=self, probe_interval=self.probe_interval)
+                              hooks=self, probe_interval=self.probe_interval,
+                              outage_probe_interval=self.outage_probe_interval)
             self.lanes[config.tenant_id] = lane
             self._apply_stored_state(lane, config)
             lane.start()
@@ -301,10 +319,16 @@ class LaneRegistry:
             self.states.update(tenant_id, state="active", reason="the key answered a probe",
                                method="", since=self.clock())
 
-    def on_parked(self, tenant_id: str, count: int) -> None:
+    def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None:
         if self.states is not None:
             state = self.states.get(tenant_id)
-            self.states.update(tenant_id, parked=state.parked + count)
+            changes: dict[str, object] = {"parked": state.parked + 1}
+            if outage:  # where the replay after the outage starts: the first offset it parked
+                partition = str(source.partition)
+                first = state.outage_offsets.get(partition)
+                changes["outage_offsets"] = {**state.outage_offsets, partition: min(
+                    source.offset, first if first is not None else source.offset)}
+            self.states.update(tenant_id, **changes)
 
     def on_denied(self, tenant_id: str, method: str) -> None:
         if self.states is not None:

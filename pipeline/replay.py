@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # Records are looked up by their timestamp; a producer's clock may run behind the call's.
 LOOKBACK_MS = 3_600_000
 SAVE_EVERY = 1.0
+# After an outage the start is an offset, not a time: the window lets every event through.
+SINCE_EVER = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class _Tracker:
@@ -56,20 +58,26 @@ class ReplayManager:
         self.clock = clock
         self.running: dict[str, asyncio.Task[None]] = {}
 
-    async def start(self, tenant_id: str, command_id: str, window: ReplayWindow) -> None:
-        """Fix the start and end offsets now (end: what was on the topic at re-activation)."""
+    async def start(self, tenant_id: str, command_id: str, window: ReplayWindow, *,
+                    from_offsets: Mapping[str, int] | None = None) -> None:
+        """Fix the start and end offsets now (end: what was on the topic at re-activation).
+        `from_offsets` (partition -> offset) starts there instead of at the window's start."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
                                     enable_auto_commit=False)
         await consumer.start()
         try:
             tps = await self._partitions(consumer)
-            found = await consumer.offsets_for_times(
-                {tp: max(0, window.start_ms - LOOKBACK_MS) for tp in tps})
             ends = await consumer.end_offsets(tps)
+            if from_offsets is None:
+                found = await consumer.offsets_for_times(
+                    {tp: max(0, window.start_ms - LOOKBACK_MS) for tp in tps})
+                starts = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp])
+                          for tp in tps}
+            else:
+                starts = {tp: min(from_offsets.get(str(tp.partition), ends[tp]), ends[tp])
+                          for tp in tps}
         finally:
             await consumer.stop()
-        starts = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp])
-                  for tp in tps}
         progress = ReplayProgress(
             command_id=command_id, window=window.as_dict(),
             ends={str(tp.partition): ends[tp] for tp in tps},
@@ -106,6 +114,40 @@ class ReplayManager:
                 self._spawn(tenant_id)
                 resumed.append(tenant_id)
         return resumed
+
+    async def replay_outages(self, owns: Callable[[str], bool]) -> list[str]:
+        """Replay, from the first parked offset on, what a portal's outage parked, once the
+        portal answers again (its state is back to active) and no other replay runs."""
+        started = []
+        for tenant_id in self.states.tenants():
+            if "|" in tenant_id or not owns(tenant_id):
+                continue
+            state = self.states.get(tenant_id)
+            running = self.running.get(tenant_id)
+            if not state.outage_offsets or state.state != "active" or (
+                    state.replay is not None and not state.replay.done) or (
+                    running is not None and not running.done()):
+                continue
+            # Taken and cleared in one step: what is parked from now on waits for the next one.
+            offsets = dict(state.outage_offsets)
+            self.states.update(tenant_id, outage_offsets={})
+            now = self.clock()
+            command_id = f"outage-{tenant_id}-{now:%Y%m%dT%H%M%S}"
+            log.warning("the portal of %s answers again: replaying what its outage parked "
+                        "(%s, from offsets %s)", tenant_id, command_id, offsets)
+            try:
+                await self.start(tenant_id, command_id,
+                                 ReplayWindow(SINCE_EVER, now + timedelta(days=1)),
+                                 from_offsets=offsets)
+            except Exception:
+                log.exception("could not start the outage replay of %s; trying again",
+                              tenant_id)
+                current = self.states.get(tenant_id).outage_offsets
+                self.states.update(tenant_id, outage_offsets={
+                    **current, **{p: min(o, current.get(p, o)) for p, o in offsets.items()}})
+                continue
+            started.append(tenant_id)
+        return started
 
     async def stop(self) -> None:
         for task in self.running.values():

@@ -57,7 +57,8 @@ states = StateStore(cast(MutableMapping[str, Any], tenant_state))
 ledger = TableLedger(cast(MutableMapping[str, Any], ledger_table), flush=_flush)
 lanes = LaneRegistry(settings=settings.crm, ledger=ledger,
                      outlets=outlets, states=states, buffer=settings.lane_buffer,
-                     probe_interval=settings.broken_probe_seconds)
+                     probe_interval=settings.broken_probe_seconds,
+                     outage_probe_interval=settings.outage_probe_seconds)
 _client_for = lanes.clients.borrow
 replays = ReplayManager(bootstrap_servers=settings.kafka.bootstrap_servers,
                         calls_topic=settings.topics.calls, directory=directory, lanes=lanes,

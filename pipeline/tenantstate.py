@@ -50,6 +50,9 @@ class TenantState(BaseModel):
     key_fingerprint: str = ""
     denied_methods: list[str] = Field(default_factory=list)
     parked: int = Field(default=0, description="Dead-lettered since the last settlement")
+    outage_offsets: dict[str, int] = Field(
+        default_factory=dict, description="Call-topic partition -> first offset parked while "
+        "the portal was down; replayed by itself once the portal answers again")
     settled_at: datetime | None = None
     replay: ReplayProgress | None = None
     commands: dict[str, dict[str, Any]] = Field(

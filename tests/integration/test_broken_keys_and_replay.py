@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.crmdouble.state import ApiKey
+from pipeline.crmdouble.state import ApiKey, Fault
 from pipeline.operator import build_command, send_and_follow
 from pipeline.samples import sample_calls, sample_tenants
 from pipeline.signing import sign
@@ -20,6 +20,8 @@ from tests.integration.stack import Stack, StackFactory
 from tests.integration.test_end_to_end import actual_state, expected_state, same
 
 pytestmark = pytest.mark.kafka
+
+
 def dead_letters_of(records: list[Any], tenant_id: str) -> dict[str, dict[str, str]]:
     found = {}
     for m in records:
@@ -214,3 +216,48 @@ async def test_a_worker_killed_during_a_replay_resumes_it_without_duplicates(
         await asyncio.sleep(0.5)
     assert status.data["replay"]["done"], stack.worker.log_tail()
     assert same(actual_state(stack, tid), expected_state(events, tenant))
+
+
+async def test_a_portal_outage_parks_its_tenant_and_what_it_parked_is_replayed_by_itself(
+        make_stack: StackFactory) -> None:
+    stack = make_stack(sample_tenants(3), extra_env={
+        "CALLSYNC_OUTAGE_PROBE_SECONDS": "1", "CALLSYNC_CRM__MAX_ATTEMPTS": "3",
+        "CALLSYNC_CRM__BACKOFF_BASE_SECONDS": "0.05"})
+    await stack.start()
+    events = sample_calls([t.sample for t in stack.tenants], 600, seed=31,
+                          span=timedelta(hours=4))
+    down = stack.tenants[0]
+    tid = down.config.tenant_id
+    portal = stack.double.state.portals[tid]
+    await stack.publish_calls(events[:200])
+    for _ in range(600):  # the portal goes down while its calls are flowing
+        if len(portal.calls) >= 30:
+            break
+        await asyncio.sleep(0.05)
+    stack.double.state.faults.append(Fault(portal=tid, status=502))
+    await stack.publish_calls(events[200:])
+    await stack.wait_done()  # every offset committed: delivered, or parked while down
+
+    own = [e["call_id"] for e in events if e["tenant_id"] == tid]
+    assert len(portal.calls) < len(own)
+    dead = dead_letters_of(await stack.read_topic(stack.settings.topics.dead_letter), tid)
+    assert set(portal.calls) | set(dead) >= set(own), "every call delivered or dead-lettered"
+    assert all(h["callsync-reason"].startswith("RetriesExhausted:") for h in dead.values())
+    status = await stack.command("status", tid)
+    assert status.data["state"] == "broken", status.data
+    assert status.data["parked"] == len(dead) and status.data["outage_offsets"]
+    for other in stack.tenants[1:]:
+        assert same(actual_state(stack, other.config.tenant_id),
+                    expected_state(events, other)), "other tenants are unaffected"
+
+    stack.double.state.faults.clear()  # the portal is back: nobody has to do anything
+    for _ in range(240):
+        status = await stack.command("status", tid)
+        replay = status.data["replay"]
+        if status.data["state"] == "active" and replay and replay["done"]:
+            break
+        await asyncio.sleep(0.5)
+    assert replay is not None and replay["done"], stack.worker.log_tail()
+    assert replay["command_id"].startswith("outage-")
+    assert status.data["parked"] == 0 and status.data["outage_offsets"] == {}
+    assert same(actual_state(stack, tid), expected_state(events, down)), "no loss, no duplicate"

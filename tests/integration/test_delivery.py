@@ -322,3 +322,36 @@ async def test_a_broken_key_is_probed_at_most_once_per_interval(
     await harness.deliver(call(7))
     assert harness.lane.broken is None and "c7" in portal.calls
     assert [c for c, _ in harness.outlets.dead] == ["c1", "c2", "c3", "c4", "c5", "c6"]
+
+
+async def test_a_portal_that_is_down_parks_its_tenant_until_it_answers_again(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    harness.lane.outage_probe_interval = 0.3
+    crm_double.state.faults.append(Fault(portal="acme", status=500))  # every method, even probes
+    await harness.deliver(call(1), call(2))
+    broken = harness.lane.broken
+    assert broken is not None and broken.outage and broken.reason == \
+        "RetriesExhausted:CRMServerError"
+    asked = requests(portal, crm_double)
+    assert asked == 1 + 4 + 1  # module edit, four tries of the first step, one question
+    await harness.deliver(call(3), call(4))  # parked at once: a down portal is not asked
+    assert requests(portal, crm_double) == asked
+    assert [c for c, _ in harness.outlets.dead] == ["c1", "c2", "c3", "c4"]
+    assert all(a[0].outage for _, a in harness.outlets.dead)
+    crm_double.state.faults.clear()
+    await asyncio.sleep(0.35)
+    await harness.deliver(call(5))  # one probe answers: delivery resumes
+    assert harness.lane.broken is None and list(portal.calls) == ["c5"]
+
+
+async def test_one_request_that_keeps_failing_parks_only_its_step(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    crm_double.state.faults.append(Fault(portal="acme", method="/api/orders/create",
+                                         status=500))
+    await harness.deliver(call(1), call(2))
+    assert harness.lane.broken is None, "the portal answers: no outage, no stalled tenant"
+    assert sorted(portal.calls) == ["c1", "c2"] and len(portal.customers) == 2
+    assert portal.orders == {}
+    assert [(c, [a.reason for a in acts]) for c, acts in harness.outlets.dead] == [
+        ("c1", ["order:RetriesExhausted:CRMServerError"]),
+        ("c2", ["order:RetriesExhausted:CRMServerError"])]

@@ -39,6 +39,14 @@ def test_transient_failures_retry_then_park(exc: Exception) -> None:
     exhausted = act(exc, 3)
     assert isinstance(exhausted, DeadLetter) and not exhausted.broken
     assert exhausted.reason.startswith("RetriesExhausted:")
+    # Only the delivery step, having asked the portal, may call it an outage.
+    assert not exhausted.outage
+
+
+def test_an_outage_is_a_broken_exhausted_retry_and_nothing_else() -> None:
+    assert DeadLetter(reason="RetriesExhausted:CRMServerError", broken=True).outage
+    assert not DeadLetter(reason="InvalidApiKey", broken=True).outage
+    assert not DeadLetter(reason="upload:RetriesExhausted:CRMServerError", broken=False).outage
 
 
 @pytest.mark.parametrize("exc", [e.ValidationFailed("bad phone"), e.NotFound("x"),
