@@ -32,6 +32,10 @@ from schemas.crm import CustomerRef
 __all__ = ["SourceRef", "StepFailed", "Steps", "Work", "finished"]
 
 T = TypeVar("T")
+LATE_RECORDING = (
+    "late_recording: the call was uploaded without a recording, and retailCRM keeps a call's "
+    "first upload (calls are de-duplicated by externalId and cannot be edited); publish a "
+    "call's ended record once its recording URL is known")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class Work:
     rejected: list[str] = field(default_factory=list)
     parked: list[DeadLetter] = field(default_factory=list)
     broken: DeadLetter | None = None
+    # Nothing the CRM can take, for a reason of its own: the event goes to the invalid topic.
+    undeliverable: str | None = None
 
 
 class StepFailed(Exception):
@@ -318,10 +324,13 @@ class Steps:
     async def upload(self, works: list[Work]) -> None:
         pending = []
         for w in works:
+            if w.plan.upload is None or w.broken is not None:
+                continue
             facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
-            if w.plan.upload is not None and w.broken is None and not (
-                    facts.get("call") or facts.get(done_tag(w))):
+            if not (facts.get("call") or facts.get(done_tag(w))):
                 pending.append(w)
+            elif w.plan.upload.recordUrl and facts.get("recorded") is False:
+                w.undeliverable = LATE_RECORDING
         for chunk in _chunks(pending, MAX_CALLS_PER_UPLOAD):
             await self._upload(chunk)
 
@@ -346,7 +355,9 @@ class Steps:
             return
         BATCH_SIZE.observe(len(chunk))
         for w in chunk:
-            self.ledger.record(w.plan.tenant_id, w.plan.call_id, call=True)
+            self.ledger.record(w.plan.tenant_id, w.plan.call_id, call=True,
+                               recorded=w.plan.upload is not None and bool(
+                                   w.plan.upload.recordUrl))
 
 
 def _chunks(items: list[Work], size: int) -> Iterator[list[Work]]:

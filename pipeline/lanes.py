@@ -202,6 +202,10 @@ class TenantLane:
             try:
                 if work.broken is not None:
                     await self.outlets.dead_letter(work, [work.broken])
+                elif work.undeliverable is not None:
+                    await self.outlets.invalid(raw=work.raw, key=work.key, source=work.source,
+                                               reason=work.undeliverable,
+                                               tenant_id=self.tenant_id)
                 else:
                     if work.rejected:
                         await self.outlets.invalid(

@@ -355,3 +355,15 @@ async def test_one_request_that_keeps_failing_parks_only_its_step(
     assert [(c, [a.reason for a in acts]) for c, acts in harness.outlets.dead] == [
         ("c1", ["order:RetriesExhausted:CRMServerError"]),
         ("c2", ["order:RetriesExhausted:CRMServerError"])]
+
+
+async def test_a_recording_that_comes_after_the_upload_is_not_dropped_silently(
+        harness: Harness, portal: Portal) -> None:
+    record = "https://records.example.com/c1.mp3"
+    await harness.deliver(call(1), call(2, recording_url=record))
+    await harness.deliver(call(1, recording_url=record), call(2, recording_url=record))
+    assert portal.calls["c1"].get("recordUrl") is None  # retailCRM keeps the first upload
+    assert portal.calls["c2"]["recordUrl"] == record
+    [(call_id, reason)] = harness.outlets.rejected  # a plain redelivery (c2) is no news
+    assert call_id == "c1" and reason.startswith("late_recording: ")
+    assert harness.acked == ["c1", "c2", "c1", "c2"]
