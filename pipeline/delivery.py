@@ -63,6 +63,7 @@ class Work:
     broken: DeadLetter | None = None
     # Nothing the CRM can take, for a reason of its own: the event goes to the invalid topic.
     undeliverable: str | None = None
+    prepared: bool = False  # its per-call steps ran; only its upload is left (a held upload)
 
 
 class StepFailed(Exception):

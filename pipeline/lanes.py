@@ -88,6 +88,7 @@ class TenantLane:
         if hooks is not None:
             steps.on_denied = lambda method: hooks.on_denied(tenant_id, method)
         self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
+        self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -132,11 +133,48 @@ class TenantLane:
 
     async def _run(self) -> None:
         while True:
+            batch = await self._collect(self._wait())
+            await self.deliver(batch + self._due())
+
+    def _wait(self) -> float | None:
+        """How long the lane may wait for an event before it has something to do itself."""
+        waits = [max(0.0, (until - self.steps.clock()).total_seconds())
+                 for until in self._held_until()]
+        if self.broken is not None and self.broken.outage:
             # While its portal is down, the lane wakes up to probe it even with no traffic:
             # what the outage parked is replayed only once a probe finds the portal back.
-            outage = self.broken is not None and self.broken.outage
-            batch = await self._collect(self.outage_probe_interval if outage else None)
-            await self.deliver(batch)
+            waits.append(self.outage_probe_interval)
+        return min(waits) if waits else None
+
+    def _held_until(self) -> list[datetime]:
+        return [w.plan.hold_upload_until for w in self._held.values()
+                if w.plan.hold_upload_until is not None]
+
+    def _due(self) -> list[Work]:
+        """Held uploads whose wait is over (or that a broken lane must park now)."""
+        now = self.steps.clock()
+        due = [w for w in self._held.values() if self.broken is not None or
+               w.plan.hold_upload_until is None or w.plan.hold_upload_until <= now]
+        for work in due:
+            del self._held[work.plan.call_id]
+        return due
+
+    def _hold_uploads(self, batch: list[Work]) -> list[Work]:
+        """The works to upload now. An answered call that ended without a recording waits
+        (`recording_wait_seconds`) for a later record of the same call, which replaces it:
+        retailCRM keeps a call's first upload, so uploading early would lose the recording."""
+        now = self.steps.clock()
+        ready = []
+        for work in batch:
+            earlier = self._held.pop(work.plan.call_id, None)
+            if earlier is not None and earlier is not work:
+                work.ack = _acks(earlier.ack, work.ack)  # settled together, with the later one
+            until = work.plan.hold_upload_until
+            if work.broken is None and self.broken is None and until is not None and now < until:
+                self._held[work.plan.call_id] = work
+            else:
+                ready.append(work)
+        return ready
 
     async def _probe(self) -> None:
         """A broken key is asked again at most once per probe interval, with /api/credentials;
@@ -168,10 +206,14 @@ class TenantLane:
             if self.broken is not None:
                 work.broken = self.broken
                 continue
+            if work.prepared:
+                continue
             try:
                 await self.steps.per_call(work)
             except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
                 self._failed(work, exc)
+            work.prepared = True
+        batch = self._hold_uploads(batch)
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
@@ -225,6 +267,14 @@ class TenantLane:
                 log.exception("could not write the outcome of %s; retrying", work.source)
                 await asyncio.sleep(1)
         work.ack()
+
+
+def _acks(*acks: Callable[[], object]) -> Callable[[], None]:
+    def ack() -> None:
+        for one in acks:
+            one()
+
+    return ack
 
 
 class LaneRegistry:

@@ -84,6 +84,8 @@ class CallPlan:
     customer: CustomerPayload | None = None  # created when the CRM does not know the caller
     order: OrderPayload | None = None  # for a new lead: the caller was unknown
     task: TaskDraft | None = None  # for a missed call
+    # An answered call without a recording waits this long for a record that brings one.
+    hold_upload_until: datetime | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -177,6 +179,10 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapp
         externalPhone=event.tracking_number, site=config.site_code, clientId=event.ga_client_id)
     inbound = event.direction is CallDirection.INBOUND
     options = config.options
+    ended = event.started_at + timedelta(seconds=event.wait_seconds + event.talk_seconds)
+    hold = ended + timedelta(seconds=options.recording_wait_seconds) if (
+        options.recording_wait_seconds and upload.result is CallResult.ANSWERED
+        and upload.recordUrl is None) else None
     customer = order = None
     if inbound and options.lead.create_customer:
         customer = CustomerPayload(
@@ -192,7 +198,6 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapp
             customFields=_custom_fields(event.utm, options.order_utm_fields))
     task = None
     if inbound and event.status is not CallStatus.ANSWERED and options.missed_call_task:
-        ended = event.started_at + timedelta(seconds=event.wait_seconds + event.talk_seconds)
         local = event.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
         task = TaskDraft(
             text=f"Missed call from {event.client_phone}",
@@ -206,7 +211,7 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapp
         tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
         site=config.site_code, popups=popups, status_change=status_change, upload=upload,
         lookup=customer is not None or order is not None or task is not None,
-        customer=customer, order=order, task=task)
+        customer=customer, order=order, task=task, hold_upload_until=hold)
 
 
 def is_new_lead(lookup: ManagerLookup) -> bool:

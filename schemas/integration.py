@@ -48,6 +48,11 @@ class IntegrationOptions(BaseModel):
     popup_max_age_seconds: int = Field(
         default=60, ge=0, description="Never pop up a call event older than this")
     status_sync: bool = Field(default=False, description="Mirror on-call state to user status")
+    recording_wait_seconds: int = Field(
+        default=0, ge=0, le=3600,
+        description="Hold the upload of an answered call that ended without a recording this "
+        "long after its end, for a later record that brings the recording (retailCRM keeps a "
+        "call's first upload); 0 = upload at once")
     send_after_reactivation: bool = Field(
         default=False, description="Replay the last three days when re-activated")
     customer_utm_fields: dict[str, str] = Field(

@@ -367,3 +367,41 @@ async def test_a_recording_that_comes_after_the_upload_is_not_dropped_silently(
     [(call_id, reason)] = harness.outlets.rejected  # a plain redelivery (c2) is no news
     assert call_id == "c1" and reason.startswith("late_recording: ")
     assert harness.acked == ["c1", "c2", "c1", "c2"]
+
+
+def waiting_for_recordings(harness: Harness, seconds: int) -> None:
+    harness.cfg = harness.cfg.model_copy(update={"options": harness.cfg.options.model_copy(
+        update={"recording_wait_seconds": seconds})})
+
+
+async def test_an_upload_waits_for_a_recording_that_comes_in_a_later_record(
+        harness: Harness, portal: Portal) -> None:
+    waiting_for_recordings(harness, 600)
+    record = "https://records.example.com/c1.mp3"
+    await harness.deliver(fresh(1))
+    assert portal.calls == {} and harness.acked == [], "the upload waits, unacknowledged"
+    assert len(portal.customers) == 1 and len(portal.orders) == 1, "the rest did not wait"
+    await harness.deliver(fresh(1, recording_url=record))
+    assert portal.calls["c1"]["recordUrl"] == record
+    assert harness.acked == ["c1", "c1"] and harness.outlets.rejected == []
+    assert len(portal.customers) == 1 and len(portal.orders) == 1
+
+
+async def test_a_recording_that_never_comes_delays_the_upload_only_so_long(
+        harness: Harness, portal: Portal) -> None:
+    waiting_for_recordings(harness, 1)
+    harness.lane.start()
+    await harness.lane.submit(harness.work(fresh(1, talk_seconds=0, wait_seconds=0), 1))
+    await harness.lane.submit(harness.work(call(2), 2))  # hours old: nothing to wait for
+    for _ in range(40):
+        if "c2" in portal.calls:
+            break
+        await asyncio.sleep(0.05)
+    assert list(portal.calls) == ["c2"] and harness.acked == ["c2"]
+    for _ in range(60):
+        if "c1" in portal.calls:
+            break
+        await asyncio.sleep(0.05)
+    await harness.lane.stop()
+    assert "c1" in portal.calls and portal.calls["c1"].get("recordUrl") is None
+    assert harness.acked == ["c2", "c1"]

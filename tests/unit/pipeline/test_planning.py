@@ -186,3 +186,15 @@ def test_status_sync_is_off_by_default_and_marks_busy_then_restores() -> None:
     unmapped = plan_call(event(stage="answered", status="in_progress", employee=None), on,
                          MAPPING)
     assert unmapped.status_change is None
+
+
+def test_only_an_answered_call_without_a_recording_waits_for_one() -> None:
+    waiting = config(recording_wait_seconds=120)
+    bare = event(status="answered", recording_url=None, wait_seconds=5, talk_seconds=60)
+    plan = plan_call(bare, waiting, MAPPING)
+    assert plan.hold_upload_until == bare.started_at + timedelta(seconds=5 + 60 + 120)
+    assert plan_call(bare, config(), MAPPING).hold_upload_until is None  # off by default
+    recorded = event(status="answered", recording_url="https://records.example.com/1.mp3")
+    assert plan_call(recorded, waiting, MAPPING).hold_upload_until is None
+    missed = event(status="no_answer", recording_url=None, talk_seconds=0)
+    assert plan_call(missed, waiting, MAPPING).hold_upload_until is None
