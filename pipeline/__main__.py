@@ -130,6 +130,18 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(calls=args.calls, tenants=args.tenants)
 
 
+def _json_object(flag: str, text: str | None) -> dict[str, object] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"{flag} must be a JSON object")
+    return value
+
+
 def _operator(args: argparse.Namespace) -> int:
     import os
 
@@ -146,6 +158,7 @@ def _operator(args: argparse.Namespace) -> int:
         fields = {"portal_url": args.portal_url, "admin_email": args.admin_email,
                   "site_code": args.site, "api_key": api_key, "timezone": args.timezone,
                   "module_code": args.module_code,
+                  "options": _json_object("--options", args.options),
                   "send_after_reactivation": args.send_after_reactivation}
     elif args.command == "deactivate":
         fields = {"reason": args.reason}
@@ -217,8 +230,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--portal-url", required=True)
     p.add_argument("--admin-email", required=True)
     p.add_argument("--site", required=True, help="the shop (site) code")
-    p.add_argument("--timezone", default="Europe/Moscow")
-    p.add_argument("--module-code", default="ringostat")
+    p.add_argument("--timezone", help="IANA zone; default: the tenant's current one, "
+                   "else Europe/Moscow")
+    p.add_argument("--module-code", help="telephony module code; default: the tenant's "
+                   "current one, else ringostat")
+    p.add_argument("--options", help="tenant options as a JSON object (IntegrationOptions); "
+                   "default: the tenant's current ones")
     p.add_argument("--api-key-env", default="CALLSYNC_TENANT_API_KEY",
                    help="variable that holds the key")
     p.add_argument("--send-after-reactivation", action="store_true",

@@ -172,10 +172,15 @@ class ControlDesk:
                 config, mapping, active=state.state != "deactivated"))
 
     async def _activate(self, cmd: ActivateCommand) -> tuple[str, str, dict[str, Any]]:
-        config = IntegrationConfig(
-            tenant_id=cmd.tenant_id, portal_url=cmd.portal_url, admin_email=cmd.admin_email,
-            site_code=cmd.site_code, api_key=cmd.api_key, timezone=cmd.timezone,
-            module_code=cmd.module_code, options=cmd.options)
+        kept = {name: value for name in ("timezone", "module_code", "options")
+                if (value := getattr(cmd, name)) is not None}
+        current = self.directory.config(cmd.tenant_id)
+        base = current.model_dump() if current is not None else {}
+        config = IntegrationConfig.model_validate({
+            **{k: base[k] for k in ("timezone", "module_code", "options") if k in base},
+            **kept, "tenant_id": cmd.tenant_id, "portal_url": cmd.portal_url,
+            "admin_email": cmd.admin_email, "site_code": cmd.site_code,
+            "api_key": cmd.api_key})
         mapping = self.directory.stored_mapping(cmd.tenant_id)
         if mapping.senior_manager_id is None:
             raise Refused("no senior manager: link the employees and choose a senior manager "

@@ -32,7 +32,7 @@ DEACTIVATED = DeadLetter(reason="Deactivated", broken=True)
 class LaneHooks(Protocol):
     def on_broken(self, tenant_id: str, action: DeadLetter) -> None: ...
 
-    def on_recovered(self, tenant_id: str) -> None: ...
+    def on_recovered(self, tenant_id: str, reason: str) -> None: ...
 
     def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None: ...
 
@@ -198,7 +198,8 @@ class TenantLane:
                         "wait for a replay)", self.tenant_id)
         self.broken = None
         if self.hooks is not None:
-            self.hooks.on_recovered(self.tenant_id)
+            self.hooks.on_recovered(self.tenant_id, "the portal answers again after an outage"
+                                    if broken.outage else "the key answered a probe")
 
     async def deliver(self, batch: list[Work]) -> None:
         await self._probe()
@@ -368,9 +369,9 @@ class LaneRegistry:
                                method=action.method, since=self.clock(),
                                key_fingerprint=key_fingerprint(fingerprint))
 
-    def on_recovered(self, tenant_id: str) -> None:
+    def on_recovered(self, tenant_id: str, reason: str) -> None:
         if self.states is not None:
-            self.states.update(tenant_id, state="active", reason="the key answered a probe",
+            self.states.update(tenant_id, state="active", reason=reason,
                                method="", since=self.clock())
 
     def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None:

@@ -33,9 +33,11 @@ class ActivateCommand(_Command):
     admin_email: EmailStr
     site_code: str = Field(min_length=1, max_length=255)
     api_key: SecretStr = Field(min_length=1)
-    timezone: TimeZoneName = "Europe/Moscow"
-    module_code: str = Field(default="ringostat", pattern=r"^[A-Za-z0-9_\-]+$", max_length=128)
-    options: IntegrationOptions = Field(default_factory=IntegrationOptions)
+    # Left out: what the tenant has now (a re-activation after a new key changes nothing else),
+    # else the defaults of IntegrationConfig.
+    timezone: TimeZoneName | None = None
+    module_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$", max_length=128)
+    options: IntegrationOptions | None = None
     send_after_reactivation: bool = Field(
         default=False, description="Replay today and the two days before, tenant time zone")
 

@@ -73,9 +73,10 @@ async def test_a_revoked_key_parks_one_tenant_and_reactivation_replays_without_d
     assert status.data["state"] == "broken" and status.data["parked"] == len(dead)
 
     new_key(stack, tid, "rotated-key-1")
-    result = await stack.command("activate", tid, follow=300,
-                                 **stack.activation(broken, "rotated-key-1",
-                                                    send_after_reactivation=True))
+    modules = set(portal.modules)
+    fields = stack.activation(broken, "rotated-key-1", send_after_reactivation=True)
+    del fields["timezone"], fields["module_code"]  # a new key changes nothing else
+    result = await stack.command("activate", tid, follow=300, **fields)
     assert result.status == "done", result.message
     assert result.data["remaining"] == 0 and result.data["settled"] == result.data["submitted"]
     await stack.wait_done()
@@ -83,6 +84,9 @@ async def test_a_revoked_key_parks_one_tenant_and_reactivation_replays_without_d
     status = await stack.command("status", tid)
     assert status.data["state"] == "active" and status.data["parked"] == 0
     assert status.data["replay"]["done"] is True
+    kept = {k: v for k, v in broken.config.model_dump(mode="json").items() if k != "api_key"}
+    assert status.data["config"] == kept, "re-activation kept the zone, module and options"
+    assert set(portal.modules) == modules and portal.modules[broken.config.module_code]["active"]
 
 
 async def test_the_replay_window_is_today_and_two_days_before(make_stack: StackFactory) -> None:
@@ -259,5 +263,6 @@ async def test_a_portal_outage_parks_its_tenant_and_what_it_parked_is_replayed_b
         await asyncio.sleep(0.5)
     assert replay is not None and replay["done"], stack.worker.log_tail()
     assert replay["command_id"].startswith("outage-")
+    assert status.data["reason"] == "the portal answers again after an outage"
     assert status.data["parked"] == 0 and status.data["outage_offsets"] == {}
     assert same(actual_state(stack, tid), expected_state(events, down)), "no loss, no duplicate"
