@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.crmdouble.state import ApiKey, Fault
+from pipeline.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.operator import build_command, send_and_follow
 from pipeline.samples import sample_calls, sample_tenants
 from pipeline.signing import sign
@@ -31,6 +31,14 @@ def dead_letters_of(records: list[Any], tenant_id: str) -> dict[str, dict[str, s
     return found
 
 
+async def calls_reach(portal: Portal, count: int, within: float = 30) -> None:
+    """Wait until the portal holds `count` calls (the caller checks what it needs after)."""
+    for _ in range(int(within / 0.05)):
+        if len(portal.calls) >= count:
+            return
+        await asyncio.sleep(0.05)
+
+
 def new_key(stack: Stack, tenant_id: str, key: str) -> None:
     portal = stack.double.state.portals[tenant_id]
     old = next(iter(portal.keys.values()))
@@ -47,10 +55,7 @@ async def test_a_revoked_key_parks_one_tenant_and_reactivation_replays_without_d
     tid = broken.config.tenant_id
     portal = stack.double.state.portals[tid]
     await stack.publish_calls(events[:400])
-    for _ in range(600):  # revoke while the tenant's calls are flowing
-        if len(portal.calls) >= 60:
-            break
-        await asyncio.sleep(0.05)
+    await calls_reach(portal, 60)  # revoke while the tenant's calls are flowing
     old_label = next(iter(portal.keys.values())).label
     for key in portal.keys.values():
         key.active = False
@@ -207,10 +212,7 @@ async def test_a_worker_killed_during_a_replay_resumes_it_without_duplicates(
     accepted = await stack.command("activate", tid, follow=5, **stack.activation(
         tenant, tenant.config.api_key.get_secret_value(), send_after_reactivation=True))
     assert accepted.status in ("accepted", "progress")
-    for _ in range(600):
-        if len(portal.calls) >= 30:
-            break
-        await asyncio.sleep(0.05)
+    await calls_reach(portal, 30)
     assert 30 <= len(portal.calls) < 160, "kill it in the middle of the replay"
     stack.restart_worker(kill=True)
     for _ in range(1200):
@@ -234,10 +236,7 @@ async def test_a_portal_outage_parks_its_tenant_and_what_it_parked_is_replayed_b
     tid = down.config.tenant_id
     portal = stack.double.state.portals[tid]
     await stack.publish_calls(events[:200])
-    for _ in range(600):  # the portal goes down while its calls are flowing
-        if len(portal.calls) >= 30:
-            break
-        await asyncio.sleep(0.05)
+    await calls_reach(portal, 30)  # the portal goes down while its calls are flowing
     stack.double.state.faults.append(Fault(portal=tid, status=502))
     await stack.publish_calls(events[200:])
     await stack.wait_done()  # every offset committed: delivered, or parked while down
