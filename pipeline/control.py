@@ -47,6 +47,7 @@ COMMANDS = TypeAdapter(Command)
 MAX_AGE = timedelta(hours=24)
 MAX_SKEW = timedelta(minutes=5)
 KEEP_COMMANDS = 100
+KEPT_ON_REACTIVATION = ("timezone", "module_code", "options")
 
 Report = Callable[[CommandResult], Awaitable[object]]
 StartReplay = Callable[[str, str, ReplayWindow], Awaitable[None]]
@@ -172,12 +173,16 @@ class ControlDesk:
                 config, mapping, active=state.state != "deactivated"))
 
     async def _activate(self, cmd: ActivateCommand) -> tuple[str, str, dict[str, Any]]:
-        kept = {name: value for name in ("timezone", "module_code", "options")
-                if (value := getattr(cmd, name)) is not None}
         current = self.directory.config(cmd.tenant_id)
-        base = current.model_dump() if current is not None else {}
+        # What the command leaves out stays as the tenant has it (else the config's defaults).
+        kept: dict[str, Any] = {}
+        for name in KEPT_ON_REACTIVATION:
+            value = getattr(cmd, name)
+            if value is None and current is not None:
+                value = getattr(current, name)
+            if value is not None:
+                kept[name] = value
         config = IntegrationConfig.model_validate({
-            **{k: base[k] for k in ("timezone", "module_code", "options") if k in base},
             **kept, "tenant_id": cmd.tenant_id, "portal_url": cmd.portal_url,
             "admin_email": cmd.admin_email, "site_code": cmd.site_code,
             "api_key": cmd.api_key})
