@@ -172,6 +172,10 @@ class Steps:
         new_lead = bool(facts["lead"]) if seen else is_new_lead(lookup)
         if not seen:
             self.ledger.record(plan.tenant_id, plan.call_id, lead=new_lead)
+            if new_lead:
+                # Durable before the customer is made: after a crash the lookup would find
+                # that customer and take the call for a known caller's, losing its order.
+                await self.ledger.sync()
         customer = await self._customer(work, facts, lookup, new_lead=new_lead, seen=seen)
         await self._order(work, facts, customer, new_lead=new_lead, seen=seen)
         await self._task(work, facts, lookup, customer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,10 +59,29 @@ def call(n: int, **changes: Any) -> CallEvent:
     return CallEvent.model_validate({**base, **changes})
 
 
+class CrashableLedger(MemoryLedger):
+    """Keeps only what was synced when the worker dies, as the changelog would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durable: dict[str, Any] = {}
+
+    async def sync(self) -> None:
+        self.durable = copy.deepcopy(self.data)
+
+    def crash(self) -> None:
+        self.data.clear()
+        self.data.update(copy.deepcopy(self.durable))
+
+
+class Crash(BaseException):
+    """The worker dies here (SIGKILL): nothing catches it."""
+
+
 class Harness:
     def __init__(self, double: CRMDouble, *, key: str = "acme-key") -> None:
         self.double = double
-        self.ledger = MemoryLedger()
+        self.ledger = CrashableLedger()
         self.outlets = RecordingOutlets()
         self.acked: list[str] = []
         self.cfg = config(double, key)
@@ -150,6 +170,27 @@ async def test_a_crash_between_task_create_and_record_makes_no_second_task(
     await harness.deliver(event)
     assert list(portal.tasks) == [task_id]
     assert harness.ledger.data["acme|c1"]["task"] == task_id
+
+
+async def test_a_crash_after_the_customer_was_made_still_gets_the_new_lead_its_order(
+        harness: Harness, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    event = call(1)
+
+    async def die(*args: Any, **kwargs: Any) -> None:
+        raise Crash
+
+    with monkeypatch.context() as m:
+        m.setattr(harness.client, "create_order", die)
+        with pytest.raises(Crash):
+            await harness.deliver(event)
+    assert len(portal.customers) == 1 and portal.orders == {}
+    harness.ledger.crash()  # what was not made durable is gone; the CRM keeps what it got
+    harness.steps.known_callers.clear()
+    await harness.deliver(event)
+    [customer_id] = portal.customers
+    [order] = portal.orders.values()
+    assert order["externalId"] == "cs-acme-call-c1" and order["customer"]["id"] == customer_id
+    assert harness.acked == ["c1"]
 
 
 async def test_a_known_caller_is_no_new_lead(harness: Harness, portal: Portal) -> None:

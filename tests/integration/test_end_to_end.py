@@ -81,10 +81,32 @@ def metric(metrics: dict[str, float], name: str, **labels: str) -> float:
     return total
 
 
-def same(a: Expected, b: Expected) -> bool:
-    return (a.calls == b.calls and a.customers == b.customers
-            and sorted(a.order_phones) == sorted(b.order_phones)
-            and sorted(a.tasks) == sorted(b.tasks))
+class Same:
+    """Whether two CRM states are equal; falsy with a readable account of what differs."""
+
+    def __init__(self, a: Expected, b: Expected) -> None:
+        self.differences: list[str] = []
+        for name in ("calls", "customers"):
+            left, right = getattr(a, name), getattr(b, name)
+            for key in sorted(set(left) | set(right)):
+                if left.get(key) != right.get(key):
+                    self.differences.append(f"{name}[{key}]: {left.get(key)} != {right.get(key)}")
+        for name in ("order_phones", "tasks"):
+            left, right = Counter(getattr(a, name)), Counter(getattr(b, name))
+            if left != right:
+                self.differences.append(
+                    f"{name}: only in the first {sorted((left - right).elements())}, "
+                    f"only in the second {sorted((right - left).elements())}")
+
+    def __bool__(self) -> bool:
+        return not self.differences
+
+    def __repr__(self) -> str:
+        return "same" if self else "; ".join(self.differences[:20])
+
+
+def same(a: Expected, b: Expected) -> Same:
+    return Same(a, b)
 
 
 def bad_records(acme: dict[str, Any]) -> list[Record]:
