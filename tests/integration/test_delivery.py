@@ -172,25 +172,59 @@ async def test_a_crash_between_task_create_and_record_makes_no_second_task(
     assert harness.ledger.data["acme|c1"]["task"] == task_id
 
 
-async def test_a_crash_after_the_customer_was_made_still_gets_the_new_lead_its_order(
-        harness: Harness, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
-    event = call(1)
+CRM_WRITES = ["create_customer", "create_order", "create_task", "upload_calls"]
 
-    async def die(*args: Any, **kwargs: Any) -> None:
+
+def crm_state(portal: Portal) -> dict[str, Any]:
+    phone_of = {c["id"]: c["phones"][0]["number"] for c in portal.customers.values()}
+    return {
+        "customers": sorted((c["phones"][0]["number"], c["managerId"])
+                            for c in portal.customers.values()),
+        "orders": sorted((o["externalId"], phone_of[o["customer"]["id"]])
+                         for o in portal.orders.values()),
+        "tasks": sorted((t["performerId"], phone_of[t["customer"]["id"]])
+                        for t in portal.tasks.values()),
+        "calls": sorted((c["externalId"], c["result"]) for c in portal.calls.values())}
+
+
+@pytest.mark.parametrize("occurrence", [1, 2])
+@pytest.mark.parametrize("applied", [False, True], ids=["before-the-crm", "after-the-crm"])
+@pytest.mark.parametrize("method", CRM_WRITES)
+async def test_a_crash_at_any_crm_write_and_a_redelivery_leave_the_crm_as_without_it(
+        harness: Harness, portal: Portal, monkeypatch: pytest.MonkeyPatch, method: str,
+        applied: bool, occurrence: int) -> None:
+    """The worker dies before or after the CRM took a write; the ledger keeps what was synced;
+    everything is delivered again from the first event (a replay resumed from old offsets)."""
+    p1, p3 = "+380501110001", "+380501110003"
+    events = [call(1, status="no_answer", talk_seconds=0),
+              call(2, client_phone=p1, status="busy", talk_seconds=0), call(3)]
+    real = getattr(harness.client, method)
+    seen = 0
+
+    async def dying(*args: Any, **kwargs: Any) -> Any:
+        nonlocal seen
+        seen += 1
+        if seen != occurrence:
+            return await real(*args, **kwargs)
+        if applied:
+            await real(*args, **kwargs)
         raise Crash
 
     with monkeypatch.context() as m:
-        m.setattr(harness.client, "create_order", die)
+        m.setattr(harness.client, method, dying)
         with pytest.raises(Crash):
-            await harness.deliver(event)
-    assert len(portal.customers) == 1 and portal.orders == {}
-    harness.ledger.crash()  # what was not made durable is gone; the CRM keeps what it got
+            for event in events:
+                await harness.deliver(event)
+    harness.ledger.crash()
     harness.steps.known_callers.clear()
-    await harness.deliver(event)
-    [customer_id] = portal.customers
-    [order] = portal.orders.values()
-    assert order["externalId"] == "cs-acme-call-c1" and order["customer"]["id"] == customer_id
-    assert harness.acked == ["c1"]
+    for event in events:
+        await harness.deliver(event)
+    assert crm_state(portal) == {
+        "customers": [(p1, 27), (p3, 27)],
+        "orders": [("cs-acme-call-c1", p1), ("cs-acme-call-c3", p3)],
+        "tasks": [(27, p1), (27, p1)],
+        "calls": [("c1", "no answer"), ("c2", "busy"), ("c3", "answered")]}
+    assert harness.outlets.rejected == [] and harness.outlets.dead == []
 
 
 async def test_a_known_caller_is_no_new_lead(harness: Harness, portal: Portal) -> None:
