@@ -2,42 +2,88 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from typing import Any
 
-from pipeline.app import app, calls_topic
+from pipeline.app import app, calls_topic, settings
 from pipeline.delivery import SourceRef
-from pipeline.intake import accept_call
+from pipeline.intake import accept_call, divert
 from pipeline.metrics import EVENTS_CONSUMED
+from pipeline.offsets import Committer, OffsetGate, PartitionKey
 from pipeline.runtime import directory, lag, lanes, outlets
+
+log = logging.getLogger(__name__)
+
+# The call topic is read without Faust's acks (see pipeline/offsets.py): callsync commits each
+# partition only up to its first event whose outcome is not yet durable.
+gate = OffsetGate()
+
+
+async def _commit(points: dict[PartitionKey, int]) -> bool:
+    from faust.types import TP
+
+    consumer: Any = app.consumer  # Faust's own commit, without its ack bookkeeping
+    return bool(await consumer._commit({TP(t, p): o for (t, p), o in points.items()}))
+
+
+async def _flush() -> None:
+    await app.producer.flush()
+
+
+committer = Committer(gate, flush=_flush, commit=_commit)
 
 
 @app.agent(calls_topic)
 async def deliver_calls(stream: Any) -> None:
-    # Manual acks: an event is acked by its lane once its outcome is durable, so offsets are
-    # committed only up to what is delivered, dead-lettered or on the invalid topic.
-    async for event in stream.noack().events():
+    async for event in stream.events():
         message = event.message
         EVENTS_CONSUMED.labels(message.topic).inc()
-        lag.consumed(message.topic, message.partition, message.offset, message.timestamp)
-        await accept_call(raw=event.value, key=event.key,
-                          source=SourceRef(message.topic, message.partition, message.offset),
-                          ack=_settle(event), directory=directory, lanes=lanes,
-                          outlets=outlets)
+        lease = gate.read(message.topic, message.partition, message.offset,
+                          generation=message.generation_id or 0,
+                          stamp=float(message.timestamp or 0))
+        source = SourceRef(message.topic, message.partition, message.offset)
+        try:
+            await accept_call(raw=event.value, key=event.key, source=source, ack=lease.settle,
+                              lease=lease, directory=directory, lanes=lanes, outlets=outlets)
+        except Exception as exc:
+            log.exception("call record %s could not be handled", source)
+            await divert(outlets, raw=event.value, key=event.key, source=source,
+                         reason=f"internal:{type(exc).__name__}", tenant_id=None,
+                         ack=lease.settle)
 
 
-def _settle(event: Any) -> Callable[[], None]:
-    message = event.message
+@app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+async def commit_settled() -> None:
+    try:
+        await committer.commit()
+    except Exception:
+        log.exception("committing the call topic's settled offsets failed")
 
-    def ack() -> None:
-        lag.settled(message.topic, message.partition, message.offset)
-        event.ack()
 
-    return ack
+@app.on_partitions_revoked.connect
+async def _release(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    revoked = args[0] if args else kwargs.get("revoked", set())
+    topic = calls_topic.get_topic_name()
+    keys = [(tp.topic, tp.partition) for tp in revoked if tp.topic == topic]
+    gate.revoke(keys)
+    lanes.drop_stale()
+    try:
+        await committer.release(keys, wait=settings.kafka.session_timeout_seconds / 4)
+    except Exception:
+        log.exception("committing revoked partitions failed; their next owner reads again")
+    lag.forget(topic, [p for _, p in keys])
 
 
 @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
 async def publish_lag() -> None:
-    topic = calls_topic.get_topic_name()
-    assigned = [tp for tp in app.assignor.assigned_actives() if tp.topic == topic]
-    lag.publish(topic, [(tp.partition, app.consumer.highwater(tp)) for tp in assigned])
+    try:
+        topic = calls_topic.get_topic_name()
+        assigned = [tp for tp in app.assignor.assigned_actives() if tp.topic == topic]
+        highwaters = []
+        for tp in assigned:
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None:
+                highwaters.append((tp.partition, int(highwater)))
+        lag.publish(topic, gate, highwaters)
+    except Exception:
+        log.exception("publishing the consumer lag failed")

@@ -15,7 +15,13 @@ log = logging.getLogger(__name__)
 @app.agent(control_topic)
 async def handle_commands(stream: Any) -> None:
     async for event in stream.events():
-        result = await desk.handle(event.value or b"", event.key)
+        try:
+            result = await desk.handle(event.value or b"", event.key)
+        except Exception as exc:
+            log.exception("command at %s[%s]@%s failed", event.message.topic,
+                          event.message.partition, event.message.offset)
+            await desk.failed(event.value or b"", exc)
+            continue
         log.info("command %s (%s) for %s: %s %s", result.command_id, result.type,
                  result.tenant_id, result.status, result.message)
 
@@ -28,5 +34,8 @@ def _owns(tenant_id: str) -> bool:
 
 @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
 async def resume_replays() -> None:
-    replays.resume(_owns)
-    await replays.replay_outages(_owns)
+    try:
+        replays.resume(_owns)
+        await replays.replay_outages(_owns)
+    except Exception:
+        log.exception("resuming replays failed; trying again on the next tick")

@@ -15,6 +15,13 @@ log = logging.getLogger(__name__)
 
 @app.timer(interval=settings.roster_sync_seconds)  # type: ignore[untyped-decorator]
 async def sync_rosters() -> None:
+    try:
+        await _sync_rosters()
+    except Exception:
+        log.exception("roster sync failed; trying again on the next tick")
+
+
+async def _sync_rosters() -> None:
     owned = {tp.partition for tp in app.assignor.assigned_actives()
              if tp.topic == settings.topics.calls}
     for tenant_id in sorted(set(directory.configured())):
@@ -31,6 +38,9 @@ async def sync_rosters() -> None:
         except e.RetailCRMError as exc:
             log.warning("roster sync of %s failed: %s", tenant_id, exc)
             continue
+        except Exception:
+            log.exception("roster sync of %s failed", tenant_id)
+            continue
         log.info("roster of %s: %d managers", tenant_id, len(roster.managers))
 
 
@@ -38,6 +48,10 @@ async def sync_rosters() -> None:
 async def prune_ledger() -> None:
     """The ledger keeps a call one day longer than the call topic keeps its event."""
     keep_days = settings.topics.calls_retention_days + 1
-    pruned = ledger.prune(time.time() - keep_days * 86_400)
+    try:
+        pruned = ledger.prune(time.time() - keep_days * 86_400)
+    except Exception:
+        log.exception("pruning the ledger failed")
+        return
     if pruned:
         log.info("pruned %d ledger entries older than %d days", pruned, keep_days)

@@ -48,15 +48,16 @@ if settings.operator_key is not None:
 
 
 def _topic(name: str, *, partitions: int, retention: timedelta | None = None,
-           compacting: bool | None = None) -> faust.TopicT:
+           compacting: bool | None = None, acks: bool = True) -> faust.TopicT:
     # Raw bytes in and out: every record is validated by callsync itself, so a bad one becomes
     # an invalid event with a reason instead of a crashed agent.
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw", internal=True, partitions=partitions,
-                     retention=retention, compacting=compacting)
+                     retention=retention, compacting=compacting, acks=acks)
 
 
-calls_topic = _topic(_topics.calls, partitions=_partitions,
+# Without Faust's acks: callsync commits the call topic itself (pipeline/offsets.py).
+calls_topic = _topic(_topics.calls, partitions=_partitions, acks=False,
                      retention=timedelta(days=_topics.calls_retention_days))
 integrations_topic = _topic(_topics.integrations, partitions=_partitions, compacting=True)
 mappings_topic = _topic(_topics.mappings, partitions=_partitions, compacting=True)

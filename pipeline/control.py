@@ -97,6 +97,19 @@ class ControlDesk:
         await self.report(result)
         return result
 
+    async def failed(self, raw: bytes, exc: Exception) -> None:
+        """A command that broke the desk is answered, never silently lost."""
+        command_id = "unknown"
+        try:
+            command_id = str(SignedCommand.model_validate_json(raw).command.get(
+                "command_id", "unknown"))[:128]
+        except ValidationError:
+            pass
+        try:
+            await self._answer(command_id, "failed", f"internal:{type(exc).__name__}")
+        except Exception:
+            log.exception("could not answer command %s", command_id)
+
     async def handle(self, raw: bytes, key: bytes | None) -> CommandResult:
         """Every record gets an answer; only a verified, valid, new command changes anything."""
         try:

@@ -19,6 +19,7 @@ from pipeline.crm.models import Customer, ManagerLookup
 from pipeline.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
 from pipeline.ledger import Ledger
 from pipeline.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
+from pipeline.offsets import Lease
 from pipeline.planning import (
     CallPlan,
     is_new_lead,
@@ -64,6 +65,16 @@ class Work:
     # Nothing the CRM can take, for a reason of its own: the event goes to the invalid topic.
     undeliverable: str | None = None
     prepared: bool = False  # its per-call steps ran; only its upload is left (a held upload)
+    # The live consumer's claim on the record; None for replayed work (the replay tracks it).
+    lease: Lease | None = None
+    replayed: bool = False
+
+    def start(self) -> bool:
+        """False if the record's partition moved to another owner: drop the work unstarted."""
+        if self.lease is None or self.lease.start():
+            return True
+        self.lease.abandon()
+        return False
 
 
 class StepFailed(Exception):

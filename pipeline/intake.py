@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,13 +14,16 @@ from pipeline.employees import Roster, effective_mapping
 from pipeline.lanes import LaneRegistry
 from pipeline.logs import redactor
 from pipeline.metrics import FALLBACKS
+from pipeline.offsets import Lease
 from pipeline.outlets import Outlets
 from pipeline.planning import plan_call
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping
 
-__all__ = ["TenantDirectory", "accept_call", "describe_invalid"]
+__all__ = ["TenantDirectory", "accept_call", "describe_invalid", "divert"]
+
+log = logging.getLogger(__name__)
 
 
 def describe_invalid(exc: ValidationError) -> str:
@@ -100,10 +105,15 @@ class TenantDirectory:
                          "unmapped").inc()
 
 
-async def accept_call(*, raw: bytes, key: bytes | None, source: SourceRef,
+async def accept_call(*, raw: bytes | None, key: bytes | None, source: SourceRef,
                       ack: Callable[[], object], directory: TenantDirectory,
-                      lanes: LaneRegistry, outlets: Outlets) -> None:
+                      lanes: LaneRegistry, outlets: Outlets, lease: Lease | None = None) -> None:
     """Never raises for bad input: it lands on the invalid topic and the partition moves on."""
+    if not raw:
+        await outlets.invalid(raw=raw, key=key, source=source, tenant_id=None,
+                              reason="undecodable: the record has no value")
+        ack()
+        return
     try:
         event = CallEvent.model_validate_json(raw)
     except ValidationError as exc:
@@ -113,7 +123,9 @@ async def accept_call(*, raw: bytes, key: bytes | None, source: SourceRef,
         return
     reason = None
     config = directory.config(event.tenant_id)
-    if key is not None and key != event.tenant_id.encode():
+    if key is None:
+        reason = f"key_mismatch: the record has no key; it must be tenant_id {event.tenant_id!r}"
+    elif key != event.tenant_id.encode():
         reason = f"key_mismatch: record key {key[:64]!r} is not tenant_id {event.tenant_id!r}"
     elif config is None:
         reason = f"unknown_tenant: no integration is configured for {event.tenant_id!r}"
@@ -129,4 +141,25 @@ async def accept_call(*, raw: bytes, key: bytes | None, source: SourceRef,
         ack()
         return
     lane = lanes.lane_for(config)
-    await lane.submit(Work(event=event, plan=plan, raw=raw, key=key, source=source, ack=ack))
+    await lane.submit(Work(event=event, plan=plan, raw=raw, key=key, source=source, ack=ack,
+                           lease=lease))
+
+
+async def divert(outlets: Outlets, *, raw: bytes | None, key: bytes | None, source: SourceRef,
+                 reason: str, tenant_id: str | None, ack: Callable[[], object] | None = None,
+                 first_delay: float = 0.5, max_delay: float = 30.0) -> None:
+    """Put a record on the invalid topic, trying until the copy is stored, then settle it.
+    For what an agent could not handle: the record never vanishes and the agent goes on."""
+    delay = first_delay
+    while True:
+        try:
+            await outlets.invalid(raw=raw, key=key, source=source, reason=reason,
+                                  tenant_id=tenant_id)
+            break
+        except Exception:
+            log.exception("could not put %s on the invalid topic; trying again in %.1f s",
+                          source, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+    if ack is not None:
+        ack()

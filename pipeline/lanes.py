@@ -201,7 +201,18 @@ class TenantLane:
             self.hooks.on_recovered(self.tenant_id, "the portal answers again after an outage"
                                     if broken.outage else "the key answered a probe")
 
+    def drop_stale(self) -> int:
+        """Held uploads of records whose partition was revoked are dropped unstarted: their
+        next owner reads them again from the commit point."""
+        stale = [w for w in self._held.values() if w.lease is not None and not w.lease.live]
+        for work in stale:
+            del self._held[work.plan.call_id]
+            if work.lease is not None:
+                work.lease.abandon()
+        return len(stale)
+
     async def deliver(self, batch: list[Work]) -> None:
+        batch = [w for w in batch if w.start()]
         await self._probe()
         for work in batch:
             if self.broken is not None:
@@ -390,6 +401,9 @@ class LaneRegistry:
             state = self.states.get(tenant_id)
             if method not in state.denied_methods:
                 self.states.update(tenant_id, denied_methods=[*state.denied_methods, method])
+
+    def drop_stale(self) -> int:
+        return sum(lane.drop_stale() for lane in self.lanes.values())
 
     async def stop(self) -> None:
         for lane in self.lanes.values():

@@ -19,7 +19,7 @@ from pipeline.app import (
 )
 from pipeline.control import ControlDesk
 from pipeline.intake import TenantDirectory
-from pipeline.lag import LagTracker
+from pipeline.lag import LagMetrics
 from pipeline.lanes import LaneRegistry
 from pipeline.ledger import TableLedger
 from pipeline.outlets import Headers, TopicOutlets
@@ -50,7 +50,7 @@ async def _report(result: CommandResult) -> object:
                                     value=result.model_dump_json().encode())
 
 
-lag = LagTracker()
+lag = LagMetrics()
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
 directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters))
 states = StateStore(cast(MutableMapping[str, Any], tenant_state))

@@ -1,0 +1,177 @@
+"""The call topic's commit points: only over settled events, whatever order they settle in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+from faust.transport.consumer import Consumer
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from pipeline.offsets import Committer, OffsetGate
+
+T = "callsync.calls"
+
+
+def faust_new_offset(acked: list[int], committed: int | None) -> int | None:
+    """faust-streaming 0.15.3's own rule, run on a stand-in consumer."""
+    tp = TP(T, 0)
+    fake: Any = SimpleNamespace(_acked=defaultdict(list, {tp: list(acked)}),
+                                _gap=defaultdict(IntervalTree),
+                                _acked_index=defaultdict(set, {tp: set(acked)}),
+                                _committed_offset=defaultdict(lambda: None, {tp: committed}))
+    result: int | None = Consumer._new_offset(fake, tp)
+    return result
+
+
+def read(gate: OffsetGate, *offsets: int, generation: int = 1) -> list[Any]:
+    return [gate.read(T, 0, o, generation=generation, stamp=1000.0 + o) for o in offsets]
+
+
+def test_faust_commits_past_an_unsettled_head_and_the_gate_does_not() -> None:
+    # Offsets 10..14 were read after a commit at 10; 10 is still in flight, 11..14 settled.
+    assert faust_new_offset([11, 12, 13, 14], committed=10) == 15  # upstream #606: 10 is lost
+    gate = OffsetGate()
+    gate.committed({(T, 0): 10})
+    leases = read(gate, 10, 11, 12, 13, 14)
+    for lease in leases[1:]:
+        lease.settle()
+    assert gate.commit_points() == {}  # still at 10, where it was committed
+    leases[0].settle()
+    assert gate.commit_points() == {(T, 0): 15}
+
+
+def test_a_committed_offset_of_zero_is_not_skipped() -> None:
+    # Faust skips its head check entirely while the committed offset is 0 or None.
+    assert faust_new_offset([1, 2, 3], committed=0) == 4
+    assert faust_new_offset([1, 2, 3], committed=None) == 4
+    gate = OffsetGate()
+    leases = read(gate, 0, 1, 2, 3)
+    for lease in leases[1:]:
+        lease.settle()
+    assert gate.commit_points() == {(T, 0): 0}
+    leases[0].settle()
+    assert gate.commit_points() == {(T, 0): 4}
+
+
+def test_the_point_stops_at_the_first_unsettled_offset_in_between() -> None:
+    gate = OffsetGate()
+    leases = read(gate, 5, 6, 7, 8)
+    leases[0].settle()
+    leases[2].settle()
+    leases[3].settle()
+    assert gate.commit_points() == {(T, 0): 6}
+    gate.committed({(T, 0): 6})
+    assert gate.commit_points() == {}  # nothing moved since
+    leases[1].settle()
+    assert gate.commit_points() == {(T, 0): 9}
+
+
+def test_a_new_generation_makes_the_old_leases_dead_and_harmless() -> None:
+    gate = OffsetGate()
+    old = read(gate, 0, 1, 2, generation=1)
+    old[0].settle()
+    new = read(gate, 1, 2, generation=2)  # the next owner reads again from the commit point
+    assert not old[1].live and not old[2].live and new[0].live
+    old[1].settle()
+    old[2].settle()
+    assert gate.commit_points() == {(T, 0): 1}  # the old settles did not move the new point
+    stale = gate.read(T, 0, 3, generation=1, stamp=0.0)  # fetched before the rebalance
+    assert not stale.live and not stale.start()
+    assert gate.commit_points() == {(T, 0): 1}
+
+
+def test_a_seek_back_within_a_generation_starts_over() -> None:
+    gate = OffsetGate()
+    first = read(gate, 3, 4)
+    again = read(gate, 3)
+    assert not first[0].live and again[0].live
+    first[1].settle()
+    assert gate.commit_points() == {(T, 0): 3}
+
+
+def test_revoked_partitions_start_no_new_work() -> None:
+    gate = OffsetGate()
+    lease = read(gate, 0)[0]
+    gate.revoke([(T, 0)])
+    assert not lease.start()
+    late = gate.read(T, 0, 1, generation=1, stamp=0.0)
+    assert not late.live
+
+
+def test_lag_is_records_past_the_point_and_seconds_since_the_oldest_unsettled() -> None:
+    gate = OffsetGate()
+    leases = read(gate, 0, 1, 2)  # stamped 1000, 1001, 1002 (seconds)
+    leases[1].settle()
+    assert gate.lag(T, 0, highwater=10, now=1030.0) == (10, 30.0)
+    leases[0].settle()
+    leases[2].settle()
+    assert gate.lag(T, 0, highwater=10, now=1030.0) == (7, 0.0)
+    assert gate.lag(T, 9, highwater=10, now=1030.0) == (0, 0.0)  # not ours
+
+
+async def test_the_committer_flushes_before_it_commits_and_commits_only_what_moved() -> None:
+    gate = OffsetGate()
+    calls: list[str] = []
+
+    async def flush() -> None:
+        calls.append("flush")
+
+    async def commit(points: dict[tuple[str, int], int]) -> bool:
+        calls.append(f"commit {points}")
+        return True
+
+    committer = Committer(gate, flush=flush, commit=commit)
+    leases = read(gate, 0, 1)
+    leases[1].settle()
+    assert await committer.commit() == {(T, 0): 0}
+    assert await committer.commit() == {}
+    leases[0].settle()
+    assert await committer.commit() == {(T, 0): 2}
+    assert calls == ["flush", "commit {('callsync.calls', 0): 0}",
+                     "flush", "commit {('callsync.calls', 0): 2}"]
+
+
+async def test_release_waits_for_running_work_then_commits_and_forgets() -> None:
+    gate = OffsetGate()
+    committed: list[dict[tuple[str, int], int]] = []
+
+    async def flush() -> None:
+        return None
+
+    async def commit(points: dict[tuple[str, int], int]) -> bool:
+        committed.append(points)
+        return True
+
+    committer = Committer(gate, flush=flush, commit=commit)
+    running, queued = read(gate, 0, 1)
+    assert running.start()
+
+    async def finish_later() -> None:
+        await asyncio.sleep(0.05)
+        running.settle()
+
+    task = asyncio.create_task(finish_later())
+    assert await committer.release([(T, 0)], wait=5.0) == {(T, 0): 1}
+    await task
+    assert committed == [{(T, 0): 1}]
+    assert not queued.start()  # its next owner reads it again
+    assert gate.partitions(T) == []
+
+
+async def test_release_gives_up_waiting_after_its_bound() -> None:
+    gate = OffsetGate()
+
+    async def flush() -> None:
+        return None
+
+    async def commit(points: dict[tuple[str, int], int]) -> bool:
+        return True
+
+    stuck = read(gate, 4)[0]
+    assert stuck.start()
+    committer = Committer(gate, flush=flush, commit=commit)
+    assert await committer.release([(T, 0)], wait=0.05) == {(T, 0): 4}
