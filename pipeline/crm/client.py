@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 import qs_codec as qs
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
-from pipeline.crm.errors import CRMTransportError, error_from_response
+from pipeline.crm import models
+from pipeline.crm.errors import (
+    CRMAPIError,
+    CRMMalformedResponse,
+    CRMResponseTooLarge,
+    CRMTransportError,
+    error_from_response,
+)
 from pipeline.crm.models import (
     CallEventResult,
     CallsUploadResult,
+    Created,
     Credentials,
     Customer,
+    CustomerResult,
     CustomersPage,
     GroupsPage,
     IntegrationModule,
+    IntegrationModuleResult,
     ManagerLookup,
     ModuleEditResult,
     OrderCreated,
     OrdersPage,
     StatusGroup,
+    StatusGroupsResult,
     TasksPage,
     User,
+    UserResult,
     UsersPage,
 )
 from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS, SlidingWindowLimiter
@@ -40,15 +54,30 @@ from schemas.crm import (
     TaskPayload,
 )
 
-__all__ = ["MAX_CALLS_PER_UPLOAD", "PAGE_LIMITS", "RequestObserver", "RetailCRMClient"]
+__all__ = [
+    "MAX_CALLS_PER_UPLOAD", "MAX_RESPONSE_BYTES", "PAGE_LIMITS", "RequestObserver",
+    "RetailCRMClient",
+]
 
 MAX_CALLS_PER_UPLOAD = 50
+# The largest answers the pipeline asks for (100 users or tasks a page) are a few hundred KB; a
+# page of 100 full orders about 1 MB. Anything far past that is a broken or hostile portal.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 PAGE_LIMITS = (20, 50, 100)
 USER_STATUSES = ("free", "busy", "dinner", "break")
 # (method, outcome, seconds, waited_for_rate_limit) after every request; feeds the metrics.
 RequestObserver = Callable[[str, str, float, float], None]
 Verb = Literal["GET", "POST"]
 Params = Mapping[str, Any]
+T = TypeVar("T")
+# The answer is decompressed here, within the cap, so only encodings zlib reads are asked for.
+ACCEPT_ENCODING = "gzip, deflate"
+JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+              bool: "a boolean", type(None): "null"}
+# Field names a malformed-answer message may show; any other key came from the answer itself.
+FIELD_NAMES = frozenset(name for model in vars(models).values()
+                        if isinstance(model, type) and issubclass(model, BaseModel)
+                        for name in model.model_fields)
 
 
 def _wire_scalar(value: Any) -> Any:
@@ -88,7 +117,9 @@ def encode_form(fields: Params) -> dict[str, str]:
 class RetailCRMClient:
     """One portal, one key. Every method maps to one retailCRM call and raises from `errors`.
 
-    Requests are paced per key: at most 10 in any second, 40 for /telephony methods.
+    Requests are paced per key: at most 10 in any second, 40 for /telephony methods. `timeout`
+    bounds each whole request (the pacing wait before it aside), and no answer is read past
+    `max_response_bytes`, so a slow or flooding portal costs only its own tenant.
     """
 
     def __init__(
@@ -101,10 +132,14 @@ class RetailCRMClient:
         general_rps: int = CRM_GENERAL_RPS,
         telephony_rps: int = CRM_TELEPHONY_RPS,
         observer: RequestObserver | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout,
+                                       headers={"Accept-Encoding": ACCEPT_ENCODING})
         self._general = SlidingWindowLimiter(general_rps)
         self._telephony = SlidingWindowLimiter(telephony_rps)
         self._observer = observer
@@ -132,6 +167,13 @@ class RetailCRMClient:
         versioned: bool = True,
     ) -> dict[str, Any]:
         """Send one call; `method` is its name as key permissions list it (/api/users/{id})."""
+        return await self._call(_as_is, verb, path, method=method, params=params, form=form,
+                                versioned=versioned)
+
+    async def _call(self, parse: Callable[[dict[str, Any]], T], verb: Verb, path: str, *,
+                    method: str, params: Params | None = None, form: Params | None = None,
+                    versioned: bool = True) -> T:
+        """Send one call and `parse` its success answer; what does not parse is malformed."""
         prefix = "/api/v5/" if versioned else "/api/"
         url = self.base_url + prefix + path.lstrip("/")
         if params:
@@ -142,29 +184,37 @@ class RetailCRMClient:
         outcome = "error"
         try:
             try:
-                response = await self._http.request(
-                    verb, url, headers={"X-API-KEY": self._key.get_secret_value()},
-                    data=encode_form(form) if form is not None else None,
-                )
-            except httpx.TimeoutException as exc:
+                # httpx's timeouts bound each read; a reply dripping a byte at a time needs this.
+                async with asyncio.timeout(self.timeout):
+                    async with self._http.stream(
+                        verb, url, headers={"X-API-KEY": self._key.get_secret_value()},
+                        data=encode_form(form) if form is not None else None,
+                    ) as response:
+                        raw = await _read_capped(response, cap=self.max_response_bytes,
+                                                 method=method)
+            except (TimeoutError, httpx.TimeoutException) as exc:
                 outcome = "timeout"
-                raise CRMTransportError(f"retailCRM {method}: timed out ({type(exc).__name__})",
+                cause = type(exc).__name__ if isinstance(exc, httpx.TimeoutException) else \
+                    f"deadline {self.timeout:g}s"
+                raise CRMTransportError(f"retailCRM {method}: timed out ({cause})",
                                         method=method) from None
             except httpx.TransportError as exc:
                 outcome = "transport_error"
                 raise CRMTransportError(f"retailCRM {method}: {type(exc).__name__}",
                                         method=method) from None
-            body = _json_or_none(response)
-            if response.is_success and body is not None and body.get("success") is True:
-                outcome = "success"
-                return body
-            error = error_from_response(
-                method=method, status=response.status_code, body=body,
-                is_html=response.headers.get("content-type", "").startswith("text/html")
-                or response.text.lstrip().startswith("<"),
-            )
-            outcome = type(error).__name__
-            raise error
+            body, kind = _json_object(raw)
+            if not (response.is_success and body is not None and body.get("success") is True):
+                raise _error_for(method, response, body, kind, raw)
+            try:
+                result = parse(body)
+            except ValidationError as exc:
+                # `from None`: the pydantic error quotes the answer's values.
+                raise _malformed(method, response.status_code, exc) from None
+            outcome = "success"
+            return result
+        except CRMAPIError as exc:
+            outcome = type(exc).__name__
+            raise
         finally:
             if self._observer is not None:
                 self._observer(method, outcome, time.monotonic() - started, waited)
@@ -172,20 +222,20 @@ class RetailCRMClient:
     # -- /api (unversioned) -------------------------------------------------------------------
 
     async def credentials(self) -> Credentials:
-        body = await self.request("GET", "credentials", method="/api/credentials", versioned=False)
-        return Credentials.model_validate(body)
+        return await self._call(Credentials.model_validate, "GET", "credentials",
+                                method="/api/credentials", versioned=False)
 
     # -- users ---------------------------------------------------------------------------------
 
     async def users(self, *, filter: Params | None = None, page: int = 1,
                     limit: int = 100) -> UsersPage:
-        body = await self.request("GET", "users", method="/api/users",
-                                  params=_page(filter, page, limit))
-        return UsersPage.model_validate(body)
+        return await self._call(UsersPage.model_validate, "GET", "users", method="/api/users",
+                                params=_page(filter, page, limit))
 
     async def user(self, user_id: int) -> User:
-        body = await self.request("GET", f"users/{user_id}", method="/api/users/{id}")
-        return User.model_validate(body["user"])
+        found = await self._call(UserResult.model_validate, "GET", f"users/{user_id}",
+                                 method="/api/users/{id}")
+        return found.user
 
     async def set_user_status(self, user_id: int, status: str) -> None:
         if status not in USER_STATUSES:
@@ -194,104 +244,98 @@ class RetailCRMClient:
                            form={"status": status})
 
     async def user_groups(self, *, page: int = 1, limit: int = 100) -> GroupsPage:
-        body = await self.request("GET", "user-groups", method="/api/user-groups",
-                                  params=_page(None, page, limit))
-        return GroupsPage.model_validate(body)
+        return await self._call(GroupsPage.model_validate, "GET", "user-groups",
+                                method="/api/user-groups", params=_page(None, page, limit))
 
     # -- telephony -----------------------------------------------------------------------------
 
     async def telephony_manager(self, phone: str, *, details: bool = True,
                                 ignore_status: bool = True) -> ManagerLookup:
-        body = await self.request(
-            "GET", "telephony/manager", method="/api/telephony/manager",
+        return await self._call(
+            ManagerLookup.model_validate, "GET", "telephony/manager",
+            method="/api/telephony/manager",
             params={"phone": phone, "details": details, "ignoreStatus": ignore_status})
-        return ManagerLookup.model_validate(body)
 
     async def upload_calls(self, calls: list[CallUpload]) -> CallsUploadResult:
         if not calls:
             raise ValueError("upload_calls needs at least one call")
         if len(calls) > MAX_CALLS_PER_UPLOAD:
             raise ValueError(f"retailCRM takes at most {MAX_CALLS_PER_UPLOAD} calls per upload")
-        body = await self.request("POST", "telephony/calls/upload",
-                                  method="/api/telephony/calls/upload", form={"calls": calls})
-        return CallsUploadResult.model_validate(body)
+        return await self._call(CallsUploadResult.model_validate, "POST", "telephony/calls/upload",
+                                method="/api/telephony/calls/upload", form={"calls": calls})
 
     async def call_event(self, event: CallEventPayload) -> CallEventResult:
-        body = await self.request("POST", "telephony/call/event",
-                                  method="/api/telephony/call/event", form={"event": event})
-        return CallEventResult.model_validate(body)
+        return await self._call(CallEventResult.model_validate, "POST", "telephony/call/event",
+                                method="/api/telephony/call/event", form={"event": event})
 
     # -- customers -----------------------------------------------------------------------------
 
     async def customers(self, *, filter: Params | None = None, page: int = 1,
                         limit: int = 100) -> CustomersPage:
-        body = await self.request("GET", "customers", method="/api/customers",
-                                  params=_page(filter, page, limit))
-        return CustomersPage.model_validate(body)
+        return await self._call(CustomersPage.model_validate, "GET", "customers",
+                                method="/api/customers", params=_page(filter, page, limit))
 
     async def customer(self, external_id: str, *, by: Literal["externalId", "id"] = "externalId",
                        site: str | None = None) -> Customer:
-        body = await self.request(
-            "GET", f"customers/{_segment(external_id)}", method="/api/customers/{externalId}",
-            params=_drop_none({"by": by, "site": site}))
-        return Customer.model_validate(body["customer"])
+        found = await self._call(
+            CustomerResult.model_validate, "GET", f"customers/{_segment(external_id)}",
+            method="/api/customers/{externalId}", params=_drop_none({"by": by, "site": site}))
+        return found.customer
 
     async def create_customer(self, customer: CustomerPayload, *, site: str | None = None) -> int:
-        body = await self.request("POST", "customers/create", method="/api/customers/create",
-                                  form={"customer": customer, "site": site})
-        return int(body["id"])
+        created = await self._call(Created.model_validate, "POST", "customers/create",
+                                   method="/api/customers/create",
+                                   form={"customer": customer, "site": site})
+        return created.id
 
     async def edit_customer(self, external_id: str, customer: CustomerPayload, *,
                             by: Literal["externalId", "id"] = "externalId",
                             site: str | None = None) -> int:
-        body = await self.request(
-            "POST", f"customers/{_segment(external_id)}/edit",
+        edited = await self._call(
+            Created.model_validate, "POST", f"customers/{_segment(external_id)}/edit",
             method="/api/customers/{externalId}/edit",
             form={"customer": customer, "by": by, "site": site})
-        return int(body["id"])
+        return edited.id
 
     # -- orders, tasks, references -------------------------------------------------------------
 
     async def orders(self, *, filter: Params | None = None, page: int = 1,
                      limit: int = 100) -> OrdersPage:
-        body = await self.request("GET", "orders", method="/api/orders",
-                                  params=_page(filter, page, limit))
-        return OrdersPage.model_validate(body)
+        return await self._call(OrdersPage.model_validate, "GET", "orders", method="/api/orders",
+                                params=_page(filter, page, limit))
 
     async def create_order(self, order: OrderPayload, *, site: str | None = None) -> OrderCreated:
-        body = await self.request("POST", "orders/create", method="/api/orders/create",
-                                  form={"order": order, "site": site})
-        return OrderCreated.model_validate(body)
+        return await self._call(OrderCreated.model_validate, "POST", "orders/create",
+                                method="/api/orders/create", form={"order": order, "site": site})
 
     async def tasks(self, *, filter: Params | None = None, page: int = 1,
                     limit: int = 100) -> TasksPage:
-        body = await self.request("GET", "tasks", method="/api/tasks",
-                                  params=_page(filter, page, limit))
-        return TasksPage.model_validate(body)
+        return await self._call(TasksPage.model_validate, "GET", "tasks", method="/api/tasks",
+                                params=_page(filter, page, limit))
 
     async def create_task(self, task: TaskPayload, *, site: str | None = None) -> int:
-        body = await self.request("POST", "tasks/create", method="/api/tasks/create",
-                                  form={"task": task, "site": site})
-        return int(body["id"])
+        created = await self._call(Created.model_validate, "POST", "tasks/create",
+                                   method="/api/tasks/create", form={"task": task, "site": site})
+        return created.id
 
     async def status_groups(self) -> dict[str, StatusGroup]:
-        body = await self.request("GET", "reference/status-groups",
-                                  method="/api/reference/status-groups")
-        groups = body.get("statusGroups") or {}
-        return {code: StatusGroup.model_validate(g) for code, g in groups.items()}
+        found = await self._call(StatusGroupsResult.model_validate, "GET",
+                                 "reference/status-groups", method="/api/reference/status-groups")
+        return dict(found.statusGroups)
 
     # -- integration modules -------------------------------------------------------------------
 
     async def integration_module(self, code: str) -> IntegrationModule:
-        body = await self.request("GET", f"integration-modules/{_segment(code)}",
-                                  method="/api/integration-modules/{code}")
-        return IntegrationModule.model_validate(body["integrationModule"])
+        found = await self._call(IntegrationModuleResult.model_validate, "GET",
+                                 f"integration-modules/{_segment(code)}",
+                                 method="/api/integration-modules/{code}")
+        return found.integrationModule
 
     async def edit_integration_module(self, module: IntegrationModulePayload) -> ModuleEditResult:
-        body = await self.request(
-            "POST", f"integration-modules/{_segment(module.code)}/edit",
+        return await self._call(
+            ModuleEditResult.model_validate, "POST",
+            f"integration-modules/{_segment(module.code)}/edit",
             method="/api/integration-modules/{code}/edit", form={"integrationModule": module})
-        return ModuleEditResult.model_validate(body)
 
 
 def _page(filter: Params | None, page: int, limit: int) -> dict[str, Any]:
@@ -313,9 +357,100 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _json_or_none(response: httpx.Response) -> dict[str, Any] | None:
+async def _read_capped(response: httpx.Response, *, cap: int, method: str) -> bytes:
+    """The answer's bytes, at most `cap` of them once decompressed.
+
+    The decompression is done here, not by httpx, so that a small gzip cannot inflate to
+    gigabytes in one step before the cap is looked at.
+    """
+    def too_large() -> CRMResponseTooLarge:
+        return CRMResponseTooLarge(f"retailCRM {method}: the answer exceeds {cap} bytes",
+                                   method=method, status=response.status_code)
+
+    if response.is_stream_consumed:  # a transport that answered from memory (MockTransport)
+        if len(response.content) > cap:
+            raise too_large()
+        return response.content
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
+        raise CRMMalformedResponse(f"retailCRM {method}: the answer has an unsupported "
+                                   "Content-Encoding", method=method, status=response.status_code)
+    # wbits MAX_WBITS|32 reads a zlib or a gzip header (servers send both as "deflate").
+    inflate = None if encoding == "identity" else zlib.decompressobj(zlib.MAX_WBITS | 32)
+    declared = response.headers.get("content-length", "")
+    if inflate is None and declared.isdigit() and int(declared) > cap:
+        raise too_large()
+    chunks: list[bytes] = []
+    size = 0
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None
+        async for data in response.aiter_raw():
+            while data:
+                if inflate is None:
+                    out, data = data, b""
+                else:
+                    out = inflate.decompress(data, cap + 1 - size)
+                    data = inflate.unconsumed_tail
+                size += len(out)
+                if size > cap:
+                    raise too_large()
+                chunks.append(out)
+        if inflate is not None and not inflate.eof:  # at its end all output has been given
+            raise zlib.error("truncated")
+    except zlib.error:
+        raise CRMMalformedResponse(f"retailCRM {method}: the answer's {encoding} stream is "
+                                   "corrupt or cut short", method=method,
+                                   status=response.status_code) from None
+    return b"".join(chunks)
+
+
+def _json_object(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The parsed answer if it is a JSON object, else None and what it was instead."""
+    if not raw.strip():
+        return None, "empty"
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
+        return None, "not JSON"
+    if isinstance(body, dict):
+        return body, "an object"
+    return None, JSON_KINDS.get(type(body), "not an object")
+
+
+def _as_is(body: dict[str, Any]) -> dict[str, Any]:
+    return body
+
+
+def _error_for(method: str, response: httpx.Response, body: dict[str, Any] | None, kind: str,
+               raw: bytes) -> CRMAPIError:
+    """The exception for an answer that is not a success: the portal's own error, or garbage."""
+    status = response.status_code
+    # A 2xx that is no retailCRM envelope; one with `success: false` or an errorMsg is an error.
+    if response.is_success and (body is None or (body.get("success") is not False
+                                                 and "errorMsg" not in body)):
+        what = f"the answer is {kind}" if body is None else "the answer has no success flag"
+        return CRMMalformedResponse(f"retailCRM {method}: {what}", method=method, status=status)
+    return error_from_response(
+        method=method, status=status, body=body,
+        is_html=response.headers.get("content-type", "").startswith("text/html")
+        or raw.lstrip().startswith(b"<"))
+
+
+def _malformed(method: str, status: int, exc: ValidationError) -> CRMMalformedResponse:
+    """Name the fields that did not parse and why, never their values."""
+    problems = [f"{_field_path(err['loc'])} ({err['type']})"
+                for err in exc.errors(include_url=False, include_context=False,
+                                      include_input=False)]
+    shown = "; ".join(problems[:5]) + (f"; {len(problems) - 5} more" if len(problems) > 5 else "")
+    return CRMMalformedResponse(f"retailCRM {method}: malformed answer: {shown}", method=method,
+                                status=status, errors=problems)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    # Keys that are no field of ours came from the answer (a status group's code): masked.
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + (part if part in FIELD_NAMES else "*")
+    return path or "(answer)"

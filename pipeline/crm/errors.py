@@ -5,7 +5,10 @@
     └── CRMAPIError                the portal answered with an error (status, errorMsg, errors)
         ├── CRMRetryableError                                                    retryable
         │   ├── RateLimited        503 (retailCRM's limit), 429 defensively
-        │   └── CRMServerError     any other 5xx
+        │   ├── CRMServerError     any other 5xx
+        │   └── CRMMalformedResponse   a 2xx answer that is no JSON object or lacks the
+        │       │                      method's fields (named by path, never by value)
+        │       └── CRMResponseTooLarge  an answer past the client's size cap
         ├── CRMAuthorizationError  the key cannot do this; retrying will not help
         │   ├── MissingApiKey      '"apiKey" is missing.'
         │   ├── InvalidApiKey      'Wrong "apiKey" value.' (unknown, revoked or replaced key)
@@ -18,7 +21,8 @@
             ├── TelephonyDisabled  'Telephony not enabled[ or not supports calls upload]'
             └── PartialUpload      460: some items of a batch uploaded, some failed
 
-No message ever carries the API key: the key travels in a header, never in a URL.
+No message ever carries the API key: the key travels in a header, never in a URL. Nor does a
+malformed answer's message quote the answer: it names field paths and problems, never values.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ __all__ = [
     "AccountNotFound",
     "CRMAPIError",
     "CRMAuthorizationError",
+    "CRMMalformedResponse",
     "CRMRejectedError",
+    "CRMResponseTooLarge",
     "CRMRetryableError",
     "CRMServerError",
     "CRMTransportError",
@@ -101,6 +107,14 @@ class RateLimited(CRMRetryableError):
 
 
 class CRMServerError(CRMRetryableError):
+    pass
+
+
+class CRMMalformedResponse(CRMRetryableError):
+    """A glitching portal: retried, and after the retries the policy asks /api/credentials."""
+
+
+class CRMResponseTooLarge(CRMMalformedResponse):
     pass
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "CallEventResult",
     "CallsUploadResult",
+    "Created",
     "Credentials",
     "Customer",
+    "CustomerResult",
     "CustomersPage",
     "GroupRef",
     "GroupsPage",
     "IntegrationModule",
+    "IntegrationModuleResult",
     "ManagerLookup",
     "ModuleEditResult",
     "Order",
@@ -22,13 +25,26 @@ __all__ = [
     "OrdersPage",
     "Pagination",
     "StatusGroup",
+    "StatusGroupsResult",
     "Task",
     "TasksPage",
     "TelephonyManager",
     "User",
     "UserGroup",
+    "UserResult",
     "UsersPage",
 ]
+
+
+def _empty_list_as(empty: Any) -> BeforeValidator:
+    # PHP's json_encode writes an empty associative array as [] (seen: module edit `info: []`).
+    return BeforeValidator(lambda value: empty if isinstance(value, list) and not value else value)
+
+
+# An object retailCRM may send as [] when it is empty.
+PHPObject = Annotated[dict[str, Any], _empty_list_as({})]
+# An optional nested entity: [] means there is none.
+PHPOptional = _empty_list_as(None)
 
 
 class _Read(BaseModel):
@@ -90,8 +106,8 @@ class Customer(_Read):
     phones: list[Phone] = Field(default_factory=list)
     managerId: int | None = None
     site: str | None = None
-    source: dict[str, Any] | None = None
-    customFields: dict[str, Any] | list[Any] | None = None
+    source: PHPObject | None = None
+    customFields: Annotated[dict[str, Any] | list[Any] | None, _empty_list_as({})] = None
 
 
 class CustomersPage(_Read):
@@ -107,13 +123,13 @@ class Order(_Read):
     managerId: int | None = None
     site: str | None = None
     status: str | None = None
-    customer: dict[str, Any] | None = None
-    source: dict[str, Any] | None = None
+    customer: PHPObject | None = None
+    source: PHPObject | None = None
 
 
 class OrderCreated(_Read):
     id: int
-    order: Order | None = None
+    order: Annotated[Order | None, PHPOptional] = None
 
 
 class OrdersPage(_Read):
@@ -130,7 +146,7 @@ class Task(_Read):
     performer: int | None = None
     phone: str | None = None
     complete: bool | None = None
-    customer: dict[str, Any] | None = None
+    customer: PHPObject | None = None
 
 
 class TasksPage(_Read):
@@ -147,9 +163,9 @@ class TelephonyManager(_Read):
 
 
 class ManagerLookup(_Read):
-    manager: TelephonyManager | None = None
-    customer: Customer | None = None
-    links: dict[str, Any] = Field(default_factory=dict)
+    manager: Annotated[TelephonyManager | None, PHPOptional] = None
+    customer: Annotated[Customer | None, PHPOptional] = None
+    links: PHPObject = Field(default_factory=dict)
 
 
 class CallsUploadResult(_Read):
@@ -176,15 +192,39 @@ class IntegrationModule(_Read):
     integrationCode: str | None = None
     active: bool = False
     name: str | None = None
-    integrations: dict[str, Any] | None = None
+    integrations: PHPObject | None = None
 
 
 class ModuleEditResult(_Read):
-    info: dict[str, Any] = Field(default_factory=dict)
+    info: PHPObject = Field(default_factory=dict)
 
 
 class Credentials(_Read):
-    credentials: list[str] = Field(default_factory=list)
+    # Always sent; an answer without it must not pass for a key that can reach nothing.
+    credentials: list[str]
     scopes: list[str] = Field(default_factory=list)
     siteAccess: str | None = None
     sitesAvailable: list[str] = Field(default_factory=list)
+
+
+# Envelopes of the answers whose payload sits under one key.
+
+
+class UserResult(_Read):
+    user: User
+
+
+class CustomerResult(_Read):
+    customer: Customer
+
+
+class Created(_Read):
+    id: int
+
+
+class StatusGroupsResult(_Read):
+    statusGroups: Annotated[dict[str, StatusGroup], _empty_list_as({})]
+
+
+class IntegrationModuleResult(_Read):
+    integrationModule: IntegrationModule
