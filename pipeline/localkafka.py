@@ -60,7 +60,15 @@ def fetch_broker_libs(cache: Path = DEFAULT_CACHE) -> Path:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: a UUID as 22 characters of URL-safe base64, never starting with '-'.
+
+    `kafka-storage format -t <id>` reads an id that starts with '-' as an option and stops, so
+    such UUIDs (about 1 in 64) are drawn again, as Kafka's own Uuid.randomUuid() does.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 class LocalKafka:
