@@ -55,3 +55,16 @@ async def prune_ledger() -> None:
         return
     if pruned:
         log.info("pruned %d ledger entries older than %d days", pruned, keep_days)
+
+
+@app.timer(interval=15.0)  # type: ignore[untyped-decorator]
+async def publish_tenant_states() -> None:
+    """The state gauges follow the table, not only the lanes' changes: a broken tenant stays on
+    the alert after a restart or a failover, and tenants that moved away leave this worker's."""
+    try:
+        owned = {tp.partition for tp in app.assignor.assigned_actives()
+                 if tp.topic == settings.topics.calls}
+        states.publish(lambda tenant_id: tenant_partition(
+            tenant_id, settings.topics.partitions) in owned)
+    except Exception:
+        log.exception("publishing the tenant states failed")

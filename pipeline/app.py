@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import faust
+from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,6 +22,20 @@ __all__ = [
 ]
 
 settings = load_settings()
+# The worker's port serves these and nothing else: Faust's own views (tables, router, graph,
+# stats) would show table contents, API keys included, to anyone who reaches the port.
+SERVED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+@aiohttp_web.middleware
+async def _only_served_paths(request: aiohttp_web.Request,
+                             handler: Callable[[aiohttp_web.Request],
+                                               Awaitable[aiohttp_web.StreamResponse]]
+                             ) -> aiohttp_web.StreamResponse:
+    if request.path not in SERVED_PATHS:
+        return aiohttp_web.Response(status=404, text="not found")
+    return await handler(request)
+
 _topics = settings.topics
 _partitions = _topics.partitions
 
@@ -36,6 +52,12 @@ app = faust.App(
     web_port=settings.metrics_port or 6066,
     web_bind=settings.metrics_bind,
     web_in_thread=False,
+    web_application_options={"middlewares": [_only_served_paths]},
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_graph_enabled=False,
+    web_stats_enabled=False,
+    web_metrics_enabled=False,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
     broker_session_timeout=settings.kafka.session_timeout_seconds,
@@ -45,6 +67,7 @@ app = faust.App(
 )
 if settings.operator_key is not None:
     redactor.register(settings.operator_key.get_secret_value())
+redactor.mask_phones = not settings.log_phone_numbers
 
 
 def _topic(name: str, *, partitions: int, retention: timedelta | None = None,

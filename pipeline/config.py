@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         default=900.0, ge=10, description="CALLSYNC_ROSTER_SYNC_SECONDS: how often each "
         "tenant's CRM managers are synced")
     log_json: bool = Field(default=False, description="CALLSYNC_LOG_JSON: JSON log lines")
+    log_phone_numbers: bool = Field(
+        default=False, description="CALLSYNC_LOG_PHONE_NUMBERS: full phone numbers in logs "
+        "(for debugging only; by default they are masked: +38050*****33)")
     data_dir: str = Field(default=".callsync", description="CALLSYNC_DATA_DIR: table stores")
 
 

@@ -232,14 +232,17 @@ class ControlDesk:
         self.states.update(cmd.tenant_id, state="active", reason="activated", method="",
                            since=self.clock(), denied_methods=[],
                            key_fingerprint=key_fingerprint(cmd.api_key.get_secret_value()))
-        self.lanes.reset(config)
         data: dict[str, Any] = {"previous_state": previous.state, "module": info.info}
         message = f"active (was {previous.state})"
         if cmd.send_after_reactivation:
+            # The replay is set up before the lane resumes: from then on the tenant's live
+            # events wait for it, so what was parked is delivered first, in order.
             window = calendar_days_window(self.clock(), config.zone)
             await self.start_replay(cmd.tenant_id, cmd.command_id, window)
+            self.lanes.reset(config)
             data["replay_window"] = window.as_dict()
             return "accepted", message + "; replaying today and the two days before", data
+        self.lanes.reset(config)
         return "done", message, data
 
     async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pipeline.planning import (
     task_performer,
 )
 from schemas.call_event import CallEvent
-from schemas.crm import CustomerRef
+from schemas.crm import CustomerRef, TaskPayload
 
 __all__ = ["SourceRef", "StepFailed", "Steps", "Work", "finished"]
 
@@ -37,6 +38,18 @@ LATE_RECORDING = (
     "late_recording: the call was uploaded without a recording, and retailCRM keeps a call's "
     "first upload (calls are de-duplicated by externalId and cannot be edited); publish a "
     "call's ended record once its recording URL is known")
+
+
+CONFLICTING_RECORD = (
+    "conflicting_record: another record of this call was uploaded first with other content; "
+    "retailCRM keeps a call's first upload (calls are de-duplicated by externalId and cannot "
+    "be edited)")
+
+
+def upload_digest(work: Work) -> str:
+    """Of the record as the producer sent it (not of the payload, which follows the tenant's
+    settings): the same record delivered again is no conflict."""
+    return hashlib.sha256(work.event.model_dump_json().encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -318,36 +331,69 @@ class Steps:
         if task is None:
             return
         if facts.get("task_pending"):  # a crash came between create and record: look first
-            marker = f"Call {plan.call_id} "
-            found = await self._guard(work, "task", "/api/tasks", lambda: self.client.tasks(
-                filter={"performers": [performer], "text": task.text}, limit=100))
-            if found is None:
+            found = await self._guard(work, "task", "/api/tasks",
+                                      lambda: self._find_task(plan, task))
+            if found is None:  # the lookup failed: parked or rejected, noted on the work
                 return
-            match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
-            if match is not None:
-                self.ledger.record(plan.tenant_id, plan.call_id, task=match.id)
+            if found:
+                self.ledger.record(plan.tenant_id, plan.call_id, task=found)
                 return
         # retailCRM does not de-duplicate tasks: the intent is made durable before the create.
         self.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
         await self.ledger.sync()
         task_id = await self._guard(work, "task", "/api/tasks/create",
-                                    lambda: self.client.create_task(task, site=plan.site))
+                                    self._create_task_once(plan, task))
         if task_id is not None:
             self.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
+
+    async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int:
+        """The id of the task made for this call earlier, or 0."""
+        marker = f"Call {plan.call_id} "
+        found = await self.client.tasks(
+            filter={"performers": [task.performerId], "text": task.text}, limit=100)
+        match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
+        return match.id if match is not None else 0
+
+    def _create_task_once(self, plan: CallPlan, task: TaskPayload
+                          ) -> Callable[[], Awaitable[int]]:
+        """One try of the create; every later try first looks for the task, since a create
+        whose answer was lost (a timeout, a 5xx after the write) may well have been made."""
+        tried = False
+
+        async def attempt() -> int:
+            nonlocal tried
+            if tried:
+                found = await self._find_task(plan, task)
+                if found:
+                    return found
+            tried = True
+            return await self.client.create_task(task, site=plan.site)
+
+        return attempt
 
     # -- batched -------------------------------------------------------------------------------
 
     async def upload(self, works: list[Work]) -> None:
-        pending = []
+        """Calls not uploaded yet, in batches. A call's first record wins (retailCRM keeps a
+        call's first upload); a later record of it with other content is not dropped silently
+        but goes to the invalid topic (`late_recording`, `conflicting_record`)."""
+        pending: dict[str, Work] = {}
         for w in works:
             if w.plan.upload is None or w.broken is not None:
                 continue
             facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
-            if not (facts.get("call") or facts.get(done_tag(w))):
-                pending.append(w)
+            digest = upload_digest(w)
+            first = pending.get(w.plan.call_id)
+            if first is not None:
+                if upload_digest(first) != digest:
+                    w.undeliverable = CONFLICTING_RECORD
+            elif not (facts.get("call") or facts.get(done_tag(w))):
+                pending[w.plan.call_id] = w
             elif w.plan.upload.recordUrl and facts.get("recorded") is False:
                 w.undeliverable = LATE_RECORDING
-        for chunk in _chunks(pending, MAX_CALLS_PER_UPLOAD):
+            elif facts.get("upload_digest") not in (None, digest):
+                w.undeliverable = CONFLICTING_RECORD
+        for chunk in _chunks(list(pending.values()), MAX_CALLS_PER_UPLOAD):
             await self._upload(chunk)
 
     async def _upload(self, chunk: list[Work]) -> None:
@@ -372,6 +418,7 @@ class Steps:
         BATCH_SIZE.observe(len(chunk))
         for w in chunk:
             self.ledger.record(w.plan.tenant_id, w.plan.call_id, call=True,
+                               upload_digest=upload_digest(w),
                                recorded=w.plan.upload is not None and bool(
                                    w.plan.upload.recordUrl))
 

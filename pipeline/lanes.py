@@ -23,7 +23,7 @@ from pipeline.outlets import Outlets
 from pipeline.tenantstate import StateStore, key_fingerprint
 from schemas.integration import IntegrationConfig
 
-__all__ = ["ClientFor", "ClientPool", "LaneHooks", "LaneRegistry", "TenantLane"]
+__all__ = ["ClientFor", "ClientPool", "LaneHooks", "LaneRegistry", "Recovery", "TenantLane"]
 
 log = logging.getLogger(__name__)
 DEACTIVATED = DeadLetter(reason="Deactivated", broken=True)
@@ -37,6 +37,22 @@ class LaneHooks(Protocol):
     def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None: ...
 
     def on_denied(self, tenant_id: str, method: str) -> None: ...
+
+    def held_back(self, tenant_id: str, work: Work) -> bool:
+        """A live event a running replay of the tenant takes over (it keeps their order)."""
+
+    async def recover_outage(self, tenant_id: str) -> bool:
+        """The portal answers again: start replaying what the outage parked (False: not yet)."""
+
+
+class Recovery(Protocol):
+    """The replays, as the lanes see them."""
+
+    def recovering(self, tenant_id: str) -> bool: ...
+
+    def hold_back(self, tenant_id: str, source: SourceRef) -> bool: ...
+
+    async def start_outage_replay(self, tenant_id: str) -> bool: ...
 
 
 # Gives the client for a tenant's portal and key, for `async with`.
@@ -176,6 +192,14 @@ class TenantLane:
                 ready.append(work)
         return ready
 
+    def _held_back(self, work: Work) -> bool:
+        """While a replay of the tenant runs, its live events wait for the replay, which reads
+        on to them: a caller's first call stays the one that makes the lead."""
+        if work.replayed or self.hooks is None or not self.hooks.held_back(self.tenant_id, work):
+            return False
+        work.ack()
+        return True
+
     async def _probe(self) -> None:
         """A broken key is asked again at most once per probe interval, with /api/credentials;
         a portal that was down, more often (nothing is wrong with its key)."""
@@ -190,6 +214,9 @@ class TenantLane:
             await self.steps.client.credentials()
         except Exception:  # noqa: BLE001 - still broken, whatever the answer
             return
+        if broken.outage and self.hooks is not None and \
+                not await self.hooks.recover_outage(self.tenant_id):
+            return  # the replay of what it parked could not start: stay parked, try again
         if broken.outage:
             log.warning("tenant %s: the portal answers again; resuming delivery, and what was "
                         "parked meanwhile is replayed", self.tenant_id)
@@ -212,7 +239,7 @@ class TenantLane:
         return len(stale)
 
     async def deliver(self, batch: list[Work]) -> None:
-        batch = [w for w in batch if w.start()]
+        batch = [w for w in batch if w.start() and not self._held_back(w)]
         await self._probe()
         for work in batch:
             if self.broken is not None:
@@ -308,6 +335,7 @@ class LaneRegistry:
         self.clock = clock
         self.lanes: dict[str, TenantLane] = {}
         self._fingerprints: dict[str, tuple[str, str]] = {}
+        self.recovery: Recovery | None = None  # the replays, once the worker has them
         self.clients = ClientPool(self._new_client)
 
     def _new_client(self, config: IntegrationConfig) -> RetailCRMClient:
@@ -401,6 +429,14 @@ class LaneRegistry:
             state = self.states.get(tenant_id)
             if method not in state.denied_methods:
                 self.states.update(tenant_id, denied_methods=[*state.denied_methods, method])
+
+    def held_back(self, tenant_id: str, work: Work) -> bool:
+        recovery = self.recovery
+        return recovery is not None and recovery.recovering(tenant_id) and \
+            recovery.hold_back(tenant_id, work.source)
+
+    async def recover_outage(self, tenant_id: str) -> bool:
+        return self.recovery is None or await self.recovery.start_outage_replay(tenant_id)
 
     def drop_stale(self) -> int:
         return sum(lane.drop_stale() for lane in self.lanes.values())

@@ -57,6 +57,10 @@ class ReplayManager:
         self.report = report
         self.clock = clock
         self.running: dict[str, asyncio.Task[None]] = {}
+        # The progress of each replay running here, shared with `hold_back`.
+        self._active: dict[str, ReplayProgress] = {}
+        # Does this worker own the tenant (its partition of the call topic)? Set by the worker.
+        self.owns: Callable[[str], bool] = lambda tenant_id: True
 
     async def start(self, tenant_id: str, command_id: str, window: ReplayWindow, *,
                     from_offsets: Mapping[str, int] | None = None) -> None:
@@ -67,22 +71,24 @@ class ReplayManager:
         await consumer.start()
         try:
             tps = await self._partitions(consumer)
+            found = {} if from_offsets is not None else await consumer.offsets_for_times(
+                {tp: max(0, window.start_ms - LOOKBACK_MS) for tp in tps})
             ends = await consumer.end_offsets(tps)
+            # No await from the end offsets to the saved progress: every live event read after
+            # them is held back for this replay (see `hold_back`), none slips past it.
             if from_offsets is None:
-                found = await consumer.offsets_for_times(
-                    {tp: max(0, window.start_ms - LOOKBACK_MS) for tp in tps})
                 starts = {tp: (found[tp].offset if found.get(tp) is not None else ends[tp])
                           for tp in tps}
             else:
                 starts = {tp: min(from_offsets.get(str(tp.partition), ends[tp]), ends[tp])
                           for tp in tps}
+            progress = ReplayProgress(
+                command_id=command_id, window=window.as_dict(),
+                ends={str(tp.partition): ends[tp] for tp in tps},
+                next={str(tp.partition): starts[tp] for tp in tps}, started_at=self.clock())
+            self.states.update(tenant_id, replay=progress)
         finally:
             await consumer.stop()
-        progress = ReplayProgress(
-            command_id=command_id, window=window.as_dict(),
-            ends={str(tp.partition): ends[tp] for tp in tps},
-            next={str(tp.partition): starts[tp] for tp in tps}, started_at=self.clock())
-        self.states.update(tenant_id, replay=progress)
         self._spawn(tenant_id)
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
@@ -116,8 +122,7 @@ class ReplayManager:
         return resumed
 
     async def replay_outages(self, owns: Callable[[str], bool]) -> list[str]:
-        """Replay, from the first parked offset on, what a portal's outage parked, once the
-        portal answers again (its state is back to active) and no other replay runs."""
+        """Outage replays a crash cut short: the portal answered, the replay did not start."""
         started = []
         for tenant_id in self.states.tenants():
             if "|" in tenant_id or not owns(tenant_id):
@@ -125,29 +130,59 @@ class ReplayManager:
             state = self.states.get(tenant_id)
             running = self.running.get(tenant_id)
             if not state.outage_offsets or state.state != "active" or (
-                    state.replay is not None and not state.replay.done) or (
                     running is not None and not running.done()):
                 continue
-            # Taken and cleared in one step: what is parked from now on waits for the next one.
-            offsets = dict(state.outage_offsets)
-            self.states.update(tenant_id, outage_offsets={})
-            now = self.clock()
-            command_id = f"outage-{tenant_id}-{now:%Y%m%dT%H%M%S}"
-            log.warning("the portal of %s answers again: replaying what its outage parked "
-                        "(%s, from offsets %s)", tenant_id, command_id, offsets)
-            try:
-                await self.start(tenant_id, command_id,
-                                 ReplayWindow(SINCE_EVER, now + timedelta(days=1)),
-                                 from_offsets=offsets)
-            except Exception:
-                log.exception("could not start the outage replay of %s; trying again",
-                              tenant_id)
-                current = self.states.get(tenant_id).outage_offsets
-                self.states.update(tenant_id, outage_offsets={
-                    **current, **{p: min(o, current.get(p, o)) for p, o in offsets.items()}})
-                continue
-            started.append(tenant_id)
+            if await self.start_outage_replay(tenant_id):
+                started.append(tenant_id)
         return started
+
+    # -- the tenant's order through a recovery ------------------------------------------------
+
+    def recovering(self, tenant_id: str) -> bool:
+        """A replay of the tenant runs (or is due to resume): its live events wait for it."""
+        if tenant_id in self._active:
+            return True
+        stored = self.states.stored(tenant_id)
+        replay = stored.get("replay") if stored else None
+        return isinstance(replay, dict) and not replay.get("done")
+
+    def hold_back(self, tenant_id: str, source: SourceRef) -> bool:
+        """A live event of a recovering tenant: the replay reads on to it and delivers it in
+        the tenant's order, so the live consumer may settle it. False if no replay takes it."""
+        progress = self._active.get(tenant_id) or self.states.get(tenant_id).replay
+        if progress is None or progress.done:
+            return False
+        partition = str(source.partition)
+        if partition not in progress.ends:
+            return False
+        if source.offset >= progress.reach_of(partition):
+            progress.reach[partition] = source.offset + 1
+            # Durable before the live offset is committed: the commit flushes the producer.
+            self.states.update(tenant_id, replay=progress)
+        return True
+
+    async def start_outage_replay(self, tenant_id: str) -> bool:
+        """The portal answers again: replay, from the first parked offset on, what its outage
+        parked; live events wait for it from now on. False if the replay could not start."""
+        state = self.states.get(tenant_id)
+        if not state.outage_offsets:
+            return True
+        if state.replay is not None and not state.replay.done:
+            return True  # a running replay reads on over what the outage parked
+        offsets = dict(state.outage_offsets)
+        now = self.clock()
+        command_id = f"outage-{tenant_id}-{now:%Y%m%dT%H%M%S}"
+        log.warning("the portal of %s answers again: replaying what its outage parked "
+                    "(%s, from offsets %s)", tenant_id, command_id, offsets)
+        try:
+            await self.start(tenant_id, command_id,
+                             ReplayWindow(SINCE_EVER, now + timedelta(days=1)),
+                             from_offsets=offsets)
+        except Exception:
+            log.exception("could not start the outage replay of %s; trying again", tenant_id)
+            return False
+        self.states.update(tenant_id, outage_offsets={})
+        return True
 
     async def stop(self) -> None:
         for task in self.running.values():
@@ -181,69 +216,100 @@ class ReplayManager:
         config = self.directory.config(tenant_id)
         if progress is None or progress.done or config is None:
             return
+        self._active[tenant_id] = progress
+        try:
+            await self._read(tenant_id, progress, config)
+        finally:
+            self._active.pop(tenant_id, None)
+
+    async def _read(self, tenant_id: str, progress: ReplayProgress, config: Any) -> None:
+        """Read every partition up to its reach, which live events held back for the replay
+        move on; done once all is read and settled and the reach stands still."""
         window = ReplayWindow.from_dict(progress.window)
         lane = self.lanes.lane_for(config)
         mapping = self.directory.mapping(tenant_id)
         trackers = {int(p): _Tracker(o) for p, o in progress.next.items()}
-        ends = {int(p): o for p, o in progress.ends.items()}
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
                                     enable_auto_commit=False, max_poll_records=500)
         await consumer.start()
-        key = tenant_id.encode()
         last_save = time.monotonic()
+        finished = False
         try:
-            tps = [TopicPartition(self.calls_topic, p) for p in ends if trackers[p].read_to <
-                   ends[p]]
-            if tps:
-                consumer.assign(tps)
-            for tp in tps:
-                consumer.seek(tp, trackers[tp.partition].read_to)
-            open_tps = set(tps)
+            tps = {p: TopicPartition(self.calls_topic, p) for p in trackers}
+            consumer.assign(list(tps.values()))
+            for p, tp in tps.items():
+                consumer.seek(tp, trackers[p].read_to)
             await self._report(tenant_id, progress, "progress", "replaying")
-            while open_tps:
-                batch = await consumer.getmany(*open_tps, timeout_ms=500)
-                for tp, messages in batch.items():
-                    tracker = trackers[tp.partition]
-                    for message in messages:
-                        if message.offset >= ends[tp.partition]:
-                            break
-                        progress.scanned += 1
-                        REPLAY_SCANNED.labels(tenant_id).inc()
-                        tracker.read_to = message.offset + 1
-                        if message.key != key or message.value is None:
-                            continue
-                        work = self._work(message, tenant_id, window, config, mapping,
-                                          tracker, progress)
-                        if work is not None:
-                            tracker.pending.add(message.offset)
-                            progress.submitted += 1
-                            REPLAY_SUBMITTED.labels(tenant_id).inc()
-                            await lane.submit(work)
-                    if tracker.read_to >= ends[tp.partition]:
-                        open_tps.discard(tp)
+            while True:
+                if not self.owns(tenant_id):
+                    log.info("replay %s of %s stops here: the tenant moved to another worker",
+                             progress.command_id, tenant_id)
+                    return
+                open_tps = [tps[p] for p, t in trackers.items()
+                            if t.read_to < progress.reach_of(str(p))]
+                if open_tps:
+                    batch = await consumer.getmany(*open_tps, timeout_ms=500)
+                    for tp, messages in batch.items():
+                        tracker = trackers[tp.partition]
+                        if await self._take(tp, messages, tenant_id, window, config, mapping,
+                                            tracker, progress, lane):
+                            # Read past the reach: from where it stopped, once the reach moves.
+                            consumer.seek(tp, tracker.read_to)
+                elif any(t.pending for t in trackers.values()):
+                    await asyncio.sleep(0.2)
+                else:
+                    # Nothing pending and the reach stands: done, in this very step, so no
+                    # live event can be held back for a replay that has just ended.
+                    self._save(tenant_id, progress, trackers)
+                    self._finish(tenant_id, progress)
+                    finished = True
+                    break
                 if time.monotonic() - last_save > SAVE_EVERY:
                     self._save(tenant_id, progress, trackers)
                     await self._report(tenant_id, progress, "progress", "replaying")
                     last_save = time.monotonic()
-            while any(t.pending for t in trackers.values()):
-                await asyncio.sleep(0.2)
-                if time.monotonic() - last_save > SAVE_EVERY:
-                    self._save(tenant_id, progress, trackers)
-                    last_save = time.monotonic()
         finally:
+            if not finished:
+                self._save(tenant_id, progress, trackers)
             await consumer.stop()
-        self._save(tenant_id, progress, trackers)
-        self._finish(tenant_id, progress)
         await self._report(tenant_id, progress, "done",
                            f"replayed {progress.submitted} events of {progress.scanned} read")
 
+    async def _take(self, tp: TopicPartition, messages: list[Any], tenant_id: str,
+                    window: ReplayWindow, config: Any, mapping: Any, tracker: _Tracker,
+                    progress: ReplayProgress, lane: Any) -> bool:
+        """Hand the tenant's records of a fetch to its lane; True if it read past the reach."""
+        partition = str(tp.partition)
+        key = tenant_id.encode()
+        for message in messages:
+            if message.offset < tracker.read_to:
+                continue
+            if message.offset >= progress.reach_of(partition):
+                return True
+            progress.scanned += 1
+            REPLAY_SCANNED.labels(tenant_id).inc()
+            tracker.read_to = message.offset + 1
+            if message.key != key or message.value is None:
+                continue
+            # Past where the replay began are live events held back for it: all of them go.
+            held = message.offset >= progress.ends.get(partition, 0)
+            work = self._work(message, tenant_id, window, config, mapping, tracker, progress,
+                              held=held)
+            if work is not None:
+                tracker.pending.add(message.offset)
+                progress.submitted += 1
+                REPLAY_SUBMITTED.labels(tenant_id).inc()
+                await lane.submit(work)
+        return False
+
     def _work(self, message: Any, tenant_id: str, window: ReplayWindow, config: Any,
-              mapping: Any, tracker: _Tracker, progress: ReplayProgress) -> Work | None:
+              mapping: Any, tracker: _Tracker, progress: ReplayProgress, *,
+              held: bool = False) -> Work | None:
         try:
             event = CallEvent.model_validate_json(message.value)
         except ValidationError:
             return None  # it went to the invalid topic when it first arrived
-        if event.tenant_id != tenant_id or not window.contains(event.started_at):
+        if event.tenant_id != tenant_id or not (held or window.contains(event.started_at)):
             return None
         plan = plan_call(event, config, mapping)
         if plan.is_empty:
@@ -255,7 +321,8 @@ class ReplayManager:
             progress.settled += 1
 
         return Work(event=event, plan=plan, raw=message.value, key=message.key,
-                    source=SourceRef(message.topic, message.partition, offset), ack=settled)
+                    source=SourceRef(message.topic, message.partition, offset), ack=settled,
+                    replayed=True)
 
     def _save(self, tenant_id: str, progress: ReplayProgress,
               trackers: dict[int, _Tracker]) -> None:

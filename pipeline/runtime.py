@@ -65,6 +65,9 @@ replays = ReplayManager(bootstrap_servers=settings.kafka.bootstrap_servers,
                         states=states, report=_report)
 
 
+lanes.recovery = replays
+
+
 async def _start_replay(tenant_id: str, command_id: str, window: ReplayWindow) -> None:
     await replays.start(tenant_id, command_id, window)
 

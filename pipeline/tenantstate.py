@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -28,6 +29,9 @@ class ReplayProgress(BaseModel):
     window: dict[str, str]
     ends: dict[str, int]  # partition -> end offset when the replay began
     next: dict[str, int]  # partition -> first offset not yet settled
+    # partition -> where the replay reads to: past `ends` when live events of the tenant were
+    # held back for it (they wait so that the replay keeps the tenant's order).
+    reach: dict[str, int] = Field(default_factory=dict)
     scanned: int = 0
     submitted: int = 0
     settled: int = 0
@@ -35,9 +39,12 @@ class ReplayProgress(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
 
+    def reach_of(self, partition: str) -> int:
+        return max(self.ends.get(partition, 0), self.reach.get(partition, 0))
+
     @property
     def remaining(self) -> int:
-        return sum(max(0, self.ends[p] - self.next.get(p, 0)) for p in self.ends)
+        return sum(max(0, self.reach_of(p) - self.next.get(p, 0)) for p in self.ends)
 
 
 class TenantState(BaseModel):
@@ -69,6 +76,11 @@ class StateStore:
         stored = self._table.get(tenant_id)
         return TenantState.model_validate(stored) if stored else TenantState()
 
+    def stored(self, tenant_id: str) -> dict[str, Any] | None:
+        """The raw stored state, for hot paths that need one field without parsing it all."""
+        stored = self._table.get(tenant_id)
+        return stored if isinstance(stored, dict) else None
+
     def put(self, tenant_id: str, state: TenantState) -> None:
         self._table[tenant_id] = state.model_dump(mode="json")
         for name in STATES:
@@ -82,3 +94,29 @@ class StateStore:
 
     def tenants(self) -> Iterator[str]:
         yield from list(self._table.keys())
+
+    def publish(self, owned: Callable[[str], bool]) -> int:
+        """Set the state gauges of every tenant this worker owns from the table (after a start
+        or a failover they exist before the tenant's next event) and drop the others'."""
+        shown = 0
+        for tenant_id in self.tenants():
+            stored = self.stored(tenant_id)
+            if "|" in tenant_id or stored is None:
+                continue
+            if owned(tenant_id):
+                current = stored.get("state", "active")
+                for name in STATES:
+                    INTEGRATION_STATE.labels(tenant_id, name).set(1 if current == name else 0)
+                DEAD_LETTER_BACKLOG.labels(tenant_id).set(int(stored.get("parked", 0)))
+                shown += 1
+            else:
+                forget_gauges(tenant_id)
+        return shown
+
+
+def forget_gauges(tenant_id: str) -> None:
+    for name in STATES:
+        with contextlib.suppress(KeyError):
+            INTEGRATION_STATE.remove(tenant_id, name)
+    with contextlib.suppress(KeyError):
+        DEAD_LETTER_BACKLOG.remove(tenant_id)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import CRMSettings
+from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crmdouble.server import CRMDouble
 from pipeline.crmdouble.state import ApiKey, Fault, Portal
@@ -18,6 +19,7 @@ from pipeline.delivery import SourceRef, Steps, Work
 from pipeline.errorpolicy import DeadLetter
 from pipeline.lanes import TenantLane
 from pipeline.ledger import MemoryLedger
+from pipeline.offsets import OffsetGate
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
@@ -34,9 +36,9 @@ class RecordingOutlets:
         self.rejected: list[tuple[str, str]] = []
         self.dead: list[tuple[str, list[DeadLetter]]] = []
 
-    async def invalid(self, *, raw: bytes, key: bytes | None, source: SourceRef, reason: str,
-                      tenant_id: str | None) -> None:
-        self.rejected.append((CallEvent.model_validate_json(raw).call_id, reason))
+    async def invalid(self, *, raw: bytes | None, key: bytes | None, source: SourceRef,
+                      reason: str, tenant_id: str | None) -> None:
+        self.rejected.append((CallEvent.model_validate_json(raw or b"").call_id, reason))
 
     async def dead_letter(self, work: Work, actions: Sequence[DeadLetter]) -> None:
         self.dead.append((work.plan.call_id, list(actions)))
@@ -480,3 +482,86 @@ async def test_a_recording_that_never_comes_delays_the_upload_only_so_long(
     await harness.lane.stop()
     assert "c1" in portal.calls and portal.calls["c1"].get("recordUrl") is None
     assert harness.acked == ["c2", "c1"]
+
+
+async def test_a_task_create_answered_after_the_timeout_is_looked_up_not_repeated(
+        harness: Harness, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """retailCRM took the task, but its answer came too late for the client: the retry within
+    the same delivery finds the task instead of making a second one."""
+    real = harness.client.create_task
+    late = [2]
+
+    async def create_then_time_out(*args: Any, **kwargs: Any) -> int:
+        task_id = await real(*args, **kwargs)
+        if late[0] > 0:
+            late[0] -= 1
+            raise e.CRMTransportError("retailCRM /api/tasks/create: timed out",
+                                      method="/api/tasks/create")
+        return task_id
+
+    monkeypatch.setattr(harness.client, "create_task", create_then_time_out)
+    await harness.deliver(call(1, status="no_answer", talk_seconds=0))
+    assert len(portal.tasks) == 1
+    assert harness.ledger.data["acme|c1"]["task"] == next(iter(portal.tasks))
+    assert harness.acked == ["c1"] and harness.outlets.dead == []
+
+
+async def test_a_second_record_of_a_call_with_other_content_goes_invalid_not_away(
+        harness: Harness, portal: Portal) -> None:
+    first = call(1)
+    conflicting = call(1, talk_seconds=99)
+    await harness.deliver(first, conflicting, first)  # one batch: the first record wins
+    assert portal.calls["c1"]["duration"] == 30
+    assert [(cid, reason.split(":")[0]) for cid, reason in harness.outlets.rejected] == [
+        ("c1", "conflicting_record")]
+    await harness.deliver(conflicting)  # and later, across batches
+    assert [r.split(":")[0] for _, r in harness.outlets.rejected] == ["conflicting_record"] * 2
+    await harness.deliver(first)  # the same record again is no conflict
+    assert len(harness.outlets.rejected) == 2 and harness.acked.count("c1") == 5
+
+
+class ReplayRunning:
+    """A replay of the tenant runs: live works are held back for it, replayed ones go."""
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+
+    def held_back(self, tenant_id: str, work: Work) -> bool:
+        self.held.append(work.source.offset)
+        return True
+
+    def on_broken(self, tenant_id: str, action: DeadLetter) -> None: ...
+
+    def on_recovered(self, tenant_id: str, reason: str) -> None: ...
+
+    def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None: ...
+
+    def on_denied(self, tenant_id: str, method: str) -> None: ...
+
+    async def recover_outage(self, tenant_id: str) -> bool:
+        return True
+
+
+async def test_live_events_wait_for_a_running_replay_which_delivers_them(
+        harness: Harness, portal: Portal) -> None:
+    hooks = ReplayRunning()
+    harness.lane.hooks = hooks
+    live = harness.work(call(1), offset=7)
+    await harness.lane.deliver([live])
+    assert hooks.held == [7] and harness.acked == ["c1"] and portal.calls == {}
+    replayed = harness.work(call(1), offset=7)
+    replayed.replayed = True
+    await harness.lane.deliver([replayed])
+    assert hooks.held == [7] and list(portal.calls) == ["c1"]
+
+
+async def test_work_of_a_revoked_partition_is_dropped_unstarted(harness: Harness,
+                                                                portal: Portal) -> None:
+    gate = OffsetGate()
+    lease = gate.read("calls", 0, 0, generation=1, stamp=0.0)
+    work = harness.work(call(1))
+    work.lease = lease
+    work.ack = lease.settle
+    gate.revoke([("calls", 0)])
+    await harness.lane.deliver([work])
+    assert portal.calls == {} and not lease.settled and not lease.started
