@@ -10,7 +10,8 @@ from pipeline.delivery import SourceRef
 from pipeline.intake import accept_call, divert
 from pipeline.metrics import EVENTS_CONSUMED
 from pipeline.offsets import Committer, OffsetGate, PartitionKey
-from pipeline.runtime import directory, lag, lanes, outlets
+from pipeline.runtime import directory, lag, lanes, outlets, replays
+from pipeline.tables import tenant_partition
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,18 @@ async def _flush() -> None:
 
 
 committer = Committer(gate, flush=_flush, commit=_commit)
+
+
+def owns(tenant_id: str) -> bool:
+    """This worker reads the tenant's partition of the call topic (and so owns its lane)."""
+    partition = tenant_partition(tenant_id, settings.topics.partitions)
+    topic = calls_topic.get_topic_name()
+    return any(tp.topic == topic and tp.partition == partition
+               for tp in app.assignor.assigned_actives())
+
+
+# A replay stops where its tenant moved to another worker; the new owner resumes it.
+replays.owns = owns
 
 
 @app.agent(calls_topic)
