@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from pipeline.app import app, calls_topic, settings
@@ -34,6 +35,11 @@ async def _flush() -> None:
 committer = Committer(gate, flush=_flush, commit=_commit)
 
 
+def _seconds(timestamp: float | None) -> float:
+    """Faust gives the record's timestamp in seconds; a record without one waits from now."""
+    return float(timestamp) if timestamp and timestamp > 0 else time.time()
+
+
 def owns(tenant_id: str) -> bool:
     """This worker reads the tenant's partition of the call topic (and so owns its lane)."""
     partition = tenant_partition(tenant_id, settings.topics.partitions)
@@ -53,7 +59,7 @@ async def deliver_calls(stream: Any) -> None:
         EVENTS_CONSUMED.labels(message.topic).inc()
         lease = gate.read(message.topic, message.partition, message.offset,
                           generation=message.generation_id or 0,
-                          stamp=float(message.timestamp or 0))
+                          stamp=_seconds(message.timestamp))
         source = SourceRef(message.topic, message.partition, message.offset)
         try:
             await accept_call(raw=event.value, key=event.key, source=source, ack=lease.settle,
