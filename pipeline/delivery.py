@@ -282,10 +282,15 @@ class Steps:
         if existing is not None:
             customer_id: int | None = existing.id
         else:
+            customer = plan.customer
+
+            async def find() -> int | None:
+                found = await self._customer_or_none(external_id)
+                return found.id if found is not None else None
+
             customer_id = await self._guard(
-                work, "customer", "/api/customers/create",
-                lambda: self.client.create_customer(plan.customer,  # type: ignore[arg-type]
-                                                    site=plan.site))
+                work, "customer", "/api/customers/create", at_most_once(
+                    lambda: self.client.create_customer(customer, site=plan.site), find))
         if customer_id is None:
             return None
         self.ledger.record(plan.tenant_id, plan.call_id, customer_id=customer_id)
@@ -304,18 +309,25 @@ class Steps:
         if order is None or facts.get("order") or order.externalId is None:
             return
         external_id = order.externalId
+
+        async def find() -> int | None:
+            found = await self.client.orders(filter={"externalIds": [external_id]}, limit=20)
+            return found.orders[0].id if found.orders else None
+
+        async def create() -> int:
+            return (await self.client.create_order(order, site=plan.site)).id
+
         if seen:
-            found = await self._guard(work, "order", "/api/orders", lambda: self.client.orders(
-                filter={"externalIds": [external_id]}, limit=20))
-            if found is None:
+            existing = await self._guard(work, "order", "/api/orders", lambda: _or_zero(find))
+            if existing is None:
                 return
-            if found.orders:
-                self.ledger.record(plan.tenant_id, plan.call_id, order=found.orders[0].id)
+            if existing:
+                self.ledger.record(plan.tenant_id, plan.call_id, order=existing)
                 return
         created = await self._guard(work, "order", "/api/orders/create",
-                                    lambda: self.client.create_order(order, site=plan.site))
+                                    at_most_once(create, find))
         if created is not None:
-            self.ledger.record(plan.tenant_id, plan.call_id, order=created.id)
+            self.ledger.record(plan.tenant_id, plan.call_id, order=created)
 
     async def _task(self, work: Work, facts: dict[str, Any], lookup: ManagerLookup,
                     customer: CustomerRef | None) -> None:
@@ -330,9 +342,11 @@ class Steps:
         task = task_for(plan, performer=performer, customer=customer)
         if task is None:
             return
+        async def find() -> int | None:
+            return await self._find_task(plan, task)
+
         if facts.get("task_pending"):  # a crash came between create and record: look first
-            found = await self._guard(work, "task", "/api/tasks",
-                                      lambda: self._find_task(plan, task))
+            found = await self._guard(work, "task", "/api/tasks", lambda: _or_zero(find))
             if found is None:  # the lookup failed: parked or rejected, noted on the work
                 return
             if found:
@@ -341,35 +355,18 @@ class Steps:
         # retailCRM does not de-duplicate tasks: the intent is made durable before the create.
         self.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
         await self.ledger.sync()
-        task_id = await self._guard(work, "task", "/api/tasks/create",
-                                    self._create_task_once(plan, task))
+        task_id = await self._guard(work, "task", "/api/tasks/create", at_most_once(
+            lambda: self.client.create_task(task, site=plan.site), find))
         if task_id is not None:
             self.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
 
-    async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int:
-        """The id of the task made for this call earlier, or 0."""
+    async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int | None:
+        """The id of the task made for this call earlier, if there is one."""
         marker = f"Call {plan.call_id} "
         found = await self.client.tasks(
             filter={"performers": [task.performerId], "text": task.text}, limit=100)
         match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
-        return match.id if match is not None else 0
-
-    def _create_task_once(self, plan: CallPlan, task: TaskPayload
-                          ) -> Callable[[], Awaitable[int]]:
-        """One try of the create; every later try first looks for the task, since a create
-        whose answer was lost (a timeout, a 5xx after the write) may well have been made."""
-        tried = False
-
-        async def attempt() -> int:
-            nonlocal tried
-            if tried:
-                found = await self._find_task(plan, task)
-                if found:
-                    return found
-            tried = True
-            return await self.client.create_task(task, site=plan.site)
-
-        return attempt
+        return match.id if match is not None else None
 
     # -- batched -------------------------------------------------------------------------------
 
@@ -421,6 +418,30 @@ class Steps:
                                upload_digest=upload_digest(w),
                                recorded=w.plan.upload is not None and bool(
                                    w.plan.upload.recordUrl))
+
+
+def at_most_once(create: Callable[[], Awaitable[int]], find: Callable[[], Awaitable[int | None]]
+                 ) -> Callable[[], Awaitable[int]]:
+    """A create for `Steps.call`: its first try creates; every later try first looks for what
+    the first may have made, since a create whose answer was lost (a timeout, a 5xx after the
+    write, a dropped connection) may well have been carried out."""
+    tried = False
+
+    async def attempt() -> int:
+        nonlocal tried
+        if tried:
+            found = await find()
+            if found is not None:
+                return found
+        tried = True
+        return await create()
+
+    return attempt
+
+
+async def _or_zero(find: Callable[[], Awaitable[int | None]]) -> int:
+    """A look-up for `_guard`, whose None means the step failed: 0 for "not there"."""
+    return await find() or 0
 
 
 def _chunks(items: list[Work], size: int) -> Iterator[list[Work]]:

@@ -484,26 +484,32 @@ async def test_a_recording_that_never_comes_delays_the_upload_only_so_long(
     assert harness.acked == ["c2", "c1"]
 
 
-async def test_a_task_create_answered_after_the_timeout_is_looked_up_not_repeated(
-        harness: Harness, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
-    """retailCRM took the task, but its answer came too late for the client: the retry within
-    the same delivery finds the task instead of making a second one."""
-    real = harness.client.create_task
+@pytest.mark.parametrize("method", ["create_customer", "create_order", "create_task"])
+async def test_a_create_answered_after_the_timeout_is_looked_up_not_repeated(
+        harness: Harness, portal: Portal, monkeypatch: pytest.MonkeyPatch,
+        method: str) -> None:
+    """retailCRM made the entity, but its answer came too late for the client: the retry
+    within the same delivery finds it instead of making a second one (or being refused)."""
+    real = getattr(harness.client, method)
     late = [2]
 
-    async def create_then_time_out(*args: Any, **kwargs: Any) -> int:
-        task_id = await real(*args, **kwargs)
+    async def create_then_time_out(*args: Any, **kwargs: Any) -> Any:
+        made = await real(*args, **kwargs)
         if late[0] > 0:
             late[0] -= 1
-            raise e.CRMTransportError("retailCRM /api/tasks/create: timed out",
-                                      method="/api/tasks/create")
-        return task_id
+            raise e.CRMTransportError(f"retailCRM {method}: timed out", method=method)
+        return made
 
-    monkeypatch.setattr(harness.client, "create_task", create_then_time_out)
+    monkeypatch.setattr(harness.client, method, create_then_time_out)
     await harness.deliver(call(1, status="no_answer", talk_seconds=0))
-    assert len(portal.tasks) == 1
+    assert late == [1], "the first try timed out, the second found what it had made"
+    assert (len(portal.customers), len(portal.orders), len(portal.tasks)) == (1, 1, 1)
+    [customer_id] = portal.customers
+    [order] = portal.orders.values()
+    assert order["customer"]["id"] == customer_id
     assert harness.ledger.data["acme|c1"]["task"] == next(iter(portal.tasks))
     assert harness.acked == ["c1"] and harness.outlets.dead == []
+    assert harness.outlets.rejected == []
 
 
 async def test_a_second_record_of_a_call_with_other_content_goes_invalid_not_away(
