@@ -11,7 +11,7 @@ from pipeline.delivery import SourceRef
 from pipeline.intake import accept_call, divert
 from pipeline.metrics import EVENTS_CONSUMED
 from pipeline.offsets import Committer, OffsetGate, PartitionKey
-from pipeline.runtime import directory, lag, lanes, outlets, replays
+from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
 from pipeline.tables import tenant_partition
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,7 @@ async def _commit(points: dict[PartitionKey, int]) -> bool:
     return bool(await consumer._commit({TP(t, p): o for (t, p), o in points.items()}))
 
 
-async def _flush() -> None:
-    await app.producer.flush()
-
-
-committer = Committer(gate, flush=_flush, commit=_commit)
+committer = Committer(gate, flush=flush_durably, commit=_commit)
 
 
 def _seconds(timestamp: float | None) -> float:

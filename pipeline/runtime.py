@@ -29,8 +29,8 @@ from pipeline.tenantstate import StateStore
 from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
 
-__all__ = ["desk", "directory", "lag", "lanes", "ledger", "outlets", "replays", "staff",
-           "states"]
+__all__ = ["desk", "directory", "flush_durably", "lag", "lanes", "ledger", "outlets",
+           "replays", "staff", "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -41,8 +41,17 @@ async def _send_dead_letter(key: bytes | None, value: bytes, headers: Headers) -
     return await dead_letter_topic.send(key=key, value=value, headers=headers)
 
 
-async def _flush() -> None:
-    await app.producer.flush()
+async def flush_durably() -> None:
+    """Return once everything produced so far (table changelogs, outlets) is acknowledged.
+    Faust's own flush gives up on its send buffer after 0.1 s without progress (a busy loop, a
+    slow broker) and would let a commit pass records still in that buffer."""
+    producer: Any = app.producer
+    while producer.buffer.size:
+        await producer.buffer.flush()
+    await producer.flush()
+
+
+_flush = flush_durably
 
 
 async def _report(result: CommandResult) -> object:
