@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import faust
 from aiohttp import web as aiohttp_web
+from faust.transport.producer import ProducerBuffer
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -68,6 +70,18 @@ app = faust.App(
 if settings.operator_key is not None:
     redactor.register(settings.operator_key.get_secret_value())
 redactor.mask_phones = not settings.log_phone_numbers
+
+
+async def _drain(buffer: Any) -> None:
+    # faust-streaming 0.15.3's ProducerBuffer.flush returns once 0.1 s pass without a message
+    # leaving the buffer (a busy loop, a slow broker), with messages still in it; its producer
+    # flush, and so every commit (Faust's and callsync's), would then pass table changelog
+    # records that were never sent. Drain it fully instead.
+    while buffer.size:
+        await buffer.flush_atmost(None)
+
+
+ProducerBuffer.flush = _drain  # type: ignore[method-assign,assignment]
 
 
 def _topic(name: str, *, partitions: int, retention: timedelta | None = None,

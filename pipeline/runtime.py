@@ -42,13 +42,9 @@ async def _send_dead_letter(key: bytes | None, value: bytes, headers: Headers) -
 
 
 async def flush_durably() -> None:
-    """Return once everything produced so far (table changelogs, outlets) is acknowledged.
-    Faust's own flush gives up on its send buffer after 0.1 s without progress (a busy loop, a
-    slow broker) and would let a commit pass records still in that buffer."""
-    producer: Any = app.producer
-    while producer.buffer.size:
-        await producer.buffer.flush()
-    await producer.flush()
+    """Return once everything produced so far (table changelogs, outlets) is acknowledged
+    (Faust's buffer flush is made to drain fully in pipeline/app.py)."""
+    await app.producer.flush()
 
 
 _flush = flush_durably
