@@ -1,0 +1,44 @@
+"""The worker's HTTP port: /metrics, /healthz and /readyz, and nothing of Faust's own views."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+
+import pytest
+
+from pipeline.samples import sample_tenants
+from tests.integration.stack import StackFactory
+
+pytestmark = pytest.mark.kafka
+
+# Faust's default web views (faust/web/base.py and faust/web/apps/): tables would show every
+# tenant's configuration, the API key included.
+FAUST_PATHS = ["/", "/router/", "/router/integrations/", "/router/integrations/get/acme/",
+               "/table/", "/table/integrations/", "/table/integrations/acme/",
+               "/table/integrations/acme", "/table/ledger/", "/graph/", "/stats/",
+               "/performance/", "/metrics/", "/healthz/x", "/readyz/../table/integrations/"]
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read()
+
+
+async def test_the_port_serves_only_its_three_paths(make_stack: StackFactory) -> None:
+    stack = make_stack(sample_tenants(1))
+    await stack.start()
+    port = stack.metrics_port
+    status, body = await asyncio.to_thread(get, port, "/metrics")
+    assert status == 200 and b"callsync_events_consumed_total" in body
+    assert (await asyncio.to_thread(get, port, "/healthz"))[0] == 200
+    assert (await asyncio.to_thread(get, port, "/readyz"))[0] in (200, 503)
+    key = stack.tenants[0].config.api_key.get_secret_value().encode()
+    for path in FAUST_PATHS:
+        status, body = await asyncio.to_thread(get, port, path)
+        assert status == 404, f"{path} answered {status}"
+        assert key not in body
