@@ -179,13 +179,23 @@ class Steps:
 
     # -- per call ------------------------------------------------------------------------------
 
+    async def announce(self, work: Work) -> None:
+        """Pop-ups and the on-call status: worth something only now, so they leave first."""
+        plan = work.plan
+        if not plan.popups and plan.status_change is None:
+            return
+        facts = self.ledger.facts(plan.tenant_id, plan.call_id)
+        if facts.get(done_tag(work)):
+            return
+        await self._popups(work, facts)
+        await self._status(work, facts)
+
     async def per_call(self, work: Work) -> None:
+        """Everything else a call needs but its upload: lookup, customer, order, task."""
         plan = work.plan
         facts = self.ledger.facts(plan.tenant_id, plan.call_id)
         if facts.get(done_tag(work)):  # delivered before, every step: nothing to ask the CRM
             return
-        await self._popups(work, facts)
-        await self._status(work, facts)
         if not plan.lookup:
             return
         lookup = await self._guard(work, "lookup", "/api/telephony/manager",

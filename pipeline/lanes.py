@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Protocol
@@ -135,15 +135,18 @@ class TenantLane:
             return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger
+        urgent = _urgent(batch[0])
         while len(batch) < MAX_CALLS_PER_UPLOAD:
             remaining = deadline - loop.time()
-            if remaining <= 0 and self._queue.empty():
+            if (remaining <= 0 or urgent) and self._queue.empty():
+                # Only uploads linger to fill a batch; a pop-up leaves with what is there.
                 break
             try:
                 batch.append(self._queue.get_nowait() if not self._queue.empty() else
                              await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
                 break
+            urgent = urgent or _urgent(batch[-1])
         LANE_BACKLOG.dec(len(batch))
         return batch
 
@@ -241,16 +244,15 @@ class TenantLane:
     async def deliver(self, batch: list[Work]) -> None:
         batch = [w for w in batch if w.start() and not self._held_back(w)]
         await self._probe()
+        for work in batch:  # pop-ups first, for the whole batch: they are worth only now
+            if self.broken is None and not work.prepared:
+                await self._step(self.steps.announce, work)
         for work in batch:
             if self.broken is not None:
                 work.broken = self.broken
                 continue
-            if work.prepared:
-                continue
-            try:
-                await self.steps.per_call(work)
-            except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
-                self._failed(work, exc)
+            if not work.prepared:
+                await self._step(self.steps.per_call, work)
             work.prepared = True
         batch = self._hold_uploads(batch)
         try:
@@ -264,6 +266,12 @@ class TenantLane:
                 self.hooks.on_broken(self.tenant_id, self.broken)
         for work in batch:
             await self._finish(work)
+
+    async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
+        try:
+            await step(work)
+        except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
+            self._failed(work, exc)
 
     def _failed(self, work: Work, exc: Exception) -> None:
         if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
@@ -306,6 +314,11 @@ class TenantLane:
                 log.exception("could not write the outcome of %s; retrying", work.source)
                 await asyncio.sleep(1)
         work.ack()
+
+
+def _urgent(work: Work) -> bool:
+    """A pop-up or an on-call status: it leaves at once, it does not wait for an upload."""
+    return bool(work.plan.popups) or work.plan.status_change is not None
 
 
 def _acks(*acks: Callable[[], object]) -> Callable[[], None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -571,3 +571,28 @@ async def test_work_of_a_revoked_partition_is_dropped_unstarted(harness: Harness
     gate.revoke([("calls", 0)])
     await harness.lane.deliver([work])
     assert portal.calls == {} and not lease.settled and not lease.started
+
+
+async def wait_until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Wait for a condition, failing with what was awaited."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"waited {within} s for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_pop_up_leaves_at_once_while_uploads_linger(harness: Harness,
+                                                            portal: Portal) -> None:
+    """The lane gathers uploads for a minute here; a pop-up must not wait for that."""
+    harness.lane.linger = 60.0
+    harness.lane.start()
+    try:
+        await harness.lane.submit(harness.work(call(1, direction="out"), 1))
+        ringing = fresh(2, stage="started", status="in_progress")
+        await harness.lane.submit(harness.work(ringing, 2))
+        await wait_until(lambda: [e["callExternalId"] for e in portal.call_events] == ["c2"],
+                         "the pop-up of c2 (a lane that lingered would hold it 60 s)")
+        await wait_until(lambda: "c1" in portal.calls, "the upload that came with it")
+    finally:
+        await harness.lane.stop()
