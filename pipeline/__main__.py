@@ -71,6 +71,10 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from pipeline.config import load_settings, require_worker_secrets
+
+    require_worker_secrets(load_settings())  # before anything starts: a clear refusal
+
     from pipeline.app import app, settings
     from pipeline.topics import ensure_topics
 
@@ -105,25 +109,6 @@ def _create_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _publish_tenant(args: argparse.Namespace) -> int:
-    from pipeline.config import load_settings
-    from pipeline.producing import publish
-    from schemas.integration import IntegrationConfig
-    from schemas.mapping import EmployeeMapping
-
-    settings = load_settings()
-    raw = Path(args.file).read_bytes()
-    model: type[IntegrationConfig] | type[EmployeeMapping] = (
-        IntegrationConfig if args.kind == "integration" else EmployeeMapping)
-    parsed = model.model_validate_json(raw)  # refuse to publish what the worker would refuse
-    topic = settings.topics.integrations if args.kind == "integration" \
-        else settings.topics.mappings
-    asyncio.run(publish(settings.kafka.bootstrap_servers, topic,
-                        [(parsed.tenant_id.encode(), raw, None)]))
-    print(f"published the {args.kind} of {parsed.tenant_id} to {topic}")
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
@@ -146,7 +131,7 @@ def _operator(args: argparse.Namespace) -> int:
     import os
 
     from pipeline.config import load_settings
-    from pipeline.operator import build_command, run
+    from pipeline.operator import build_command, rekey_all, run, seal_api_key
 
     settings = load_settings()
     fields: dict[str, object] = {}
@@ -156,16 +141,20 @@ def _operator(args: argparse.Namespace) -> int:
             raise SystemExit(f"put the tenant's retailCRM API key in ${args.api_key_env} "
                              "(never on the command line, where shells keep it)")
         fields = {"portal_url": args.portal_url, "admin_email": args.admin_email,
-                  "site_code": args.site, "api_key": api_key, "timezone": args.timezone,
+                  "site_code": args.site, "timezone": args.timezone,
+                  "api_key": seal_api_key(settings, args.tenant, api_key),
                   "module_code": args.module_code,
                   "options": _json_object("--options", args.options),
-                  "send_after_reactivation": args.send_after_reactivation}
+                  "send_after_reactivation": args.send_after_reactivation,
+                  "senior_manager_id": args.senior_manager}
     elif args.command == "deactivate":
         fields = {"reason": args.reason}
     elif args.command == "replay":
         fields = {"since": args.since, "until": args.until}
     elif args.command == "employees":
         return _employees(args, settings)
+    elif args.command == "rekey" and args.all:
+        return rekey_all(settings, follow=args.follow)
     command = build_command(args.command, args.tenant, operator=os.environ.get("USER", "cli"),
                             **fields)
     return run(settings, command, follow=args.follow)
@@ -175,6 +164,13 @@ def _bench(args: argparse.Namespace) -> int:
     from pipeline.bench import run_bench
 
     return run_bench(calls=args.calls, tenants=args.tenants, out=args.out)
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from pipeline.chaos.runner import run_chaos
+
+    return run_chaos(args.scenarios, events=args.events, tenants=args.tenants, seed=args.seed,
+                     as_json=args.json, short=args.short, keep=args.keep)
 
 
 def _employees(args: argparse.Namespace, settings: object) -> int:
@@ -215,11 +211,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", help="default: the call topic of the settings")
     p.set_defaults(run=_produce)
 
-    p = sub.add_parser("publish-tenant", help="publish a tenant's integration or mapping JSON")
-    p.add_argument("kind", choices=["integration", "mapping"])
-    p.add_argument("file")
-    p.set_defaults(run=_publish_tenant)
-
     p = sub.add_parser("demo", help="broker + retailCRM double + worker; show what landed")
     p.add_argument("--calls", type=int, default=120)
     p.add_argument("--tenants", type=int, default=3)
@@ -240,7 +231,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="variable that holds the key")
     p.add_argument("--send-after-reactivation", action="store_true",
                    help="replay today and the two days before (tenant time zone)")
+    p.add_argument("--senior-manager", type=int, metavar="USER",
+                   help="CRM user id of the senior manager, for a tenant that has none yet "
+                   "(first-time set-up)")
     p.add_argument("--follow", type=float, default=600)
+    p.set_defaults(run=_operator)
+
+    p = sub.add_parser("rekey", help="re-encrypt tenants' stored API keys under the current "
+                       "key of CALLSYNC_SECRETS__KEYS (after a rotation)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--tenant")
+    group.add_argument("--all", action="store_true",
+                       help="every tenant found on the integrations topic and table")
+    p.add_argument("--follow", type=float, default=60)
     p.set_defaults(run=_operator)
 
     p = sub.add_parser("deactivate", help="switch a tenant off; its events are parked")
@@ -266,6 +269,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", type=int, default=3)
     p.add_argument("--out", help="also write the results (JSON) here")
     p.set_defaults(run=_bench)
+
+    p = sub.add_parser("chaos", help="the fault suite: kills, rebalances, broker and portal "
+                       "outages, revoked keys, hostile records and portals; CRM vs golden")
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                   help="kill, rebalance, broker, portal-outage, revoke-replay, late-task, "
+                   "hostile-records, hostile-portal (default: all)")
+    p.add_argument("--events", type=int, default=3000, help="call events per scenario")
+    p.add_argument("--tenants", type=int, default=10)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="the reports as JSON")
+    p.add_argument("--short", action="store_true",
+                   help="the tests' fault windows and timeouts (use with fewer --events)")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (logs) on success")
+    p.set_defaults(run=_chaos)
 
     p = sub.add_parser("employees", help="list, link, unlink employees; choose the senior")
     p.add_argument("action", choices=["list", "link", "unlink", "senior"])

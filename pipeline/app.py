@@ -62,6 +62,7 @@ app = faust.App(
     web_metrics_enabled=False,
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,
+    broker_credentials=settings.kafka.faust_credentials(),
     broker_session_timeout=settings.kafka.session_timeout_seconds,
     broker_heartbeat_interval=settings.kafka.session_timeout_seconds / 10,
     datadir=settings.data_dir,
@@ -69,7 +70,12 @@ app = faust.App(
 )
 if settings.operator_key is not None:
     redactor.register(settings.operator_key.get_secret_value())
+if settings.secrets.keys is not None:  # the KEKs as they are written: kid:base64,…
+    for _kek in settings.secrets.keys.get_secret_value().split(","):
+        redactor.register(_kek.partition(":")[2].strip())
 redactor.mask_phones = not settings.log_phone_numbers
+if settings.kafka.sasl_password is not None:
+    redactor.register(settings.kafka.sasl_password.get_secret_value())
 
 
 async def _drain(buffer: Any) -> None:

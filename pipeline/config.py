@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+import ssl
+from typing import Any, Literal
+
+from aiokafka.helpers import create_ssl_context
+from faust.auth import Credentials, SASLCredentials, SSLCredentials
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["CRMSettings", "KafkaSettings", "Settings", "SettingsError", "TopicSettings",
-           "load_settings"]
+from pipeline.secrets import KeyRing
+
+__all__ = ["CRMSettings", "KafkaSettings", "SecretsSettings", "Settings", "SettingsError",
+           "TopicSettings", "load_settings", "require_worker_secrets"]
 
 ENV_PREFIX = "CALLSYNC_"
 
@@ -37,6 +53,68 @@ class KafkaSettings(_Section):
         default=60.0, ge=6, le=300,
         description="CALLSYNC_KAFKA__SESSION_TIMEOUT_SECONDS: a dead worker's partitions move "
         "after this long")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="CALLSYNC_KAFKA__SECURITY_PROTOCOL: TLS and/or SASL to "
+        "the brokers (a real cluster wants SASL_SSL)")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="CALLSYNC_KAFKA__SASL_MECHANISM")
+    sasl_username: str | None = Field(default=None,
+                                      description="CALLSYNC_KAFKA__SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(default=None,
+                                            description="CALLSYNC_KAFKA__SASL_PASSWORD")
+    ssl_cafile: FilePath | None = Field(
+        default=None, description="CALLSYNC_KAFKA__SSL_CAFILE: CA bundle for the brokers' "
+        "certificates (else the system's)")
+    ssl_certfile: FilePath | None = Field(
+        default=None, description="CALLSYNC_KAFKA__SSL_CERTFILE: client certificate (mTLS)")
+    ssl_keyfile: FilePath | None = Field(
+        default=None, description="CALLSYNC_KAFKA__SSL_KEYFILE: its private key")
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+                self.sasl_username and self.sasl_password):
+            raise ValueError("SASL needs CALLSYNC_KAFKA__SASL_USERNAME and "
+                             "CALLSYNC_KAFKA__SASL_PASSWORD")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("a client certificate needs both CALLSYNC_KAFKA__SSL_CERTFILE "
+                             "and CALLSYNC_KAFKA__SSL_KEYFILE")
+        return self
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+            certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+            keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None)
+        return context
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for every aiokafka client callsync makes (replays, the operator
+        CLI, topic creation, producers): the brokers and how to reach them."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                                   "security_protocol": self.security_protocol}
+        context = self._ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if self.security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (self.sasl_password.get_secret_value()
+                                              if self.sasl_password else None)
+        return options
+
+    def faust_credentials(self) -> Credentials | None:
+        """The same for the Faust app (its `broker_credentials`)."""
+        context = self._ssl_context()
+        if self.security_protocol.startswith("SASL"):
+            return SASLCredentials(
+                username=self.sasl_username, ssl_context=context, mechanism=self.sasl_mechanism,
+                password=self.sasl_password.get_secret_value() if self.sasl_password else None)
+        if context is not None:
+            return SSLCredentials(context)
+        return None
 
 
 class TopicSettings(_Section):
@@ -74,17 +152,36 @@ class CRMSettings(_Section):
                                        description="CALLSYNC_CRM__BACKOFF_MAX_SECONDS")
 
 
+class SecretsSettings(_Section):
+    keys: SecretStr | None = Field(
+        default=None, description="CALLSYNC_SECRETS__KEYS: key-encryption keys of the tenants' "
+        "API keys, 'kid:base64(32 bytes)[,kid:base64…]'; the first encrypts, the others are "
+        "still accepted for decryption during a rotation (then `rekey --all`)")
+
+    @field_validator("keys")
+    @classmethod
+    def _parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            KeyRing.parse(value.get_secret_value())
+        return value
+
+    def keyring(self) -> KeyRing | None:
+        return KeyRing.parse(self.keys.get_secret_value()) if self.keys is not None else None
+
+
 class Settings(BaseSettings):
     """Built once at start-up (`load_settings`); tests construct it explicitly."""
 
+    # hide_input_in_errors: a bad secret must not be echoed by a traceback.
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
-                                      frozen=True, extra="forbid")
+                                      frozen=True, extra="forbid", hide_input_in_errors=True)
 
     app_id: str = Field(default="callsync", pattern=r"^[A-Za-z0-9._-]+$",
                         description="CALLSYNC_APP_ID: consumer group and table prefix")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     crm: CRMSettings = Field(default_factory=CRMSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     metrics_port: int = Field(default=9108, ge=0, le=65535,
                               description="CALLSYNC_METRICS_PORT: /metrics and health; 0 = off")
     operator_key: SecretStr | None = Field(
@@ -121,3 +218,14 @@ def load_settings() -> Settings:
             name = ENV_PREFIX + "__".join(str(p) for p in err["loc"]).upper()
             lines.append(f"  {name}: {err['msg']}")
         raise SettingsError("invalid callsync settings:\n" + "\n".join(lines)) from None
+
+
+def require_worker_secrets(settings: Settings) -> KeyRing:
+    """A worker stores tenant keys encrypted and takes only signed records: it needs both."""
+    missing = [f"  {name}: required by the worker" for name, value in (
+        ("CALLSYNC_SECRETS__KEYS", settings.secrets.keys),
+        ("CALLSYNC_OPERATOR_KEY", settings.operator_key)) if value is None]
+    keyring = settings.secrets.keyring()
+    if missing or keyring is None:
+        raise SettingsError("invalid callsync settings:\n" + "\n".join(missing))
+    return keyring

@@ -1,9 +1,9 @@
-"""Operator commands: verified, validated, idempotent, carried out, answered on results."""
+"""Operator commands: verified, validated, never carried out twice, answered on results."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +14,8 @@ from pipeline.crm.methods import REQUIRED_METHODS
 from pipeline.employees import link_refusal
 from pipeline.intake import TenantDirectory, describe_invalid
 from pipeline.lanes import ClientFor, LaneRegistry
-from pipeline.signing import verify
+from pipeline.secrets import KeyRing, SecretError, scrub, scrub_json
+from pipeline.signing import RecordRefused, RecordWriter, verify
 from pipeline.staff import Staff, StaffRefused
 from pipeline.tenantstate import StateStore, key_fingerprint
 from pipeline.window import ReplayWindow, calendar_days_window
@@ -25,6 +26,7 @@ from schemas.control import (
     DeactivateCommand,
     EmployeesCommand,
     LinkCommand,
+    RekeyCommand,
     ReplayCommand,
     SeniorCommand,
     SignedCommand,
@@ -46,7 +48,6 @@ log = logging.getLogger(__name__)
 COMMANDS = TypeAdapter(Command)
 MAX_AGE = timedelta(hours=24)
 MAX_SKEW = timedelta(minutes=5)
-KEEP_COMMANDS = 100
 KEPT_ON_REACTIVATION = ("timezone", "module_code", "options")
 
 Report = Callable[[CommandResult], Awaitable[object]]
@@ -71,14 +72,15 @@ def module_payload(config: IntegrationConfig, mapping: EmployeeMapping, *,
 
 class ControlDesk:
     def __init__(self, *, operator_key: bytes | None, directory: TenantDirectory,
-                 integrations: MutableMapping[str, Any], states: StateStore,
+                 records: RecordWriter, states: StateStore,
                  lanes: LaneRegistry, report: Report, start_replay: StartReplay,
                  client_for: ClientFor,
-                 staff: Staff | None = None,
+                 staff: Staff | None = None, keyring: KeyRing | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.operator_key = operator_key
         self.directory = directory
-        self.integrations = integrations
+        self.records = records
+        self.keyring = keyring
         self.states = states
         self.lanes = lanes
         self.report = report
@@ -88,14 +90,24 @@ class ControlDesk:
         self.clock = clock
 
     async def _answer(self, command_id: str, status: str, message: str, *,
-                      command: Command | None = None, data: dict[str, Any] | None = None
-                      ) -> CommandResult:
+                      command: Command | None = None, data: dict[str, Any] | None = None,
+                      secrets: Sequence[str] = ()) -> CommandResult:
+        # A net under the client's own scrubbing: no key the desk knows reaches the results.
+        known = [*secrets, *self._secrets_of(command)]
         result = CommandResult.model_validate({
-            "command_id": command_id, "status": status, "message": message,
+            "command_id": command_id, "status": status, "message": scrub(message, known),
             "tenant_id": command.tenant_id if command else None,
-            "type": command.type if command else None, "data": data or {}, "at": self.clock()})
+            "type": command.type if command else None, "data": scrub_json(data or {}, known),
+            "at": self.clock()})
         await self.report(result)
         return result
+
+    def _secrets_of(self, command: Command | None) -> list[str]:
+        found = [self.operator_key.decode(errors="replace")] if self.operator_key else []
+        config = self.directory.config(command.tenant_id) if command is not None else None
+        if config is not None:
+            found.append(config.api_key.get_secret_value())
+        return found
 
     async def failed(self, raw: bytes, exc: Exception) -> None:
         """A command that broke the desk is answered, never silently lost."""
@@ -136,32 +148,47 @@ class ControlDesk:
             return await self._answer(command_id, "refused", "the record key must be the "
                                       "tenant_id (commands are partitioned by tenant)",
                                       command=command)
-        seen = self.states.get(command.tenant_id).commands.get(command.command_id)
-        if seen is not None:
+        seen = self.states.handled(command.tenant_id, command.command_id)
+        if seen:
             return await self._answer(command.command_id, seen["status"],
                                       "already handled: " + seen["message"], command=command,
                                       data=seen.get("data"))
+        if seen is not None:
+            return await self._answer(command.command_id, "refused", "already handled: this "
+                                      "command id was carried out before (its result is no "
+                                      "longer kept); send a new command", command=command)
+        secrets: list[str] = []
         try:
-            status, message, data = await self._carry_out(command)
+            if isinstance(command, ActivateCommand):
+                secrets.append(self._open_key(command))
+            status, message, data = await self._carry_out(command, secrets)
         except Refused as refused:
             status, message, data = "refused", str(refused), {}
+        except SecretError as exc:
+            status, message, data = "refused", f"a key cannot be decrypted: {exc}", {}
         except e.RetailCRMError as exc:
             status, message, data = "failed", f"retailCRM: {exc}", {}
         result = await self._answer(command.command_id, status, message, command=command,
-                                    data=data)
+                                    data=data, secrets=secrets)
         self._remember(command, result)
         return result
 
     def _remember(self, command: Command, result: CommandResult) -> None:
+        """Every id is kept for as long as the command would be accepted (issued_at within
+        MAX_AGE, MAX_SKEW ahead): a replay inside that window is answered, never carried out."""
         if command.type in ("status", "employees"):
             return
-        state = self.states.get(command.tenant_id)
-        commands = dict(list(state.commands.items())[-(KEEP_COMMANDS - 1):])
-        commands[command.command_id] = {"status": result.status, "message": result.message,
-                                        "data": result.data}
-        self.states.update(command.tenant_id, commands=commands)
+        self.states.remember(command.tenant_id, command.command_id, {
+            "status": result.status, "message": result.message, "data": result.data},
+            until=command.issued_at + MAX_AGE + MAX_SKEW, now=self.clock())
 
-    async def _carry_out(self, command: Command) -> tuple[str, str, dict[str, Any]]:
+    def _open_key(self, command: ActivateCommand) -> str:
+        if self.keyring is None:
+            raise SecretError("CALLSYNC_SECRETS__KEYS is not set on the worker")
+        return self.keyring.decrypt(command.api_key, tenant_id=command.tenant_id)
+
+    async def _carry_out(self, command: Command, secrets: Sequence[str]
+                         ) -> tuple[str, str, dict[str, Any]]:
         if isinstance(command, LinkCommand | UnlinkCommand | SeniorCommand | EmployeesCommand):
             if self.staff is None:
                 raise Refused("employee commands are not available on this worker")
@@ -171,7 +198,9 @@ class ControlDesk:
             except StaffRefused as refused:
                 raise Refused(str(refused)) from None
         if isinstance(command, ActivateCommand):
-            return await self._activate(command)
+            return await self._activate(command, secrets[0])
+        if isinstance(command, RekeyCommand):
+            return await self._rekey(command)
         if isinstance(command, DeactivateCommand):
             return await self._deactivate(command)
         if isinstance(command, ReplayCommand):
@@ -185,7 +214,8 @@ class ControlDesk:
             await crm.edit_integration_module(module_payload(
                 config, mapping, active=state.state != "deactivated"))
 
-    async def _activate(self, cmd: ActivateCommand) -> tuple[str, str, dict[str, Any]]:
+    async def _activate(self, cmd: ActivateCommand, api_key: str
+                        ) -> tuple[str, str, dict[str, Any]]:
         current = self.directory.config(cmd.tenant_id)
         # What the command leaves out stays as the tenant has it (else the config's defaults).
         kept: dict[str, Any] = {}
@@ -198,11 +228,18 @@ class ControlDesk:
         config = IntegrationConfig.model_validate({
             **kept, "tenant_id": cmd.tenant_id, "portal_url": cmd.portal_url,
             "admin_email": cmd.admin_email, "site_code": cmd.site_code,
-            "api_key": cmd.api_key})
-        mapping = self.directory.stored_mapping(cmd.tenant_id)
-        if mapping.senior_manager_id is None:
-            raise Refused("no senior manager: link the employees and choose a senior manager "
-                          "before activating")
+            "api_key": api_key})
+        saved = mapping = self.directory.stored_mapping(cmd.tenant_id)
+        senior = mapping.senior_manager_id
+        if cmd.senior_manager_id is not None and cmd.senior_manager_id != senior:
+            if senior is not None:
+                raise Refused(f"the tenant's senior manager is user {senior}: change it with "
+                              "`employees senior`, not with activate")
+            senior = cmd.senior_manager_id  # first-time set-up: checked below, then saved
+            mapping = mapping.model_copy(update={"senior_manager_id": senior})
+        if senior is None:
+            raise Refused("no senior manager: name one (an active CRM manager) with "
+                          "--senior-manager, or choose one with `employees senior`")
         async with self.client_for(config) as crm:
             try:
                 credentials = await crm.credentials()
@@ -217,21 +254,23 @@ class ControlDesk:
                 raise Refused(f"the key cannot reach the shop {cmd.site_code!r}")
             if self.staff is not None:
                 roster = await self.staff.sync(config, crm)
-                refusal = link_refusal(roster, mapping.senior_manager_id)
+                refusal = link_refusal(roster, senior)
                 if refusal is not None:
                     raise Refused(f"the senior manager cannot be used: {refusal}")
             else:
-                senior = await crm.user(mapping.senior_manager_id)
-                if not senior.active or not senior.isManager:
-                    raise Refused(f"the senior manager (user {senior.id}) is not an active "
+                user = await crm.user(senior)
+                if not user.active or not user.isManager:
+                    raise Refused(f"the senior manager (user {user.id}) is not an active "
                                   "manager")
             info = await crm.edit_integration_module(module_payload(config, mapping,
                                                                     active=True))
         previous = self.states.get(cmd.tenant_id)
-        self.integrations[cmd.tenant_id] = config.to_stored()
+        await self.records.write_config(config)
+        if mapping != saved:
+            await self.records.write_mapping(mapping)
         self.states.update(cmd.tenant_id, state="active", reason="activated", method="",
                            since=self.clock(), denied_methods=[],
-                           key_fingerprint=key_fingerprint(cmd.api_key.get_secret_value()))
+                           key_fingerprint=key_fingerprint(api_key))
         data: dict[str, Any] = {"previous_state": previous.state, "module": info.info}
         message = f"active (was {previous.state})"
         if cmd.send_after_reactivation:
@@ -244,6 +283,17 @@ class ControlDesk:
             return "accepted", message + "; replaying today and the two days before", data
         self.lanes.reset(config)
         return "done", message, data
+
+    async def _rekey(self, cmd: RekeyCommand) -> tuple[str, str, dict[str, Any]]:
+        if not self.records.integrations.get(cmd.tenant_id):
+            raise Refused("no integration is configured for this tenant")
+        try:
+            data = await self.records.rekey(cmd.tenant_id)
+        except RecordRefused as exc:
+            raise Refused(f"the stored integration cannot be used: {exc}") from None
+        except ValidationError as exc:
+            raise Refused(f"a stored record cannot be used: {describe_invalid(exc)}") from None
+        return "done", f"re-encrypted under {data['kid']} (was {data['previous_kid']})", data
 
     async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:
         config = self.directory.config(cmd.tenant_id)
@@ -280,10 +330,11 @@ class ControlDesk:
         config = self.directory.config(cmd.tenant_id)
         state = self.states.get(cmd.tenant_id)
         lane = self.lanes.lanes.get(cmd.tenant_id)
-        data = state.model_dump(mode="json", exclude={"commands"})
+        data = state.model_dump(mode="json", exclude={"commands", "seen_commands"})
         if config is not None:
             data["config"] = {k: v for k, v in config.model_dump(mode="json").items()
                               if k != "api_key"}
+        data["key_id"] = self.records.stored_kid(cmd.tenant_id)
         data["lane_backlog"] = lane.backlog if lane else 0
         data["mapped_employees"] = len(self.directory.stored_mapping(cmd.tenant_id).employees)
         data["fallbacks"] = self.directory.fallbacks.get(cmd.tenant_id, {})

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,6 +24,7 @@ from pipeline.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
 from pipeline.crmdouble.state import DoubleState
 from pipeline.producing import publish
 from pipeline.samples import SampleTenant
+from pipeline.signing import record_key, seal_record
 from pipeline.topics import ensure_topics
 from schemas.crm import (
     AdditionalCode,
@@ -86,16 +90,25 @@ async def enable_telephony(tenant: DevTenant) -> None:
 
 
 async def publish_tenants(devs: list[DevTenant], bootstrap: str, settings: Settings) -> None:
-    """Topics created, telephony modules on, configs and mappings on their topics."""
+    """Topics created, telephony modules on, configs and mappings on their topics as the
+    control desk writes them: signed with the operator key, the API keys encrypted."""
+    keyring = settings.secrets.keyring()
+    if settings.operator_key is None or keyring is None:
+        raise ValueError("signed tenant records need CALLSYNC_OPERATOR_KEY and "
+                         "CALLSYNC_SECRETS__KEYS (worker_env sets both)")
+    key = record_key(settings.operator_key.get_secret_value().encode())
+    now = datetime.now(UTC)
     await ensure_topics(settings)
     for dev in devs:
         await enable_telephony(dev)
-    await publish(bootstrap, settings.topics.integrations,
-                  [(d.config.tenant_id.encode(), json.dumps(d.config.to_stored()).encode(), None)
-                   for d in devs])
-    await publish(bootstrap, settings.topics.mappings,
-                  [(d.mapping.tenant_id.encode(), d.mapping.model_dump_json().encode(), None)
-                   for d in devs])
+    await publish(bootstrap, settings.topics.integrations, [
+        (d.config.tenant_id.encode(), json.dumps(seal_record(
+            "integration", d.config.to_stored(keyring), key, signed_at=now)).encode(), None)
+        for d in devs])
+    await publish(bootstrap, settings.topics.mappings, [
+        (d.mapping.tenant_id.encode(), json.dumps(seal_record(
+            "mapping", d.mapping.model_dump(mode="json"), key, signed_at=now)).encode(), None)
+        for d in devs])
 
 
 def worker_env(*, bootstrap: str, app_id: str, metrics_port: int, data_dir: str,
@@ -110,6 +123,10 @@ def worker_env(*, bootstrap: str, app_id: str, metrics_port: int, data_dir: str,
         **{f"CALLSYNC_TOPICS__{name.upper()}": f"{prefix}.{name.replace('_', '-')}"
            for name in ("calls", "integrations", "mappings", "invalid", "dead_letter",
                         "control", "results")},
+        # Workers refuse to start without both: fresh ones for this stack, unless `extra` names
+        # its own.
+        "CALLSYNC_OPERATOR_KEY": secrets.token_urlsafe(32),
+        "CALLSYNC_SECRETS__KEYS": f"dev:{base64.b64encode(secrets.token_bytes(32)).decode()}",
     })
     env.update(extra or {})
     return env

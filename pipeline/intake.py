@@ -17,6 +17,8 @@ from pipeline.metrics import FALLBACKS
 from pipeline.offsets import Lease
 from pipeline.outlets import Outlets
 from pipeline.planning import plan_call
+from pipeline.secrets import KeyRing, SecretError
+from pipeline.signing import RecordRefused, open_record
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping
@@ -37,17 +39,35 @@ def describe_invalid(exc: ValidationError) -> str:
 
 
 class TenantDirectory:
-    """Parsed views of the integrations, mappings and rosters tables, re-parsed on change."""
+    """Parsed views of the integrations, mappings and rosters tables, re-parsed on change.
+    Stored configs and mappings are signed records; a config's key is decrypted here, in the
+    memory of the worker that owns the tenant, and nowhere else."""
 
     def __init__(self, integrations: Mapping[str, Any], mappings: Mapping[str, Any],
-                 rosters: Mapping[str, Any] | None = None) -> None:
+                 rosters: Mapping[str, Any] | None = None, *, keyring: KeyRing | None = None,
+                 record_key: bytes | None = None) -> None:
         self._integrations = integrations
         self._mappings = mappings
         self._rosters = rosters if rosters is not None else {}
-        self._configs: dict[str, tuple[Any, IntegrationConfig]] = {}
+        self.keyring = keyring
+        self.record_key = record_key
+        self._configs: dict[str, tuple[Any, IntegrationConfig | None]] = {}
+        self._stored_maps: dict[str, tuple[Any, EmployeeMapping]] = {}
         self._maps: dict[str, tuple[Any, Any, EmployeeMapping, dict[str, str]]] = {}
         self._roster_cache: dict[str, tuple[Any, Roster]] = {}
         self.fallbacks: dict[str, dict[str, str]] = {}  # tenant -> employee -> why
+
+    def open_config(self, stored: object) -> IntegrationConfig:
+        """A stored (or published) config record: verified, its key decrypted. Raises
+        RecordRefused, SecretError or ValidationError, none of which carries the key."""
+        body = open_record(stored, kind="integration", key=self.record_key)
+        if self.keyring is None:
+            raise SecretError("CALLSYNC_SECRETS__KEYS is not set on this worker")
+        return IntegrationConfig.from_stored(body.record, self.keyring)
+
+    def open_mapping(self, stored: object) -> EmployeeMapping:
+        body = open_record(stored, kind="mapping", key=self.record_key)
+        return EmployeeMapping.model_validate(body.record)
 
     def config(self, tenant_id: str) -> IntegrationConfig | None:
         stored = self._integrations.get(tenant_id)
@@ -55,10 +75,22 @@ class TenantDirectory:
             return None
         cached = self._configs.get(tenant_id)
         if cached is None or cached[0] != stored:
-            cached = (stored, IntegrationConfig.model_validate(stored))
+            try:
+                config: IntegrationConfig | None = self.open_config(stored)
+            except (RecordRefused, SecretError, ValidationError, ValueError) as exc:
+                log.error("the stored integration of %s cannot be used: %s", tenant_id,
+                          self._why(exc))
+                config = None
+            cached = (stored, config)
             self._configs[tenant_id] = cached
-            redactor.register(cached[1].api_key.get_secret_value())
+            if config is not None:
+                redactor.register(config.api_key.get_secret_value())
         return cached[1]
+
+    @staticmethod
+    def _why(exc: Exception) -> str:  # never an input value: the key may be one
+        return describe_invalid(exc) if isinstance(exc, ValidationError) else \
+            f"{type(exc).__name__}: {exc}"
 
     def configured(self) -> list[str]:
         return [str(k) for k in list(self._integrations.keys())]
@@ -66,8 +98,19 @@ class TenantDirectory:
     def stored_mapping(self, tenant_id: str) -> EmployeeMapping:
         """The mapping as the operators set it."""
         stored = self._mappings.get(tenant_id)
-        return EmployeeMapping.model_validate(stored) if stored else \
-            EmployeeMapping(tenant_id=tenant_id)
+        if not stored:
+            return EmployeeMapping(tenant_id=tenant_id)
+        cached = self._stored_maps.get(tenant_id)
+        if cached is None or cached[0] != stored:
+            try:
+                mapping = self.open_mapping(stored)
+            except (RecordRefused, ValidationError) as exc:
+                log.error("the stored mapping of %s cannot be used: %s", tenant_id,
+                          self._why(exc))
+                mapping = EmployeeMapping(tenant_id=tenant_id)
+            cached = (stored, mapping)
+            self._stored_maps[tenant_id] = cached
+        return cached[1]
 
     def roster(self, tenant_id: str) -> Roster | None:
         stored = self._rosters.get(tenant_id)

@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.config import Settings
 from pipeline.signing import sign
 from schemas.control import CommandResult
 
-__all__ = ["FINAL", "build_command", "print_employees", "progress_line", "run", "send_and_follow"]
+__all__ = ["FINAL", "build_command", "configured_tenants", "print_employees", "progress_line",
+           "rekey_all", "run", "seal_api_key", "send_and_follow"]
 
 FINAL = ("done", "refused", "failed")
 
@@ -27,6 +29,79 @@ def build_command(kind: str, tenant_id: str, *, operator: str = "cli",
     return {"type": kind, "command_id": f"{kind}-{uuid.uuid4().hex[:12]}",
             "tenant_id": tenant_id, "issued_at": datetime.now(UTC).isoformat(),
             "operator": operator, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def seal_api_key(settings: Settings, tenant_id: str, api_key: str) -> str:
+    """The tenant's key as `activate` carries it: encrypted for this tenant with the KEK."""
+    keyring = settings.secrets.keyring()
+    if keyring is None:
+        raise SystemExit("CALLSYNC_SECRETS__KEYS is not set: the tenant's key is never sent in "
+                         "clear (use the workers' key-encryption keys)")
+    return keyring.encrypt(api_key, tenant_id=tenant_id)
+
+
+async def configured_tenants(settings: Settings, *, within: float = 60.0) -> list[str]:
+    """Tenants with an integration: the keys on the integrations topic and in the changelog
+    of the integrations table (tenants activated before the desk published its records)."""
+    options = settings.kafka.client_options()
+    names = [settings.topics.integrations, f"{settings.app_id}-integrations-changelog"]
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
+    await consumer.start()
+    found: set[str] = set()
+    try:
+        for topic in described:
+            tps = [TopicPartition(topic["topic"], p["partition"])
+                   for p in topic.get("partitions") or ()]
+            if topic.get("error_code") or not tps:
+                continue  # no such topic (yet)
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            latest: dict[str, bool] = {}
+            deadline = time.monotonic() + within
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"could not read {topic['topic']} to its end in "
+                                     f"{within:.0f}s")
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in messages:
+                        if m.key:
+                            latest[_tenant_of(m.key)] = bool(m.value)
+            found |= {tenant for tenant, present in latest.items() if present}
+    finally:
+        await consumer.stop()
+    return sorted(found)
+
+
+def _tenant_of(key: bytes) -> str:
+    text = key.decode(errors="replace")
+    try:  # a table's changelog may carry the key JSON-encoded
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def rekey_all(settings: Settings, *, follow: float = 60.0) -> int:
+    """A signed `rekey` for every configured tenant, one after the other; 0 if all are done."""
+    tenants = asyncio.run(configured_tenants(settings))
+    if not tenants:
+        print("no tenant has an integration")
+        return 0
+    failed = []
+    for tenant in tenants:
+        print(f"{tenant}: ", end="", flush=True)
+        if run(settings, build_command("rekey", tenant), follow=follow) != 0:
+            failed.append(tenant)
+    print(f"re-encrypted {len(tenants) - len(failed)} of {len(tenants)} tenants"
+          + (f"; not done: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def progress_line(result: CommandResult, width: int = 30) -> str:

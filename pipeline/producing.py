@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -34,9 +35,11 @@ def record_for_call(raw: bytes) -> Record:
     return tenant_key_of(raw), raw, timestamp
 
 
-async def publish(bootstrap_servers: str, topic: str, records: Iterable[Record]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True,
-                                linger_ms=5)
+async def publish(brokers: str | Mapping[str, Any], topic: str,
+                  records: Iterable[Record]) -> int:
+    """`brokers`: bootstrap servers, or KafkaSettings.client_options() (TLS, SASL)."""
+    options = {"bootstrap_servers": brokers} if isinstance(brokers, str) else dict(brokers)
+    producer = AIOKafkaProducer(**options, enable_idempotence=True, linger_ms=5)
     await producer.start()
     sent = 0
     try:

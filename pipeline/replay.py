@@ -48,8 +48,10 @@ class ReplayManager:
     def __init__(self, *, bootstrap_servers: str, calls_topic: str, directory: TenantDirectory,
                  lanes: LaneRegistry, states: StateStore,
                  report: Callable[[CommandResult], Awaitable[object]],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.bootstrap_servers = bootstrap_servers
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 client_options: Mapping[str, Any] | None = None) -> None:
+        # How to reach the brokers (TLS, SASL): KafkaSettings.client_options().
+        self.client_options = dict(client_options or {"bootstrap_servers": bootstrap_servers})
         self.calls_topic = calls_topic
         self.directory = directory
         self.lanes = lanes
@@ -66,8 +68,7 @@ class ReplayManager:
                     from_offsets: Mapping[str, int] | None = None) -> None:
         """Fix the start and end offsets now (end: what was on the topic at re-activation).
         `from_offsets` (partition -> offset) starts there instead of at the window's start."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self.client_options, enable_auto_commit=False)
         await consumer.start()
         try:
             tps = await self._partitions(consumer)
@@ -229,8 +230,8 @@ class ReplayManager:
         lane = self.lanes.lane_for(config)
         mapping = self.directory.mapping(tenant_id)
         trackers = {int(p): _Tracker(o) for p, o in progress.next.items()}
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
-                                    enable_auto_commit=False, max_poll_records=500)
+        consumer = AIOKafkaConsumer(**self.client_options, enable_auto_commit=False,
+                                    max_poll_records=500)
         await consumer.start()
         last_save = time.monotonic()
         finished = False

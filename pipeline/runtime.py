@@ -9,9 +9,11 @@ from pipeline.app import (
     app,
     dead_letter_topic,
     integrations,
+    integrations_topic,
     invalid_topic,
     ledger_table,
     mappings,
+    mappings_topic,
     results_topic,
     rosters,
     settings,
@@ -24,13 +26,14 @@ from pipeline.lanes import LaneRegistry
 from pipeline.ledger import TableLedger
 from pipeline.outlets import Headers, TopicOutlets
 from pipeline.replay import ReplayManager
+from pipeline.signing import RecordKind, RecordWriter, record_key
 from pipeline.staff import Staff
 from pipeline.tenantstate import StateStore
 from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
 
-__all__ = ["desk", "directory", "flush_durably", "lag", "lanes", "ledger", "outlets",
-           "replays", "staff", "states"]
+__all__ = ["desk", "directory", "flush_durably", "keyring", "lag", "lanes", "ledger", "outlets",
+           "records", "replays", "staff", "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -55,9 +58,24 @@ async def _report(result: CommandResult) -> object:
                                     value=result.model_dump_json().encode())
 
 
+async def _publish_record(kind: RecordKind, key: bytes, value: bytes) -> object:
+    topic = integrations_topic if kind == "integration" else mappings_topic
+    return await topic.send(key=key, value=value)
+
+
+# `python -m pipeline worker` refuses to start without these (config.require_worker_secrets).
+_operator_key = settings.operator_key.get_secret_value().encode() \
+    if settings.operator_key else None
+_record_key = record_key(_operator_key) if _operator_key else None
+keyring = settings.secrets.keyring()
 lag = LagMetrics()
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
-directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters))
+directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters),
+                            keyring=keyring, record_key=_record_key)
+records = RecordWriter(key=_record_key, keyring=keyring,
+                       integrations=cast(MutableMapping[str, Any], integrations),
+                       mappings=cast(MutableMapping[str, Any], mappings),
+                       publish=_publish_record)
 states = StateStore(cast(MutableMapping[str, Any], tenant_state))
 ledger = TableLedger(cast(MutableMapping[str, Any], ledger_table), flush=_flush)
 lanes = LaneRegistry(settings=settings.crm, ledger=ledger,
@@ -66,6 +84,7 @@ lanes = LaneRegistry(settings=settings.crm, ledger=ledger,
                      outage_probe_interval=settings.outage_probe_seconds)
 _client_for = lanes.clients.borrow
 replays = ReplayManager(bootstrap_servers=settings.kafka.bootstrap_servers,
+                        client_options=settings.kafka.client_options(),
                         calls_topic=settings.topics.calls, directory=directory, lanes=lanes,
                         states=states, report=_report)
 
@@ -77,12 +96,10 @@ async def _start_replay(tenant_id: str, command_id: str, window: ReplayWindow) -
     await replays.start(tenant_id, command_id, window)
 
 
-staff = Staff(directory=directory, mappings=cast(MutableMapping[str, Any], mappings),
+staff = Staff(directory=directory, records=records,
               rosters=cast(MutableMapping[str, Any], rosters), client_for=_client_for)
 desk = ControlDesk(
-    operator_key=settings.operator_key.get_secret_value().encode()
-    if settings.operator_key else None,
-    directory=directory, integrations=cast(MutableMapping[str, Any], integrations),
+    operator_key=_operator_key, directory=directory, records=records, keyring=keyring,
     states=states, lanes=lanes, report=_report, start_replay=_start_replay,
     client_for=_client_for, staff=staff)
 

@@ -13,6 +13,7 @@ from pipeline.employees import Roster, fetch_roster, link_refusal, roster_summar
 from pipeline.intake import TenantDirectory
 from pipeline.lanes import ClientFor
 from pipeline.metrics import ROSTER_SYNCS
+from pipeline.signing import RecordWriter
 from schemas.control import EmployeesCommand, LinkCommand, SeniorCommand, UnlinkCommand
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeLink, EmployeeMapping
@@ -28,12 +29,12 @@ class StaffRefused(Exception):
 
 
 class Staff:
-    def __init__(self, *, directory: TenantDirectory, mappings: MutableMapping[str, Any],
+    def __init__(self, *, directory: TenantDirectory, records: RecordWriter,
                  rosters: MutableMapping[str, Any],
                  client_for: ClientFor,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.directory = directory
-        self.mappings = mappings
+        self.records = records
         self.rosters = rosters
         self.client_for = client_for
         self.clock = clock
@@ -53,9 +54,6 @@ class Staff:
         self.rosters[config.tenant_id] = roster.model_dump(mode="json")
         ROSTER_SYNCS.labels("ok").inc()
         return roster
-
-    def _store(self, mapping: EmployeeMapping) -> None:
-        self.mappings[mapping.tenant_id] = mapping.model_dump(mode="json")
 
     async def handle(self, command: StaffCommand, config: IntegrationConfig | None,
                      push_module: Callable[[IntegrationConfig, EmployeeMapping],
@@ -84,6 +82,6 @@ class Staff:
                 updated = mapping.model_copy(update={"employees": employees})
             else:
                 updated = mapping.model_copy(update={"senior_manager_id": command.crm_user_id})
-        self._store(updated)
+        await self.records.write_mapping(updated)  # signed, to the table and the topic
         await push_module(config, updated)
         return "done", f"{command.type} saved", {"mapping": updated.model_dump(mode="json")}

@@ -15,6 +15,7 @@ from pipeline.metrics import DEAD_LETTER_BACKLOG, INTEGRATION_STATE
 __all__ = ["ReplayProgress", "StateStore", "TenantState", "key_fingerprint"]
 
 STATES = ("active", "broken", "deactivated")
+KEEP_RESULTS = 100  # results kept for "already handled" answers; ids are kept longer
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -64,6 +65,9 @@ class TenantState(BaseModel):
     replay: ReplayProgress | None = None
     commands: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Recent command ids and their final results")
+    seen_commands: dict[str, datetime] = Field(
+        default_factory=dict, description="Every command id carried out within the acceptance "
+        "window -> when it leaves it (a replay before then is answered, not carried out)")
 
 
 class StateStore:
@@ -91,6 +95,25 @@ class StateStore:
         state = self.get(tenant_id).model_copy(update=changes)
         self.put(tenant_id, state)
         return state
+
+    def handled(self, tenant_id: str, command_id: str) -> dict[str, Any] | None:
+        """The remembered result of a command carried out before ({} when only its id is still
+        kept), or None for a new one."""
+        state = self.get(tenant_id)
+        if command_id in state.commands:
+            return state.commands[command_id]
+        return {} if command_id in state.seen_commands else None
+
+    def remember(self, tenant_id: str, command_id: str, result: dict[str, Any], *,
+                 until: datetime, now: datetime) -> None:
+        """Keep the id until the command could no longer be accepted (pruned after), never
+        evicted by count; keep the results of the last KEEP_RESULTS."""
+        state = self.get(tenant_id)
+        seen = {k: v for k, v in state.seen_commands.items() if v > now}
+        seen[command_id] = until
+        commands = dict(list(state.commands.items())[-(KEEP_RESULTS - 1):])
+        commands[command_id] = result
+        self.update(tenant_id, commands=commands, seen_commands=seen)
 
     def tenants(self) -> Iterator[str]:
         yield from list(self._table.keys())

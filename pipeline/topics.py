@@ -64,7 +64,7 @@ async def ensure_topics(settings: Settings, *, wait_seconds: float = WAIT_SECOND
     A topic the controller has just created is not yet in every broker's metadata, so each topic
     is described again until it shows its partitions and configs, for up to `wait_seconds`.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     await admin.start()
     try:
         specs = topic_specs(settings)

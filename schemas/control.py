@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, HttpUrl, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
 from schemas.integration import IntegrationOptions, TimeZoneName
 
 __all__ = [
     "ActivateCommand", "Command", "CommandResult", "DeactivateCommand", "EmployeesCommand",
-    "LinkCommand", "ReplayCommand", "SeniorCommand", "SignedCommand", "StatusCommand",
-    "UnlinkCommand",
+    "LinkCommand", "RekeyCommand", "ReplayCommand", "SeniorCommand", "SignedCommand",
+    "StatusCommand", "UnlinkCommand",
 ]
 
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+# pipeline.secrets: enc:v1:<kid>:<wrapped data key>:<nonce + ciphertext>, base64url.
+Envelope = Annotated[str, Field(max_length=8192,
+                                pattern=r"^enc:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_=-]+:"
+                                        r"[A-Za-z0-9_=-]+$")]
 
 
 class _Command(BaseModel):
@@ -32,7 +36,8 @@ class ActivateCommand(_Command):
     portal_url: HttpUrl
     admin_email: EmailStr
     site_code: str = Field(min_length=1, max_length=255)
-    api_key: SecretStr = Field(min_length=1)
+    api_key: Envelope = Field(description="The tenant's retailCRM key, encrypted for this "
+                              "tenant with the KEK (the CLI does it); never in clear")
     # Left out: what the tenant has now (a re-activation after a new key changes nothing else),
     # else the defaults of IntegrationConfig.
     timezone: TimeZoneName | None = None
@@ -40,6 +45,9 @@ class ActivateCommand(_Command):
     options: IntegrationOptions | None = None
     send_after_reactivation: bool = Field(
         default=False, description="Replay today and the two days before, tenant time zone")
+    senior_manager_id: int | None = Field(
+        default=None, ge=1, description="First-time set-up: the senior manager (an active CRM "
+        "manager), written to the mapping when the tenant has none")
 
 
 class DeactivateCommand(_Command):
@@ -52,6 +60,12 @@ class ReplayCommand(_Command):
     since: AwareDatetime | None = Field(
         default=None, description="Default: 00:00 two days before today, tenant time zone")
     until: AwareDatetime | None = Field(default=None, description="Default: now")
+
+
+class RekeyCommand(_Command):
+    """Re-encrypt the tenant's stored API key under the current key-encryption key."""
+
+    type: Literal["rekey"] = "rekey"
 
 
 class StatusCommand(_Command):
@@ -86,7 +100,8 @@ class EmployeesCommand(_Command):
 
 
 Command = Annotated[ActivateCommand | DeactivateCommand | ReplayCommand | StatusCommand
-                    | LinkCommand | UnlinkCommand | SeniorCommand | EmployeesCommand,
+                    | LinkCommand | UnlinkCommand | SeniorCommand | EmployeesCommand
+                    | RekeyCommand,
                     Field(discriminator="type")]
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -16,7 +17,18 @@ from pydantic import (
     field_validator,
 )
 
-__all__ = ["IntegrationConfig", "IntegrationOptions", "LeadPolicy", "TimeZoneName"]
+__all__ = ["ENVELOPE_PREFIX", "IntegrationConfig", "IntegrationOptions", "KeySealer",
+           "LeadPolicy", "RecordBody", "SignedRecord", "TimeZoneName"]
+
+ENVELOPE_PREFIX = "enc:"  # pipeline.secrets writes enc:v1:<kid>:…
+
+
+class KeySealer(Protocol):
+    """Encrypts and decrypts a tenant's API key (pipeline.secrets.KeyRing)."""
+
+    def encrypt(self, secret: str, *, tenant_id: str) -> str: ...
+
+    def decrypt(self, envelope: str, *, tenant_id: str) -> str: ...
 
 
 def _check_zone(name: str) -> str:
@@ -86,12 +98,56 @@ class IntegrationConfig(BaseModel):
             raise ValueError("retailCRM portals are reached over https")
         return url
 
-    def to_stored(self) -> dict[str, object]:
-        """A JSON-ready dict with the key in clear, for the integrations table only."""
+    @field_validator("api_key")
+    @classmethod
+    def _not_an_envelope(cls, key: SecretStr) -> SecretStr:
+        # A stored config is opened with from_stored; an envelope is never a usable key.
+        if key.get_secret_value().startswith(ENVELOPE_PREFIX):
+            raise ValueError("the key is still encrypted (open stored configs with from_stored)")
+        return key
+
+    def to_stored(self, sealer: KeySealer) -> dict[str, Any]:
+        """A JSON-ready dict whose key is an envelope bound to this tenant, for topics and
+        tables."""
         data = self.model_dump(mode="json")
-        data["api_key"] = self.api_key.get_secret_value()
+        data["api_key"] = sealer.encrypt(self.api_key.get_secret_value(),
+                                         tenant_id=self.tenant_id)
         return data
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], sealer: KeySealer) -> IntegrationConfig:
+        """The config of `to_stored`, its key decrypted (in this process's memory only)."""
+        envelope = data.get("api_key")
+        tenant_id = data.get("tenant_id")
+        if not isinstance(envelope, str) or not envelope.startswith(ENVELOPE_PREFIX):
+            raise ValueError("the stored config's api_key is not an envelope")
+        if not isinstance(tenant_id, str):
+            raise ValueError("the stored config has no tenant_id")
+        return cls.model_validate({**data, "api_key": sealer.decrypt(envelope,
+                                                                     tenant_id=tenant_id)})
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class RecordBody(BaseModel):
+    """What the control desk signs: a tenant's config or mapping and when it was signed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["integration", "mapping"]
+    signed_at: AwareDatetime = Field(description="Aware; a record older than the stored one is "
+                                            "refused as stale")
+    record: dict[str, Any] = Field(description="IntegrationConfig.to_stored() or an "
+                                               "EmployeeMapping")
+
+
+class SignedRecord(BaseModel):
+    """A record on callsync.integrations / callsync.employee-mappings (and in their tables):
+    the body and an HMAC-SHA256 of its canonical JSON (pipeline.signing)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    body: dict[str, Any]
+    signature: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -45,6 +45,7 @@ from pipeline.crm.models import (
     UsersPage,
 )
 from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS, SlidingWindowLimiter
+from pipeline.secrets import scrub_json
 from schemas.crm import (
     CallEventPayload,
     CallUpload,
@@ -204,7 +205,9 @@ class RetailCRMClient:
                                         method=method) from None
             body, kind = _json_object(raw)
             if not (response.is_success and body is not None and body.get("success") is True):
-                raise _error_for(method, response, body, kind, raw)
+                # A portal may echo the key in errorMsg or errors: never into an exception.
+                secrets = [self._key.get_secret_value()]
+                raise _error_for(method, response, scrub_json(body, secrets), kind, raw)
             try:
                 result = parse(body)
             except ValidationError as exc:

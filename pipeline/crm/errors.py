@@ -21,8 +21,10 @@
             ├── TelephonyDisabled  'Telephony not enabled[ or not supports calls upload]'
             └── PartialUpload      460: some items of a batch uploaded, some failed
 
-No message ever carries the API key: the key travels in a header, never in a URL. Nor does a
-malformed answer's message quote the answer: it names field paths and problems, never values.
+No message ever carries the API key: the key travels in a header, never in a URL, and the client
+scrubs it (raw, URL-encoded, base64) from an answer's errorMsg and errors before an exception is
+built from them, for portals that echo it. Nor does a malformed answer's message quote the
+answer: it names field paths and problems, never values.
 """
 
 from __future__ import annotations

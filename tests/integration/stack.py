@@ -26,7 +26,7 @@ from pipeline.devstack import (
     worker_env,
 )
 from pipeline.localkafka import free_port
-from pipeline.operator import build_command, send_and_follow
+from pipeline.operator import build_command, seal_api_key, send_and_follow
 from pipeline.producing import Record, publish, record_for_call
 from pipeline.samples import SampleTenant
 from schemas.control import CommandResult
@@ -46,7 +46,7 @@ class Stack:
     def __post_init__(self) -> None:
         self.app_id = f"e2e-{uuid.uuid4().hex[:8]}"
         self.double = CRMDouble()
-        url = self.double.start_in_thread()
+        self.double_url = url = self.double.start_in_thread()
         self.tenants: list[DevTenant] = [seed_tenant(self.double.state, url, s, n)
                                          for n, s in enumerate(self.samples)]
         self.metrics_port = free_port()
@@ -107,9 +107,11 @@ class Stack:
         return result
 
     def activation(self, tenant: DevTenant, api_key: str, **fields: Any) -> dict[str, Any]:
+        """The fields of `activate`; the key encrypted for the tenant, as the CLI sends it."""
         config = tenant.config
         return {"portal_url": str(config.portal_url), "admin_email": config.admin_email,
-                "site_code": config.site_code, "api_key": api_key,
+                "site_code": config.site_code,
+                "api_key": seal_api_key(self.settings, config.tenant_id, api_key),
                 "timezone": config.timezone, "module_code": config.module_code, **fields}
 
     def restart_worker(self, *, kill: bool) -> None:

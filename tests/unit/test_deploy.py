@@ -74,7 +74,8 @@ def test_dashboard_and_alerts_use_only_metrics_the_worker_exports() -> None:
 
 def test_compose_file_is_valid_and_names_real_settings() -> None:
     compose = tool("docker-compose")
-    env = {**os.environ, "CALLSYNC_OPERATOR_KEY": "static-check"}
+    env = {**os.environ, "CALLSYNC_OPERATOR_KEY": "static-check",
+           "CALLSYNC_SECRETS__KEYS": "k1:" + "A" * 43 + "="}
     run = subprocess.run([compose, "-f", str(ROOT / "docker-compose.yml"),  # noqa: S603
                           "config", "-q"], capture_output=True, text=True, env=env, check=False)
     assert run.returncode == 0, run.stderr
@@ -90,7 +91,8 @@ def test_kubernetes_manifests_fit_the_worker() -> None:
     docs = {p.stem: yaml.safe_load(p.read_text()) for p in (DEPLOY / "k8s").glob("*.yaml")}
     assert {"deployment", "configmap", "secret", "service", "servicemonitor", "pdb"} <= set(docs)
     assert set(docs["configmap"]["data"]) <= setting_variables()
-    assert set(docs["secret"]["stringData"]) == {"CALLSYNC_OPERATOR_KEY"}
+    assert set(docs["secret"]["stringData"]) == {"CALLSYNC_OPERATOR_KEY",
+                                                 "CALLSYNC_SECRETS__KEYS"}
     container = docs["deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -101,6 +103,6 @@ def test_kubernetes_manifests_fit_the_worker() -> None:
 
 
 @pytest.mark.parametrize("name", ["CALLSYNC_KAFKA__BOOTSTRAP_SERVERS", "CALLSYNC_OPERATOR_KEY",
-                                  "CALLSYNC_TOPICS__PARTITIONS"])
+                                  "CALLSYNC_TOPICS__PARTITIONS", "CALLSYNC_SECRETS__KEYS"])
 def test_setting_variables_are_derived_from_the_model(name: str) -> None:
     assert name in setting_variables()

@@ -10,6 +10,7 @@ import pytest
 from agents.calls import deliver_calls
 from agents.tenants import store_integrations
 from pipeline import runtime
+from tests.unit.trust import config_record, signed
 
 CONFIG = {"tenant_id": "acme", "portal_url": "https://acme.retailcrm.ru",
           "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": "k-123456",
@@ -45,9 +46,9 @@ async def test_deliver_calls_refuses_a_call_of_an_unknown_tenant(invalid: AsyncM
 
 async def test_store_integrations_refuses_a_bad_config_without_echoing_the_key(
         invalid: AsyncMock) -> None:
-    bad = {**CONFIG, "timezone": "Mars/Olympus"}
+    bad = config_record({**CONFIG, "timezone": "Mars/Olympus"})
     async with store_integrations.test_context() as agent:
-        await agent.put(key=b"acme", value=json.dumps(bad).encode())
+        await agent.put(key=b"acme", value=signed("integration", bad))
     assert invalid.await_args is not None
     reason = invalid.await_args.kwargs["reason"]
     assert reason.startswith("schema: timezone") and "k-123456" not in reason
@@ -55,7 +56,7 @@ async def test_store_integrations_refuses_a_bad_config_without_echoing_the_key(
 
 async def test_store_integrations_keeps_a_valid_config(invalid: AsyncMock) -> None:
     async with store_integrations.test_context() as agent:
-        await agent.put(key=b"acme", value=json.dumps(CONFIG).encode())
+        await agent.put(key=b"acme", value=signed("integration", config_record(CONFIG)))
     invalid.assert_not_awaited()
     config = runtime.directory.config("acme")
     assert config is not None and config.api_key.get_secret_value() == "k-123456"

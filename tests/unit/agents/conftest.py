@@ -1,0 +1,18 @@
+"""The worker's runtime with an operator key and a key ring, as a started worker has them."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import runtime
+from tests.unit.trust import KEYRING, OPERATOR_KEY, RECORD_KEY
+
+
+@pytest.fixture(autouse=True)
+def trusted_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime.directory, "keyring", KEYRING)
+    monkeypatch.setattr(runtime.directory, "record_key", RECORD_KEY)
+    monkeypatch.setattr(runtime.records, "keyring", KEYRING)
+    monkeypatch.setattr(runtime.records, "key", RECORD_KEY)
+    monkeypatch.setattr(runtime.desk, "keyring", KEYRING)
+    monkeypatch.setattr(runtime.desk, "operator_key", OPERATOR_KEY)
