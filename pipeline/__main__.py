@@ -94,7 +94,7 @@ def _produce(args: argparse.Namespace) -> int:
     lines = [line.strip().encode() for line in Path(args.file).read_text().splitlines()
              if line.strip()]
     topic = args.topic or settings.topics.calls
-    sent = asyncio.run(publish(settings.kafka.bootstrap_servers, topic,
+    sent = asyncio.run(publish(settings.kafka.client_options(), topic,
                                (record_for_call(line) for line in lines)))
     print(f"published {sent} records to {topic}")
     return 0

@@ -122,15 +122,15 @@ async def send_and_follow(settings: Settings, command: dict[str, Any], *, follow
     if settings.operator_key is None:
         raise SystemExit("CALLSYNC_OPERATOR_KEY is not set: commands cannot be signed")
     key = settings.operator_key.get_secret_value().encode()
-    servers = settings.kafka.bootstrap_servers
-    results = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    options = settings.kafka.client_options()
+    results = AIOKafkaConsumer(**options, enable_auto_commit=False)
     await results.start()
     try:
         tp = TopicPartition(settings.topics.results, 0)
         results.assign([tp])
         await results.seek_to_end(tp)
         position = await results.position(tp)  # only answers that come after the command
-        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+        producer = AIOKafkaProducer(**options, acks="all")
         await producer.start()
         try:
             envelope = {"command": command, "signature": sign(command, key)}
