@@ -203,6 +203,10 @@ def _parser() -> argparse.ArgumentParser:
                    choices=["crit", "error", "warn", "info", "debug"])
     p.set_defaults(run=_worker)
 
+    from pipeline.console.cli import add_console_parser
+
+    add_console_parser(sub)
+
     p = sub.add_parser("create-topics", help="create callsync's topics, check existing ones")
     p.set_defaults(run=_create_topics)
 

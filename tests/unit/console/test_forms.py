@@ -1,0 +1,80 @@
+"""The settings, link and replay forms read into command fields, or refused with reasons."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pipeline.console.forms import (
+    FormError,
+    SettingsForm,
+    link_fields,
+    replay_fields,
+    settings_fields,
+)
+
+FORM = {"portal_url": "https://acme.retailcrm.ru", "admin_email": "a@acme.example.com",
+        "site_code": "main", "api_key": " key-1 ", "timezone": "Europe/Kyiv",
+        "module_code": "", "order_method": "", "popup_max_age_seconds": "60",
+        "recording_wait_seconds": "0"}
+
+
+def test_the_form_becomes_activate_fields_keeping_options_it_does_not_show() -> None:
+    current = {"options": {"send_after_reactivation": True, "missed_call_task": True}}
+    fields = settings_fields("acme", {**FORM, "lead_create_order": "on",
+                                      "send_after_reactivation": "on"}, current)
+    assert fields["api_key"] == "key-1" and fields["module_code"] == "ringostat"
+    assert fields["send_after_reactivation"] is True
+    options = fields["options"]
+    assert options["lead"] == {"create_customer": False, "create_order": True}
+    assert options["missed_call_task"] is False, "an unchecked box is off"
+    assert options["send_after_reactivation"] is True, "not on the form: kept"
+    assert options["order_method"] == "phone"
+    assert "senior_manager_id" not in fields
+
+
+def test_a_first_time_set_up_names_its_senior_manager() -> None:
+    assert settings_fields("acme", {**FORM, "senior_manager_id": "350"},
+                           None)["senior_manager_id"] == 350
+    with pytest.raises(FormError) as bad:
+        settings_fields("acme", {**FORM, "senior_manager_id": "x"}, None)
+    assert set(bad.value.errors) == {"senior_manager_id"}
+
+
+def test_every_problem_is_named_by_its_field() -> None:
+    with pytest.raises(FormError) as bad:
+        settings_fields("ac me", {**FORM, "portal_url": "http://acme.example.com",
+                                  "api_key": "", "timezone": "Mars/Olympus",
+                                  "recording_wait_seconds": "many"}, None)
+    assert {"tenant_id", "portal_url", "api_key", "timezone",
+            "recording_wait_seconds"} <= set(bad.value.errors)
+    assert "https" in bad.value.errors["portal_url"]
+
+
+def test_the_form_is_filled_from_a_config_but_never_with_a_key() -> None:
+    form = SettingsForm.from_config({"portal_url": "https://a.retailcrm.ru/", "options": {
+        "customer_utm_fields": {"source": "utm_src"}, "status_sync": True}})
+    assert form.values["utm_customer_source"] == "utm_src"
+    assert form.values["status_sync"] is True and "api_key" not in form.values
+
+
+def test_links() -> None:
+    link = link_fields({"employee_id": " emp-9 ", "extension": "109", "crm_user_id": "27"})
+    assert (link.employee_id, link.extension, link.crm_user_id) == ("emp-9", "109", 27)
+    assert link_fields({"employee_id": "e", "crm_user_id": "1"}).extension is None
+    with pytest.raises(FormError) as bad:
+        link_fields({"employee_id": "", "crm_user_id": "", "extension": "x" * 40})
+    assert set(bad.value.errors) == {"employee_id", "crm_user_id", "extension"}
+
+
+def test_a_replay_window_is_read_in_the_tenants_zone() -> None:
+    window = replay_fields({"since": "2026-11-23T00:00", "until": "2026-11-25T15:30"},
+                           ZoneInfo("Europe/Kyiv"))
+    assert window == {"since": "2026-11-23T00:00:00+02:00",
+                      "until": "2026-11-25T15:30:00+02:00"}
+    with pytest.raises(FormError, match="start before"):
+        replay_fields({"since": "2026-11-25T00:00", "until": "2026-11-24T00:00"},
+                      ZoneInfo("UTC"))
+    with pytest.raises(FormError):
+        replay_fields({"since": "yesterday", "until": ""}, ZoneInfo("UTC"))
