@@ -112,7 +112,7 @@ def _create_topics(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
-    return run_demo(calls=args.calls, tenants=args.tenants)
+    return run_demo(calls=args.calls, tenants=args.tenants, console_port=args.console)
 
 
 def _json_object(flag: str, text: str | None) -> dict[str, object] | None:
@@ -218,6 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="broker + retailCRM double + worker; show what landed")
     p.add_argument("--calls", type=int, default=120)
     p.add_argument("--tenants", type=int, default=3)
+    p.add_argument("--console", type=int, nargs="?", const=8780, metavar="PORT",
+                   help="then keep the stack up and serve the operator console on it "
+                   "(default port 8780) until Ctrl-C")
     p.set_defaults(run=_demo)
 
     p = sub.add_parser("activate", help="check a tenant's key and (re-)activate it")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -62,7 +65,26 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
-def run_demo(*, calls: int = 120, tenants: int = 3) -> int:
+def _serve_console(env: dict[str, str], workdir: Path, port: int) -> None:
+    """Keep the stack up and serve the operator console on it until Ctrl-C."""
+    password = secrets.token_urlsafe(12)
+    console_dir = str(workdir / "console")
+    base = [sys.executable, "-m", "pipeline", "console"]
+    subprocess.run([*base, "add-user", "demo", "--dir", console_dir, "--password-stdin"],  # noqa: S603
+                   env=env, input=password.encode(), check=True, capture_output=True)
+    console = subprocess.Popen([*base, "--dir", console_dir, "--port", str(port)], env=env)  # noqa: S603
+    print(f"\noperator console: http://127.0.0.1:{port}  (user demo, password {password}); "
+          "Ctrl-C stops everything")
+    try:
+        console.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.terminate()
+        console.wait(10)
+
+
+def run_demo(*, calls: int = 120, tenants: int = 3, console_port: int | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="callsync-demo-"))
     app_id = f"demo-{uuid.uuid4().hex[:6]}"
     print(f"callsync demo: {calls} calls for {tenants} tenants (work dir {workdir})")
@@ -103,6 +125,8 @@ def run_demo(*, calls: int = 120, tenants: int = 3) -> int:
             print(f"\nretailCRM requests: {requests:.0f} "
                   f"({requests / len(events):.2f} per call); "
                   f"503 answers from the portal: {_count_503(double)}")
+            if console_port is not None:
+                _serve_console(env, workdir, console_port)
         finally:
             worker.stop()
             double.stop_thread()
