@@ -9,6 +9,10 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 __all__ = ["main"]
 
@@ -127,6 +131,42 @@ def _json_object(flag: str, text: str | None) -> dict[str, object] | None:
     return value
 
 
+def _options_patch(text: str | None) -> dict[str, object] | None:
+    """--options: a JSON merge patch on the tenant's options, checked here on the defaults (the
+    worker applies it to the tenant's current ones)."""
+    from pydantic import ValidationError
+
+    from pipeline.intake import describe_invalid
+    from schemas.integration import IntegrationOptions
+
+    patch = _json_object("--options", text)
+    if patch is not None:
+        try:
+            IntegrationOptions().patched(patch)
+        except ValidationError as exc:
+            raise SystemExit(f"--options does not give valid options: "
+                             f"{describe_invalid(exc).removeprefix('schema: ')}") from None
+    return patch
+
+
+def _refuse_unknown(settings: Settings, tenant_id: str) -> int | None:
+    """Exit status 1 with the reason for a tenant that has no integration, else None."""
+    from pipeline.operator import unknown_tenant
+
+    why = unknown_tenant(settings, tenant_id)
+    if why is None:
+        return None
+    print(why, file=sys.stderr)
+    return 1
+
+
+def _tenants(args: argparse.Namespace) -> int:
+    from pipeline.config import load_settings
+    from pipeline.operator import list_tenants
+
+    return list_tenants(load_settings())
+
+
 def _operator(args: argparse.Namespace) -> int:
     import os
 
@@ -135,6 +175,10 @@ def _operator(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     fields: dict[str, object] = {}
+    if args.command == "rekey" and args.all:
+        return rekey_all(settings, follow=args.follow)
+    if args.command != "activate" and (refused := _refuse_unknown(settings, args.tenant)):
+        return refused
     if args.command == "activate":
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
@@ -144,7 +188,7 @@ def _operator(args: argparse.Namespace) -> int:
                   "site_code": args.site, "timezone": args.timezone,
                   "api_key": seal_api_key(settings, args.tenant, api_key),
                   "module_code": args.module_code,
-                  "options": _json_object("--options", args.options),
+                  "options_patch": _options_patch(args.options),
                   "send_after_reactivation": args.send_after_reactivation,
                   "senior_manager_id": args.senior_manager}
     elif args.command == "deactivate":
@@ -153,8 +197,6 @@ def _operator(args: argparse.Namespace) -> int:
         fields = {"since": args.since, "until": args.until}
     elif args.command == "employees":
         return _employees(args, settings)
-    elif args.command == "rekey" and args.all:
-        return rekey_all(settings, follow=args.follow)
     command = build_command(args.command, args.tenant, operator=os.environ.get("USER", "cli"),
                             **fields)
     return run(settings, command, follow=args.follow)
@@ -230,10 +272,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--site", required=True, help="the shop (site) code")
     p.add_argument("--timezone", help="IANA zone; default: the tenant's current one, "
                    "else Europe/Moscow")
-    p.add_argument("--module-code", help="telephony module code; default: the tenant's "
-                   "current one, else ringostat")
-    p.add_argument("--options", help="tenant options as a JSON object (IntegrationOptions); "
-                   "default: the tenant's current ones")
+    p.add_argument("--module-code", help="telephony module code, starting with ringostat "
+                   "(its integrationCode); default: the tenant's current one, else ringostat")
+    p.add_argument("--options", help="changes to the tenant's options (IntegrationOptions) as "
+                   "a JSON merge patch, e.g. '{\"status_sync\": true}': the fields it names "
+                   "change, the others stay as the tenant has them; null puts one back to its "
+                   "default")
     p.add_argument("--api-key-env", default="CALLSYNC_TENANT_API_KEY",
                    help="variable that holds the key")
     p.add_argument("--send-after-reactivation", action="store_true",
@@ -265,6 +309,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="ISO time with offset; default now")
     p.add_argument("--follow", type=float, default=3600)
     p.set_defaults(run=_operator)
+
+    p = sub.add_parser("tenants", help="the tenants that have an integration")
+    p.add_argument("action", choices=["list"])
+    p.set_defaults(run=_tenants)
 
     p = sub.add_parser("status", help="a tenant's state, backlog and replay")
     p.add_argument("--tenant", required=True)

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from pipeline.activation import Refused, check_key, config_for
 from pipeline.crm import errors as e
-from pipeline.crm.methods import REQUIRED_METHODS
 from pipeline.employees import link_refusal
 from pipeline.intake import TenantDirectory, describe_invalid
 from pipeline.lanes import ClientFor, LaneRegistry
@@ -39,7 +39,7 @@ from schemas.crm import (
     Integrations,
     TelephonyConfiguration,
 )
-from schemas.integration import IntegrationConfig
+from schemas.integration import INTEGRATION_CODE, IntegrationConfig
 from schemas.mapping import EmployeeMapping
 
 __all__ = ["ControlDesk", "Refused", "module_payload"]
@@ -48,21 +48,17 @@ log = logging.getLogger(__name__)
 COMMANDS = TypeAdapter(Command)
 MAX_AGE = timedelta(hours=24)
 MAX_SKEW = timedelta(minutes=5)
-KEPT_ON_REACTIVATION = ("timezone", "module_code", "options")
 
 Report = Callable[[CommandResult], Awaitable[object]]
 StartReplay = Callable[[str, str, ReplayWindow], Awaitable[None]]
-
-
-class Refused(Exception):
-    pass
 
 
 def module_payload(config: IntegrationConfig, mapping: EmployeeMapping, *,
                    active: bool) -> IntegrationModulePayload:
     """The telephony module as the CRM lists it; extensions route pop-ups to managers."""
     return IntegrationModulePayload(
-        code=config.module_code, integrationCode="ringostat", active=active, name="Ringostat",
+        code=config.module_code, integrationCode=INTEGRATION_CODE, active=active,
+        name="Ringostat",
         integrations=Integrations(telephony=TelephonyConfiguration(
             inputEventSupported=True, outputEventSupported=True, hangupEventSupported=True,
             allowEdit=False,
@@ -214,21 +210,14 @@ class ControlDesk:
             await crm.edit_integration_module(module_payload(
                 config, mapping, active=state.state != "deactivated"))
 
+    def _configured(self, tenant_id: str) -> bool:
+        """An integration is stored for the tenant (whether or not this worker can open it)."""
+        return bool(self.records.integrations.get(tenant_id))
+
     async def _activate(self, cmd: ActivateCommand, api_key: str
                         ) -> tuple[str, str, dict[str, Any]]:
-        current = self.directory.config(cmd.tenant_id)
-        # What the command leaves out stays as the tenant has it (else the config's defaults).
-        kept: dict[str, Any] = {}
-        for name in KEPT_ON_REACTIVATION:
-            value = getattr(cmd, name)
-            if value is None and current is not None:
-                value = getattr(current, name)
-            if value is not None:
-                kept[name] = value
-        config = IntegrationConfig.model_validate({
-            **kept, "tenant_id": cmd.tenant_id, "portal_url": cmd.portal_url,
-            "admin_email": cmd.admin_email, "site_code": cmd.site_code,
-            "api_key": api_key})
+        config = config_for(cmd, self.directory.config(cmd.tenant_id), api_key)
+        new = not self._configured(cmd.tenant_id)
         saved = mapping = self.directory.stored_mapping(cmd.tenant_id)
         senior = mapping.senior_manager_id
         if cmd.senior_manager_id is not None and cmd.senior_manager_id != senior:
@@ -241,17 +230,7 @@ class ControlDesk:
             raise Refused("no senior manager: name one (an active CRM manager) with "
                           "--senior-manager, or choose one with `employees senior`")
         async with self.client_for(config) as crm:
-            try:
-                credentials = await crm.credentials()
-            except e.CRMAuthorizationError as exc:
-                raise Refused(f"the portal refused the key: {exc.error_msg or exc}") from None
-            missing = [m for m in REQUIRED_METHODS if m not in credentials.credentials]
-            if missing:
-                raise Refused(f"the key lacks {len(missing)} of the {len(REQUIRED_METHODS)} "
-                              f"methods the integration needs: {', '.join(missing)}")
-            if credentials.siteAccess == "access_selective" and \
-                    cmd.site_code not in credentials.sitesAvailable:
-                raise Refused(f"the key cannot reach the shop {cmd.site_code!r}")
+            await check_key(crm, config)
             if self.staff is not None:
                 roster = await self.staff.sync(config, crm)
                 refusal = link_refusal(roster, senior)
@@ -271,8 +250,9 @@ class ControlDesk:
         self.states.update(cmd.tenant_id, state="active", reason="activated", method="",
                            since=self.clock(), denied_methods=[],
                            key_fingerprint=key_fingerprint(api_key))
-        data: dict[str, Any] = {"previous_state": previous.state, "module": info.info}
-        message = f"active (was {previous.state})"
+        data: dict[str, Any] = {"previous_state": None if new else previous.state,
+                                "module": info.info}
+        message = "active (new)" if new else f"active (was {previous.state})"
         if cmd.send_after_reactivation:
             # The replay is set up before the lane resumes: from then on the tenant's live
             # events wait for it, so what was parked is delivered first, in order.
@@ -331,6 +311,9 @@ class ControlDesk:
         state = self.states.get(cmd.tenant_id)
         lane = self.lanes.lanes.get(cmd.tenant_id)
         data = state.model_dump(mode="json", exclude={"commands", "seen_commands"})
+        if not self._configured(cmd.tenant_id):
+            # A tenant's state defaults to active; with no integration it is none of them.
+            data["state"] = "unknown"
         if config is not None:
             data["config"] = {k: v for k, v in config.model_dump(mode="json").items()
                               if k != "api_key"}
@@ -341,4 +324,7 @@ class ControlDesk:
         roster = self.directory.roster(cmd.tenant_id)
         data["roster"] = {"synced_at": roster.synced_at.isoformat() if roster else None,
                           "managers": sorted(roster.managers) if roster else []}
+        if data["state"] == "unknown":
+            return "done", "unknown (no integration configured)", data
         return "done", state.state, data
+

@@ -32,7 +32,7 @@ from schemas.crm import (
     Integrations,
     TelephonyConfiguration,
 )
-from schemas.integration import IntegrationConfig
+from schemas.integration import INTEGRATION_CODE, IntegrationConfig
 from schemas.mapping import EmployeeLink, EmployeeMapping
 
 __all__ = ["DevTenant", "WorkerProcess", "committed_everything", "enable_telephony",
@@ -81,7 +81,8 @@ async def enable_telephony(tenant: DevTenant) -> None:
     config = tenant.config
     async with RetailCRMClient(base_url=str(config.portal_url), api_key=config.api_key) as crm:
         await crm.edit_integration_module(IntegrationModulePayload(
-            code=config.module_code, integrationCode="ringostat", active=True, name="Ringostat",
+            code=config.module_code, integrationCode=INTEGRATION_CODE, active=True,
+            name="Ringostat",
             integrations=Integrations(telephony=TelephonyConfiguration(
                 inputEventSupported=True, outputEventSupported=True, hangupEventSupported=True,
                 additionalCodes=[AdditionalCode(userId=link.crm_user_id, code=link.extension)

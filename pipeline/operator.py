@@ -18,8 +18,9 @@ from pipeline.config import Settings
 from pipeline.signing import sign
 from schemas.control import CommandResult
 
-__all__ = ["FINAL", "build_command", "configured_tenants", "print_employees", "progress_line",
-           "rekey_all", "run", "seal_api_key", "send_and_follow"]
+__all__ = ["FINAL", "build_command", "configured_tenants", "list_tenants", "print_employees",
+           "progress_line", "rekey_all", "run", "seal_api_key", "send_and_follow",
+           "unknown_tenant"]
 
 FINAL = ("done", "refused", "failed")
 
@@ -48,7 +49,11 @@ async def configured_tenants(settings: Settings, *, within: float = 60.0) -> lis
     admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
-        described = await admin.describe_topics(names)
+        # Only topics that exist are described: a metadata request for a missing one would
+        # create it on a broker that auto-creates topics (with the wrong partition count).
+        existing = set(await admin.list_topics())
+        described = await admin.describe_topics([n for n in names if n in existing]) \
+            if existing & set(names) else []
     finally:
         await admin.close()
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
@@ -88,6 +93,26 @@ def _tenant_of(key: bytes) -> str:
     return value if isinstance(value, str) else text
 
 
+def list_tenants(settings: Settings, *, out: TextIO | None = None) -> int:
+    """`tenants list`: every tenant with an integration, one a line."""
+    out = sys.stdout if out is None else out
+    tenants = asyncio.run(configured_tenants(settings))
+    if not tenants:
+        print("no tenant has an integration", file=sys.stderr)
+    for tenant in tenants:
+        print(tenant, file=out)
+    return 0
+
+
+def unknown_tenant(settings: Settings, tenant_id: str) -> str | None:
+    """Why a command for this tenant is not sent (it has no integration), or None."""
+    if tenant_id in asyncio.run(configured_tenants(settings)):
+        return None
+    return (f"unknown tenant {tenant_id!r}: no integration is configured for it on "
+            f"{settings.topics.integrations} (`python -m pipeline tenants list` names the "
+            "configured ones; `activate` sets one up)")
+
+
 def rekey_all(settings: Settings, *, follow: float = 60.0) -> int:
     """A signed `rekey` for every configured tenant, one after the other; 0 if all are done."""
     tenants = asyncio.run(configured_tenants(settings))
@@ -117,8 +142,10 @@ def progress_line(result: CommandResult, width: int = 30) -> str:
 
 
 async def send_and_follow(settings: Settings, command: dict[str, Any], *, follow: float,
-                          out: TextIO = sys.stdout) -> CommandResult | None:
-    """Publish the signed command, then read its results until a final one or `follow` s."""
+                          out: TextIO | None = None) -> CommandResult | None:
+    """Publish the signed command, then read its results until a final one or `follow` s
+    (progress on `out`, by default the standard output of the moment)."""
+    out = sys.stdout if out is None else out
     if settings.operator_key is None:
         raise SystemExit("CALLSYNC_OPERATOR_KEY is not set: commands cannot be signed")
     key = settings.operator_key.get_secret_value().encode()

@@ -121,7 +121,8 @@ class RecordWriter:
             raise SecretError("CALLSYNC_SECRETS__KEYS is not set on the worker")
         stored = self.integrations.get(tenant_id)
         if _unsigned_plain(stored):
-            config, was = IntegrationConfig.model_validate(stored), "none (stored in clear)"
+            config = IntegrationConfig.model_validate(stored, context={"stored": True})
+            was = "none (stored in clear)"
         else:
             body = open_record(stored, kind="integration", key=self.key)
             config = IntegrationConfig.from_stored(body.record, self.keyring)

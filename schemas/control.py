@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    model_validator,
+)
 
-from schemas.integration import IntegrationOptions, TimeZoneName
+from schemas.integration import IntegrationOptions, ModuleCode, TimeZoneName
 
 __all__ = [
     "ActivateCommand", "Command", "CommandResult", "DeactivateCommand", "EmployeesCommand",
@@ -41,13 +49,27 @@ class ActivateCommand(_Command):
     # Left out: what the tenant has now (a re-activation after a new key changes nothing else),
     # else the defaults of IntegrationConfig.
     timezone: TimeZoneName | None = None
-    module_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$", max_length=128)
-    options: IntegrationOptions | None = None
+    module_code: ModuleCode | None = None
+    options: IntegrationOptions | None = Field(
+        default=None, description="All the tenant's options, replacing what it has (the "
+        "console's settings form sends them whole)")
+    options_patch: dict[str, Any] | None = Field(
+        default=None, description="A JSON merge patch (RFC 7386) the worker applies to the "
+        "tenant's current options (the CLI's --options): only the fields it names change, "
+        "null puts a field back to its default",
+        examples=[{"status_sync": True, "lead": {"create_order": False}}])
     send_after_reactivation: bool = Field(
         default=False, description="Replay today and the two days before, tenant time zone")
     senior_manager_id: int | None = Field(
         default=None, ge=1, description="First-time set-up: the senior manager (an active CRM "
         "manager), written to the mapping when the tenant has none")
+
+    @model_validator(mode="after")
+    def _one_way_to_set_options(self) -> ActivateCommand:
+        if self.options is not None and self.options_patch is not None:
+            raise ValueError("options (all of them) and options_patch (changes to the current "
+                             "ones) cannot be sent together")
+        return self
 
 
 class DeactivateCommand(_Command):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -14,13 +15,19 @@ from pydantic import (
     Field,
     HttpUrl,
     SecretStr,
+    ValidationInfo,
     field_validator,
 )
 
-__all__ = ["ENVELOPE_PREFIX", "IntegrationConfig", "IntegrationOptions", "KeySealer",
-           "LeadPolicy", "RecordBody", "SignedRecord", "TimeZoneName"]
+__all__ = ["ENVELOPE_PREFIX", "INTEGRATION_CODE", "IntegrationConfig", "IntegrationOptions",
+           "KeySealer", "LeadPolicy", "ModuleCode", "RecordBody", "SignedRecord", "TimeZoneName",
+           "merge_patch"]
 
 ENVELOPE_PREFIX = "enc:"  # pipeline.secrets writes enc:v1:<kid>:…
+# The telephony module's integrationCode; retailCRM refuses a module whose `code` does not start
+# with it ("Code prefix must match integrationCode").
+INTEGRATION_CODE = "ringostat"
+MODULE_CODE_PATTERN = r"^[A-Za-z0-9_\-]+$"
 
 
 class KeySealer(Protocol):
@@ -40,6 +47,33 @@ def _check_zone(name: str) -> str:
 
 
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
+
+
+def _check_module_code(code: str) -> str:
+    if not code.startswith(INTEGRATION_CODE):
+        raise ValueError(f"the module code must start with {INTEGRATION_CODE!r}, its "
+                         "integrationCode (retailCRM refuses it otherwise: \"Code prefix must "
+                         f"match integrationCode\"), e.g. {INTEGRATION_CODE!r} or "
+                         f"'{INTEGRATION_CODE}-acme'")
+    return code
+
+
+# A telephony module instance's code, as a new set-up may choose it.
+ModuleCode = Annotated[str, Field(min_length=1, max_length=128, pattern=MODULE_CODE_PATTERN),
+                       AfterValidator(_check_module_code)]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null removes, the rest replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = merge_patch(merged.get(name), value)
+    return merged
 
 
 class LeadPolicy(BaseModel):
@@ -73,6 +107,10 @@ class IntegrationOptions(BaseModel):
     order_utm_fields: dict[str, str] = Field(
         default_factory=dict, description="UTM tag -> order custom-field code")
 
+    def patched(self, patch: Mapping[str, Any]) -> IntegrationOptions:
+        """These options with a JSON merge patch applied (a field set to null: its default)."""
+        return IntegrationOptions.model_validate(merge_patch(self.model_dump(mode="json"), patch))
+
 
 class IntegrationConfig(BaseModel):
     """Set up by an operator; the API key is a secret and never prints."""
@@ -85,9 +123,10 @@ class IntegrationConfig(BaseModel):
     site_code: str = Field(min_length=1, max_length=255, description="Shop (site) code")
     api_key: SecretStr = Field(min_length=1)
     timezone: TimeZoneName = Field(default="Europe/Moscow", description="IANA time zone")
-    module_code: str = Field(default="ringostat", min_length=1, max_length=128,
-                             pattern=r"^[A-Za-z0-9_\-]+$",
-                             description="Code of the telephony integration module instance")
+    module_code: str = Field(default=INTEGRATION_CODE, min_length=1, max_length=128,
+                             pattern=MODULE_CODE_PATTERN,
+                             description="Code of the telephony integration module instance; "
+                             f"starts with its integrationCode, {INTEGRATION_CODE!r}")
     options: IntegrationOptions = Field(default_factory=IntegrationOptions)
 
     @field_validator("portal_url")
@@ -95,8 +134,18 @@ class IntegrationConfig(BaseModel):
     def _https_or_loopback(cls, url: HttpUrl) -> HttpUrl:
         # retailCRM is HTTPS only; plain HTTP is allowed for a double on this machine's loopback.
         if url.scheme != "https" and url.host not in {"127.0.0.1", "localhost", "::1", "[::1]"}:
-            raise ValueError("retailCRM portals are reached over https")
+            raise ValueError("retailCRM portals are reached over https (plain http only on "
+                             "this machine's loopback, for a test double)")
         return url
+
+    @field_validator("module_code")
+    @classmethod
+    def _prefixed(cls, code: str, info: ValidationInfo) -> str:
+        # A config stored before the rule keeps loading (its tenant keeps its events); a new or
+        # changed config must follow it.
+        if (info.context or {}).get("stored"):
+            return code
+        return _check_module_code(code)
 
     @field_validator("api_key")
     @classmethod
@@ -124,7 +173,8 @@ class IntegrationConfig(BaseModel):
         if not isinstance(tenant_id, str):
             raise ValueError("the stored config has no tenant_id")
         return cls.model_validate({**data, "api_key": sealer.decrypt(envelope,
-                                                                     tenant_id=tenant_id)})
+                                                                     tenant_id=tenant_id)},
+                                  context={"stored": True})
 
     @property
     def zone(self) -> ZoneInfo:

@@ -12,7 +12,7 @@ from pipeline.console.app import CONSOLE, Console, account_of, forbidden, render
 from pipeline.console.commands import Forbidden, Sent
 from pipeline.console.forms import IDENT, UTM_TAGS, ZONES, FormError, SettingsForm, settings_fields
 from pipeline.console.overview import TenantView
-from pipeline.crm.methods import REQUIRED_METHODS
+from pipeline.crm.methods import REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
 from pipeline.logs import redactor
 from pipeline.operator import seal_api_key
 
@@ -129,7 +129,7 @@ def _settings_page(request: web.Request, tenant_id: str, form: SettingsForm, *,
     view = request.app[CONSOLE].overview.tenant(tenant_id)
     return render(request, "settings.html", status=status, title=f"{tenant_id}: settings",
                   view=view, form=form, zones=ZONES, utm_tags=UTM_TAGS, new=new,
-                  methods=REQUIRED_METHODS,
+                  methods=(*REQUIRED_METHODS, *TELEPHONY_UPLOAD_METHODS),
                   reactivatable=view.shown in REACTIVATABLE)
 
 

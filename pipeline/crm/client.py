@@ -37,6 +37,8 @@ from pipeline.crm.models import (
     ModuleEditResult,
     OrderCreated,
     OrdersPage,
+    Site,
+    SitesResult,
     StatusGroup,
     StatusGroupsResult,
     TasksPage,
@@ -325,6 +327,12 @@ class RetailCRMClient:
         found = await self._call(StatusGroupsResult.model_validate, "GET",
                                  "reference/status-groups", method="/api/reference/status-groups")
         return dict(found.statusGroups)
+
+    async def sites(self) -> dict[str, Site]:
+        """The portal's shops, by code."""
+        found = await self._call(SitesResult.model_validate, "GET", "reference/sites",
+                                 method="/api/reference/sites")
+        return dict(found.sites)
 
     # -- integration modules -------------------------------------------------------------------
 

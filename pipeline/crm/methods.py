@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["REQUIRED_METHODS", "TELEPHONY_UPLOAD_METHODS"]
+__all__ = ["REFERENCE_SITES", "REQUIRED_METHODS", "TELEPHONY_UPLOAD_METHODS"]
 
 # The 16 methods the integration's key must reach (shared/seed, the original setup guide).
 REQUIRED_METHODS: tuple[str, ...] = (
@@ -29,3 +29,7 @@ TELEPHONY_UPLOAD_METHODS: tuple[str, ...] = (
     "/api/telephony/calls/upload",
     "/api/telephony/call/event",
 )
+
+# Optional: where the key has it, activation asks it whether the tenant's shop exists (a key with
+# access to every shop may list none in /api/credentials' sitesAvailable).
+REFERENCE_SITES = "/api/reference/sites"

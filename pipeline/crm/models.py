@@ -24,6 +24,8 @@ __all__ = [
     "OrderCreated",
     "OrdersPage",
     "Pagination",
+    "Site",
+    "SitesResult",
     "StatusGroup",
     "StatusGroupsResult",
     "Task",
@@ -187,6 +189,11 @@ class StatusGroup(_Read):
     statuses: list[str] = Field(default_factory=list)
 
 
+class Site(_Read):
+    code: str
+    name: str | None = None
+
+
 class IntegrationModule(_Read):
     code: str
     integrationCode: str | None = None
@@ -224,6 +231,10 @@ class Created(_Read):
 
 class StatusGroupsResult(_Read):
     statusGroups: Annotated[dict[str, StatusGroup], _empty_list_as({})]
+
+
+class SitesResult(_Read):
+    sites: Annotated[dict[str, Site], _empty_list_as({})]
 
 
 class IntegrationModuleResult(_Read):

@@ -18,8 +18,10 @@ from pipeline.crmdouble.handlers import (
 
 __all__ = [
     "customer_create", "customer_edit", "customer_get", "customers", "module_edit", "module_get",
-    "order_create", "orders", "status_groups", "task_create", "tasks",
+    "order_create", "orders", "sites", "status_groups", "task_create", "tasks",
 ]
+
+MSG_CODE_PREFIX = "Code prefix must match integrationCode"
 
 
 def _object(c: Call, name: str) -> dict[str, Any]:
@@ -180,6 +182,12 @@ async def status_groups(c: Call) -> tuple[int, dict[str, Any]]:
     return ok(statusGroups=c.portal.status_groups)
 
 
+async def sites(c: Call) -> tuple[int, dict[str, Any]]:
+    """Keyed by code, like every reference; PHP's json_encode sends none as []."""
+    found = {code: {"name": name, "code": code} for code, name in c.portal.sites.items()}
+    return ok(sites=found or [])
+
+
 async def module_get(c: Call) -> tuple[int, dict[str, Any]]:
     found = c.portal.modules.get(c.path_args["code"])
     if found is None:
@@ -195,6 +203,8 @@ async def module_edit(c: Call) -> tuple[int, dict[str, Any]]:
         errors["code"] = "The code must match the code in the URL."
     if not data.get("integrationCode"):
         errors["integrationCode"] = "This value should not be blank."
+    elif not code.startswith(str(data["integrationCode"])):
+        errors.setdefault("code", MSG_CODE_PREFIX)
     if not isinstance(data.get("active", False), bool):
         errors["active"] = "This value should be of type bool."
     telephony = (data.get("integrations") or {}).get("telephony") or {}
@@ -217,4 +227,4 @@ async def module_edit(c: Call) -> tuple[int, dict[str, Any]]:
         info["notExistUsersIds"] = missing_users
     if missing_sites:
         info["notExistSiteCodes"] = missing_sites
-    return ok(info=info)
+    return ok(info=info or [])  # nothing to report: PHP's json_encode writes [], not {}

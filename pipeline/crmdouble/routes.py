@@ -35,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "tasks/create", "/api/tasks/create", entities.task_create),
     _r("GET", "reference/status-groups", "/api/reference/status-groups",
        entities.status_groups),
+    _r("GET", "reference/sites", "/api/reference/sites", entities.sites),
     _r("GET", "integration-modules/{code}", "/api/integration-modules/{code}",
        entities.module_get),
     _r("POST", "integration-modules/{code}/edit", "/api/integration-modules/{code}/edit",

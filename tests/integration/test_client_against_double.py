@@ -151,6 +151,19 @@ async def test_authorization_failures_are_typed(crm_double: CRMDouble, portal: P
         assert "performerId" in invalid.value.errors
 
 
+async def test_shops_and_the_module_code_prefix_through_the_client(crm_double: CRMDouble,
+                                                                   portal: Portal) -> None:
+    portal.keys["ref"] = ApiKey("ref", {"/api/reference/sites"}, "ref")
+    async with client(crm_double, "ref") as crm:
+        sites = await crm.sites()
+    assert list(sites) == ["main"] and sites["main"].name == "Main shop"
+    async with client(crm_double) as crm:
+        with pytest.raises(e.ValidationFailed) as refused:
+            await crm.edit_integration_module(MODULE.model_copy(update={"code": "acme"}))
+        assert refused.value.errors == {"code": "Code prefix must match integrationCode"}
+        assert (await crm.edit_integration_module(MODULE)).info == {}
+
+
 async def test_rate_limit_server_errors_and_timeouts_are_retryable(
         crm_double: CRMDouble, portal: Portal) -> None:
     from pipeline.crmdouble.state import Fault

@@ -13,7 +13,7 @@ import pytest
 from pipeline.crmdouble.server import CRMDouble
 from pipeline.crmdouble.state import Portal
 
-MODULE = {"code": "rs", "integrationCode": "ringostat", "active": True,
+MODULE = {"code": "ringostat-rs", "integrationCode": "ringostat", "active": True,
           "integrations": {"telephony": {"additionalCodes": [{"userId": 27, "code": "101"}]}}}
 
 
@@ -31,7 +31,7 @@ async def http(crm_double: CRMDouble, portal: Portal) -> AsyncIterator[httpx.Asy
 
 
 async def enable_telephony(http: httpx.AsyncClient) -> None:
-    r = await http.post("/api/v5/integration-modules/rs/edit",
+    r = await http.post("/api/v5/integration-modules/ringostat-rs/edit",
                         data={"integrationModule": json.dumps(MODULE)})
     assert r.status_code == 200, r.text
 
@@ -127,11 +127,50 @@ async def test_telephony_disabled_until_the_module_is_active(http: httpx.AsyncCl
     assert error(r) == "Telephony not enabled"
     await enable_telephony(http)
     inactive = {**MODULE, "active": False}
-    r = await http.post("/api/v5/integration-modules/rs/edit",
+    r = await http.post("/api/v5/integration-modules/ringostat-rs/edit",
                         data={"integrationModule": json.dumps(inactive)})
     assert r.status_code == 200
     r = await http.post("/api/v5/telephony/calls/upload", data={"calls": json.dumps([call(1)])})
     assert error(r) == "Telephony not enabled or not supports calls upload"
+
+
+async def test_a_module_code_must_start_with_its_integration_code(
+        http: httpx.AsyncClient, portal: Portal) -> None:
+    module = {**MODULE, "code": "acme-phone"}
+    r = await http.post("/api/v5/integration-modules/acme-phone/edit",
+                        data={"integrationModule": json.dumps(module)})
+    assert r.status_code == 400 and error(r) == "Errors in the entity format"
+    assert r.json()["errors"] == {"code": "Code prefix must match integrationCode"}
+    assert portal.modules == {} and not portal.telephony_enabled()
+    for code in ("ringostat", "ringostat-acme"):
+        r = await http.post(f"/api/v5/integration-modules/{code}/edit",
+                            data={"integrationModule": json.dumps({**MODULE, "code": code})})
+        assert r.status_code == 200, r.text
+
+
+async def test_a_module_edit_with_nothing_to_report_answers_an_empty_array(
+        http: httpx.AsyncClient) -> None:
+    r = await http.post("/api/v5/integration-modules/ringostat-rs/edit",
+                        data={"integrationModule": json.dumps(MODULE)})
+    assert r.json() == {"success": True, "info": []}, "PHP's json_encode of an empty array"
+    telephony = {"additionalCodes": [{"userId": 99, "code": "199"}],
+                 "externalPhones": [{"siteCode": "nowhere", "externalPhone": "+380440000000"}]}
+    r = await http.post("/api/v5/integration-modules/ringostat-rs/edit", data={
+        "integrationModule": json.dumps({**MODULE, "integrations": {"telephony": telephony}})})
+    assert r.json()["info"] == {"notExistUsersIds": [99], "notExistSiteCodes": ["nowhere"]}
+
+
+async def test_reference_sites_are_keyed_by_code_for_a_key_that_has_the_method(
+        crm_double: CRMDouble, http: httpx.AsyncClient) -> None:
+    r = await http.get("/api/v5/reference/sites")
+    assert r.status_code == 403 and error(r) == "Access denied.", "not in the default key"
+    await http.post(f"{crm_double.url}/_admin/portals/acme/keys",
+                    json={"key": "ref", "methods": ["/api/reference/sites"]})
+    r = await http.get("/api/v5/reference/sites", headers={"X-API-KEY": "ref"})
+    assert r.status_code == 200
+    assert r.json() == {"success": True, "sites": {"main": {"code": "main", "name": "Main shop"}}}
+    creds = (await http.get("/api/credentials", headers={"X-API-KEY": "ref"})).json()
+    assert creds["siteAccess"] == "access_full" and creds["sitesAvailable"] == ["main"]
 
 
 async def test_upload_caps_batches_at_fifty(http: httpx.AsyncClient, portal: Portal) -> None:

@@ -110,7 +110,7 @@ class Harness:
 async def harness(crm_double: CRMDouble, portal: Portal) -> AsyncIterator[Harness]:
     h = Harness(crm_double)
     await h.client.edit_integration_module(IntegrationModulePayload(
-        code="rs", integrationCode="ringostat", active=True,
+        code="ringostat-rs", integrationCode="ringostat", active=True,
         integrations=Integrations(telephony=TelephonyConfiguration())))
     yield h
     await h.client.aclose()
@@ -273,7 +273,7 @@ async def test_access_denied_parks_only_the_step_that_needs_the_method(
                                                  if m != "/api/tasks/create"}, "no-tasks")
     h = Harness(crm_double, key="no-tasks")
     await h.client.edit_integration_module(IntegrationModulePayload(
-        code="rs", integrationCode="ringostat", active=True,
+        code="ringostat-rs", integrationCode="ringostat", active=True,
         integrations=Integrations(telephony=TelephonyConfiguration())))
     await h.deliver(call(1, status="no_answer", talk_seconds=0), call(2))
     await h.client.aclose()

@@ -66,7 +66,7 @@ async def test_a_live_event_waits_for_the_replay_so_the_first_call_makes_the_lea
     async with RetailCRMClient(base_url=crm_double.portal_url("acme"),
                                api_key="acme-key") as crm:
         await crm.edit_integration_module(IntegrationModulePayload(
-            code="rs", integrationCode="ringostat", active=True,
+            code="ringostat-rs", integrationCode="ringostat", active=True,
             integrations=Integrations(telephony=TelephonyConfiguration())))
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()

@@ -52,6 +52,14 @@ def test_every_problem_is_named_by_its_field() -> None:
     assert "https" in bad.value.errors["portal_url"]
 
 
+def test_a_module_code_must_start_with_its_integration_code() -> None:
+    with pytest.raises(FormError) as bad:
+        settings_fields("acme", {**FORM, "module_code": "acme-phone"}, None)
+    assert "must start with 'ringostat'" in bad.value.errors["module_code"]
+    fields = settings_fields("acme", {**FORM, "module_code": "ringostat-acme"}, None)
+    assert fields["module_code"] == "ringostat-acme"
+
+
 def test_the_form_is_filled_from_a_config_but_never_with_a_key() -> None:
     form = SettingsForm.from_config({"portal_url": "https://a.retailcrm.ru/", "options": {
         "customer_utm_fields": {"source": "utm_src"}, "status_sync": True}})

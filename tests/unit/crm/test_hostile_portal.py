@@ -14,7 +14,13 @@ import pytest
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crm.models import ManagerLookup, ModuleEditResult, Order, StatusGroupsResult
+from pipeline.crm.models import (
+    ManagerLookup,
+    ModuleEditResult,
+    Order,
+    SitesResult,
+    StatusGroupsResult,
+)
 from pipeline.errorpolicy import DeadLetter, Retry, decide
 from schemas.crm import CustomerPayload, IntegrationModulePayload
 
@@ -172,6 +178,7 @@ async def test_empty_arrays_where_objects_belong_parse_through_the_client() -> N
     (Order, {"id": 1, "customer": [], "source": []},
      lambda r: r.customer == {} and r.source == {}),
     (StatusGroupsResult, {"statusGroups": []}, lambda r: r.statusGroups == {}),
+    (SitesResult, {"sites": []}, lambda r: r.sites == {}),
 ])
 def test_php_empty_arrays_read_as_empty_objects(model: Any, data: dict[str, Any],
                                                 check: Callable[[Any], bool]) -> None:
