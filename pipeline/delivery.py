@@ -48,8 +48,10 @@ CONFLICTING_RECORD = (
 
 def upload_digest(work: Work) -> str:
     """Of the record as the producer sent it (not of the payload, which follows the tenant's
-    settings): the same record delivered again is no conflict."""
-    return hashlib.sha256(work.event.model_dump_json().encode()).hexdigest()[:16]
+    settings): the same record delivered again is no conflict. Without the recording, which
+    may come in a later record (`recording_wait_seconds`, else `late_recording`)."""
+    body = work.event.model_dump_json(exclude={"recording_url"})
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,13 @@ class Steps:
         """Everything else a call needs but its upload: lookup, customer, order, task."""
         plan = work.plan
         facts = self.ledger.facts(plan.tenant_id, plan.call_id)
+        if plan.upload is not None:  # an ended record: the call's first one wins
+            claimed, digest = facts.get("record"), upload_digest(work)
+            if claimed is None:
+                self.ledger.record(plan.tenant_id, plan.call_id, record=digest)
+            elif claimed != digest:
+                work.undeliverable = CONFLICTING_RECORD  # no step of it: not a task, nothing
+                return
         if facts.get(done_tag(work)):  # delivered before, every step: nothing to ask the CRM
             return
         if not plan.lookup:
@@ -386,7 +395,7 @@ class Steps:
         but goes to the invalid topic (`late_recording`, `conflicting_record`)."""
         pending: dict[str, Work] = {}
         for w in works:
-            if w.plan.upload is None or w.broken is not None:
+            if w.plan.upload is None or w.broken is not None or w.undeliverable is not None:
                 continue
             facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
             digest = upload_digest(w)
@@ -394,6 +403,9 @@ class Steps:
             if first is not None:
                 if upload_digest(first) != digest:
                     w.undeliverable = CONFLICTING_RECORD
+                elif w.plan.upload.recordUrl and first.plan.upload and \
+                        not first.plan.upload.recordUrl:
+                    w.undeliverable = LATE_RECORDING
             elif not (facts.get("call") or facts.get(done_tag(w))):
                 pending[w.plan.call_id] = w
             elif w.plan.upload.recordUrl and facts.get("recorded") is False:

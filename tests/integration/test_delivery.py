@@ -455,10 +455,13 @@ async def test_an_upload_waits_for_a_recording_that_comes_in_a_later_record(
         harness: Harness, portal: Portal) -> None:
     waiting_for_recordings(harness, 600)
     record = "https://records.example.com/c1.mp3"
-    await harness.deliver(fresh(1))
+    ended = fresh(1)
+    await harness.deliver(ended)
     assert portal.calls == {} and harness.acked == [], "the upload waits, unacknowledged"
     assert len(portal.customers) == 1 and len(portal.orders) == 1, "the rest did not wait"
-    await harness.deliver(fresh(1, recording_url=record))
+    # the same record again, now with its recording
+    await harness.deliver(CallEvent.model_validate({
+        **ended.model_dump(mode="json"), "recording_url": record}))
     assert portal.calls["c1"]["recordUrl"] == record
     assert harness.acked == ["c1", "c1"] and harness.outlets.rejected == []
     assert len(portal.customers) == 1 and len(portal.orders) == 1
@@ -596,3 +599,14 @@ async def test_a_pop_up_leaves_at_once_while_uploads_linger(harness: Harness,
         await wait_until(lambda: "c1" in portal.calls, "the upload that came with it")
     finally:
         await harness.lane.stop()
+
+
+async def test_a_conflicting_record_of_a_missed_call_makes_no_task(harness: Harness,
+                                                                   portal: Portal) -> None:
+    """The first record says answered; a second of the same call says missed: no step of the
+    second runs (it would make a call-back task for a call that was answered)."""
+    answered = call(1)
+    await harness.deliver(answered, call(1, status="no_answer", talk_seconds=0))
+    await harness.deliver(call(1, status="busy", talk_seconds=0))
+    assert portal.tasks == {} and portal.calls["c1"]["result"] == "answered"
+    assert [r.split(":")[0] for _, r in harness.outlets.rejected] == ["conflicting_record"] * 2
