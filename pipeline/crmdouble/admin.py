@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -59,6 +60,10 @@ class FaultSpec(_Spec):
     latency: float = 0.0
     disconnect: bool = False
     count: int | None = Field(default=None, ge=1)
+    apply_first: bool = False
+    malformed: bool = False
+    huge_bytes: int = Field(default=0, ge=0)
+    drip_seconds: float = Field(default=0.0, ge=0)
 
 
 def _label(spec: KeySpec) -> str:
@@ -151,13 +156,24 @@ def admin_routes(state: DoubleState) -> list[web.AbstractRouteDef]:
         spec: FaultSpec = await body(request, FaultSpec)
         state.faults.append(Fault(portal=spec.portal, method=spec.method, status=spec.status,
                                   error_msg=spec.error_msg, latency=spec.latency,
-                                  disconnect=spec.disconnect, remaining=spec.count))
+                                  disconnect=spec.disconnect, remaining=spec.count,
+                                  apply_first=spec.apply_first, malformed=spec.malformed,
+                                  huge_bytes=spec.huge_bytes, drip_seconds=spec.drip_seconds))
         return web.json_response({"faults": len(state.faults)}, status=201)
+
+    @routes.get("/_admin/faults")
+    async def list_faults(request: web.Request) -> web.Response:
+        return web.json_response([dataclasses.asdict(f) for f in state.faults])
 
     @routes.delete("/_admin/faults")
     async def clear_faults(request: web.Request) -> web.Response:
-        state.faults.clear()
-        return web.json_response({"faults": 0})
+        """All faults, or with ?portal=<name> only those aimed at that portal."""
+        portal = request.query.get("portal")
+        if portal is None:
+            state.faults.clear()
+        else:
+            state.faults[:] = [f for f in state.faults if f.portal != portal]
+        return web.json_response({"faults": len(state.faults)})
 
     @routes.get("/_admin/stats")
     async def stats(request: web.Request) -> web.Response:

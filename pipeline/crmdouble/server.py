@@ -15,6 +15,7 @@ from aiohttp import web
 
 from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS
 from pipeline.crmdouble.admin import admin_routes
+from pipeline.crmdouble.faults import body_of, drip, replaced_answer
 from pipeline.crmdouble.handlers import Call, Reply
 from pipeline.crmdouble.routes import match
 from pipeline.crmdouble.state import DoubleState, Portal
@@ -94,16 +95,29 @@ async def _answer(request: web.Request, state: DoubleState, portal: Portal, key_
                   route: Any, path_args: dict[str, str], params: dict[str, Any]
                   ) -> tuple[int, web.StreamResponse]:
     fault = state.take_fault(portal.name, route.method)
-    if fault is not None:
+    if fault is not None and not fault.apply_first:
         if fault.latency:
             await asyncio.sleep(fault.latency)
-        if fault.disconnect:
-            if request.transport is not None:
-                request.transport.close()
-            return 0, web.Response(status=500)
-        if fault.status is not None:
-            body = {"success": False, "errorMsg": fault.error_msg or "Internal Server Error"}
-            return fault.status, _json(fault.status, body)
+        if fault.replaces_answer:
+            return await replaced_answer(request, fault)
+    status, response = await _carry_out(request, state, portal, key_value, route, path_args,
+                                         params)
+    if fault is None:
+        return status, response
+    if fault.apply_first:  # the request was carried out; its answer is late, lost or garbage
+        if fault.latency:
+            await asyncio.sleep(fault.latency)
+        if fault.replaces_answer:
+            return await replaced_answer(request, fault)
+    if fault.drip_seconds:
+        body, content_type = body_of(response)
+        return status, await drip(request, status, body, content_type, fault.drip_seconds)
+    return status, response
+
+
+async def _carry_out(request: web.Request, state: DoubleState, portal: Portal, key_value: str,
+                     route: Any, path_args: dict[str, str], params: dict[str, Any]
+                     ) -> tuple[int, web.Response]:
     telephony = route.method.startswith("/api/telephony/")
     if _over_limit(state, portal.name, key_value, telephony, request.app[LIMITS_KEY]):
         return 503, web.Response(status=503, text=RATE_LIMIT_PAGE, content_type="text/html")

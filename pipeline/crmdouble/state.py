@@ -45,7 +45,15 @@ class ApiKey:
 
 @dataclass
 class Fault:
-    """An injected misbehaviour: answer `status` (with `error_msg`), add `latency`, or drop."""
+    """An injected misbehaviour: answer `status` (with `error_msg`), add `latency`, or drop.
+
+    The hostile kinds shape the answer instead: `malformed` (`{"success": true}` and nothing
+    else), `huge_bytes` (a 200 answer that long, chunked), `drip_seconds` (the answer sent a few
+    bytes at a time over that long). With `apply_first` the request is carried out (a write is
+    made) before the fault takes effect: `latency` then delays the real answer, `status`,
+    `disconnect`, `malformed` and `huge_bytes` replace it — an answer lost after the write.
+    A dripped answer is always the real one (or the malformed or huge one it shapes).
+    """
 
     portal: str | None = None
     method: str | None = None
@@ -54,6 +62,15 @@ class Fault:
     latency: float = 0.0
     disconnect: bool = False
     remaining: int | None = None  # None: until cleared
+    apply_first: bool = False
+    malformed: bool = False
+    huge_bytes: int = 0
+    drip_seconds: float = 0.0
+
+    @property
+    def replaces_answer(self) -> bool:
+        return self.status is not None or self.disconnect or self.malformed or \
+            self.huge_bytes > 0
 
     def matches(self, portal: str, method: str) -> bool:
         return (self.portal in (None, portal)) and (self.method in (None, method))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline.chaos.runner import own_broker
+from pipeline.localkafka import LocalKafka
 from pipeline.samples import SampleTenant
 from tests.integration.stack import Stack, StackFactory
 
@@ -26,3 +28,10 @@ async def make_stack(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Stac
     yield make
     for stack in stacks:
         await asyncio.to_thread(stack.stop)
+
+
+@pytest.fixture(scope="module")
+def chaos_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker of the broker scenarios' own: they stop and restart it on its kept data."""
+    with own_broker(tmp_path_factory.mktemp("chaos-broker")) as broker:
+        yield broker
