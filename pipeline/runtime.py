@@ -37,11 +37,13 @@ __all__ = ["desk", "directory", "flush_durably", "keyring", "lag", "lanes", "led
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
-    return await invalid_topic.send(key=key, value=value, headers=headers)
+    # Awaited until the broker acknowledged it: a send the producer later fails (the broker
+    # away too long) raises here, and the lane tries again, before the event is settled.
+    return await (await invalid_topic.send(key=key, value=value, headers=headers))
 
 
 async def _send_dead_letter(key: bytes | None, value: bytes, headers: Headers) -> object:
-    return await dead_letter_topic.send(key=key, value=value, headers=headers)
+    return await (await dead_letter_topic.send(key=key, value=value, headers=headers))
 
 
 async def flush_durably() -> None:
