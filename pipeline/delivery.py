@@ -400,17 +400,19 @@ class Steps:
             facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
             digest = upload_digest(w)
             first = pending.get(w.plan.call_id)
+            recording = _recording(w)
             if first is not None:
                 if upload_digest(first) != digest:
                     w.undeliverable = CONFLICTING_RECORD
-                elif w.plan.upload.recordUrl and first.plan.upload and \
-                        not first.plan.upload.recordUrl:
-                    w.undeliverable = LATE_RECORDING
+                elif recording != _recording(first):
+                    w.undeliverable = LATE_RECORDING if not _recording(first) \
+                        else CONFLICTING_RECORD
             elif not (facts.get("call") or facts.get(done_tag(w))):
                 pending[w.plan.call_id] = w
-            elif w.plan.upload.recordUrl and facts.get("recorded") is False:
+            elif recording and facts.get("recorded") is False:
                 w.undeliverable = LATE_RECORDING
-            elif facts.get("upload_digest") not in (None, digest):
+            elif facts.get("upload_digest") not in (None, digest) or (
+                    recording and facts.get("recording") not in (None, recording)):
                 w.undeliverable = CONFLICTING_RECORD
         for chunk in _chunks(list(pending.values()), MAX_CALLS_PER_UPLOAD):
             await self._upload(chunk)
@@ -437,9 +439,16 @@ class Steps:
         BATCH_SIZE.observe(len(chunk))
         for w in chunk:
             self.ledger.record(w.plan.tenant_id, w.plan.call_id, call=True,
-                               upload_digest=upload_digest(w),
+                               upload_digest=upload_digest(w), recording=_recording(w),
                                recorded=w.plan.upload is not None and bool(
                                    w.plan.upload.recordUrl))
+
+
+def _recording(work: Work) -> str:
+    """The uploaded recording, as a short digest ("" for none): a later record of the call
+    that brings another one is a conflict, not a silent drop."""
+    url = work.plan.upload.recordUrl if work.plan.upload is not None else None
+    return hashlib.sha256(str(url).encode()).hexdigest()[:16] if url else ""
 
 
 def at_most_once(create: Callable[[], Awaitable[int]], find: Callable[[], Awaitable[int | None]]

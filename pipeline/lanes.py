@@ -242,8 +242,10 @@ class TenantLane:
         return len(stale)
 
     async def deliver(self, batch: list[Work]) -> None:
-        batch = [w for w in batch if w.start() and not self._held_back(w)]
+        # The probe first: a portal found back starts the replay of what its outage parked,
+        # and this very batch's live events must then wait for it too.
         await self._probe()
+        batch = [w for w in batch if w.start() and not self._held_back(w)]
         for work in batch:  # pop-ups first, for the whole batch: they are worth only now
             if self.broken is None and not work.prepared:
                 await self._step(self.steps.announce, work)

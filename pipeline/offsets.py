@@ -100,10 +100,16 @@ class OffsetGate:
             # Fetched before the last rebalance: never live, never counted.
             return Lease(_Partition(key, generation, closing=True), generation, offset, stamp)
         self.generation = generation
-        if part is None or part.generation != generation or (
-                part.next_read is not None and offset < part.next_read):
-            # A new generation (or a seek back within one) reads from the commit point again;
-            # what the old one handed out is no longer live.
+        if part is not None and part.generation == generation and \
+                part.next_read is not None and offset < part.next_read:
+            # Read again within one generation (Faust hands the last record of a partition out
+            # twice after a restart or a rebalance, and re-reads after a seek back): the first
+            # read of it is pending or settled already, so this one is a duplicate — never
+            # live, never counted, and it moves no commit point.
+            return Lease(_Partition(key, generation, closing=True), generation, offset, stamp)
+        if part is None or part.generation != generation:
+            # A new generation reads from the commit point again; what the old one handed out
+            # is no longer live.
             if part is not None:
                 part.closing = True
             part = self._parts[key] = _Partition(key, generation, committed=(

@@ -610,3 +610,13 @@ async def test_a_conflicting_record_of_a_missed_call_makes_no_task(harness: Harn
     await harness.deliver(call(1, status="busy", talk_seconds=0))
     assert portal.tasks == {} and portal.calls["c1"]["result"] == "answered"
     assert [r.split(":")[0] for _, r in harness.outlets.rejected] == ["conflicting_record"] * 2
+
+
+async def test_a_later_record_with_another_recording_goes_invalid_not_away(
+        harness: Harness, portal: Portal) -> None:
+    first = call(1, recording_url="https://records.example.com/a.mp3")
+    other = call(1, recording_url="https://records.example.com/b.mp3")
+    await harness.deliver(first, other)  # in one batch
+    await harness.deliver(other)  # and later
+    assert portal.calls["c1"]["recordUrl"] == "https://records.example.com/a.mp3"
+    assert [r.split(":")[0] for _, r in harness.outlets.rejected] == ["conflicting_record"] * 2
