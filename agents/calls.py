@@ -75,6 +75,14 @@ async def commit_settled() -> None:
         log.exception("committing the call topic's settled offsets failed")
 
 
+def _release_wait() -> float:
+    """How long a rebalance waits for the revoked partitions' work under way. A revoked work
+    stops before its next CRM request, so the wait is for one request at most (its deadline),
+    well inside the group's rebalance timeout."""
+    return min(max(settings.kafka.session_timeout_seconds / 4,
+                   settings.crm.timeout_seconds + 2.0), 30.0)
+
+
 @app.on_partitions_revoked.connect
 async def _release(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     revoked = args[0] if args else kwargs.get("revoked", set())
@@ -83,7 +91,7 @@ async def _release(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> No
     gate.revoke(keys)
     lanes.drop_stale()
     try:
-        await committer.release(keys, wait=settings.kafka.session_timeout_seconds / 4)
+        await committer.release(keys, wait=_release_wait())
     except Exception:
         log.exception("committing revoked partitions failed; their next owner reads again")
     lag.forget(topic, [p for _, p in keys])

@@ -31,7 +31,7 @@ from pipeline.planning import (
 from schemas.call_event import CallEvent
 from schemas.crm import CustomerRef, TaskPayload
 
-__all__ = ["SourceRef", "StepFailed", "Steps", "Work", "finished"]
+__all__ = ["Revoked", "SourceRef", "StepFailed", "Steps", "Work", "finished"]
 
 T = TypeVar("T")
 LATE_RECORDING = (
@@ -83,6 +83,13 @@ class Work:
     # The live consumer's claim on the record; None for replayed work (the replay tracks it).
     lease: Lease | None = None
     replayed: bool = False
+    # Its partition moved to another owner mid-way: dropped unsettled, read again there.
+    revoked: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Still this worker's to deliver: no CRM request is made for it otherwise."""
+        return self.lease is None or self.lease.live
 
     def start(self) -> bool:
         """False if the record's partition moved to another owner: drop the work unstarted."""
@@ -90,6 +97,12 @@ class Work:
             return True
         self.lease.abandon()
         return False
+
+
+class Revoked(Exception):
+    """The record's partition was revoked while its work ran. The work stops before its next
+    CRM request, so that two owners never write for one record at once: the next owner reads
+    it again from the commit point and finds in the ledger what was done already."""
 
 
 class StepFailed(Exception):
@@ -125,12 +138,14 @@ class Steps:
         self.on_denied: Callable[[str], None] | None = None
 
     async def call(self, method: str, fn: Callable[[], Awaitable[T]], *,
-                   deadline: datetime | None = None) -> T:
+                   deadline: datetime | None = None, work: Work | None = None) -> T:
         if method in self.denied:
             raise StepFailed(DeadLetter(reason="AccessDenied", broken=False, method=method))
         attempt = 0
         while True:
             attempt += 1
+            if work is not None and not work.live:
+                raise Revoked(work.source)
             try:
                 return await fn()
             except e.RetailCRMError as exc:
@@ -167,7 +182,7 @@ class Steps:
                      fn: Callable[[], Awaitable[T]]) -> T | None:
         """Run a step; a rejection or a parked method is noted on the work, broken re-raises."""
         try:
-            return await self.call(method, fn)
+            return await self.call(method, fn, work=work)
         except StepFailed as failed:
             action = failed.action
             if isinstance(action, DeadLetter):
@@ -243,7 +258,7 @@ class Steps:
             try:
                 await self.call("/api/telephony/call/event",
                                 lambda p=popup.payload: self.client.call_event(p),  # type: ignore[misc]
-                                deadline=popup.not_after)
+                                deadline=popup.not_after, work=work)
             except StepFailed as failed:
                 if isinstance(failed.action, DeadLetter) and failed.action.broken:
                     raise
@@ -263,11 +278,11 @@ class Steps:
             return
         try:
             user = await self.call("/api/users/{id}", lambda: self.client.user(change.user_id),
-                                   deadline=change.not_after)
+                                   deadline=change.not_after, work=work)
             if change.action == "busy":
                 if user.status != "busy":
                     await self.call("/api/users/{id}/status", lambda: self.client.set_user_status(
-                        change.user_id, "busy"), deadline=change.not_after)
+                        change.user_id, "busy"), deadline=change.not_after, work=work)
                     STATUS_SYNC.labels("busy").inc()
                 self.ledger.record(plan.tenant_id, plan.call_id, status_busy=True,
                                    status_before=user.status if user.status != "busy" else None)
@@ -275,7 +290,7 @@ class Steps:
             before = facts.get("status_before")
             if facts.get("status_busy") and before and user.status == "busy":
                 await self.call("/api/users/{id}/status", lambda: self.client.set_user_status(
-                    change.user_id, before), deadline=change.not_after)
+                    change.user_id, before), deadline=change.not_after, work=work)
                 STATUS_SYNC.labels("restore").inc()
             self.ledger.record(plan.tenant_id, plan.call_id, status_restore=True)
         except StepFailed as failed:
@@ -396,6 +411,9 @@ class Steps:
         pending: dict[str, Work] = {}
         for w in works:
             if w.plan.upload is None or w.broken is not None or w.undeliverable is not None:
+                continue
+            if not w.live:
+                w.revoked = True
                 continue
             facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
             digest = upload_digest(w)

@@ -15,7 +15,7 @@ import httpx
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
-from pipeline.delivery import SourceRef, StepFailed, Steps, Work, finished
+from pipeline.delivery import Revoked, SourceRef, StepFailed, Steps, Work, finished
 from pipeline.errorpolicy import DeadLetter
 from pipeline.ledger import Ledger
 from pipeline.metrics import DELIVERED, LANE_BACKLOG, observe_crm_request
@@ -253,15 +253,16 @@ class TenantLane:
             if self.broken is not None:
                 work.broken = self.broken
                 continue
-            if not work.prepared:
+            if not work.prepared and not work.revoked:
                 await self._step(self.steps.per_call, work)
             work.prepared = True
-        batch = self._hold_uploads(batch)
+        batch = self._hold_uploads(self._drop_revoked(batch))
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
             for work in batch:
                 self._failed(work, exc)
+        batch = self._drop_revoked(batch)
         if self.broken is None:
             self.broken = next((w.broken for w in batch if w.broken is not None), None)
             if self.broken is not None and self.hooks is not None:
@@ -270,10 +271,28 @@ class TenantLane:
             await self._finish(work)
 
     async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
+        if work.revoked:
+            return
         try:
             await step(work)
+        except Revoked:
+            work.revoked = True
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
             self._failed(work, exc)
+
+    @staticmethod
+    def _drop_revoked(batch: list[Work]) -> list[Work]:
+        """Works whose partition was revoked mid-way stop here, unsettled and without an
+        outcome: their next owner reads them again and the ledger tells it what was done."""
+        kept = []
+        for work in batch:
+            if work.revoked or not work.live:
+                work.revoked = True
+                if work.lease is not None:
+                    work.lease.abandon()
+            else:
+                kept.append(work)
+        return kept
 
     def _failed(self, work: Work, exc: Exception) -> None:
         if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):

@@ -620,3 +620,49 @@ async def test_a_later_record_with_another_recording_goes_invalid_not_away(
     await harness.deliver(other)  # and later
     assert portal.calls["c1"]["recordUrl"] == "https://records.example.com/a.mp3"
     assert [r.split(":")[0] for _, r in harness.outlets.rejected] == ["conflicting_record"] * 2
+
+
+async def test_a_partition_revoked_mid_batch_stops_its_crm_writes_and_its_next_owner_adds_none(
+        harness: Harness, portal: Portal) -> None:
+    """A rebalance while a batch runs: the old owner makes no CRM request after the revoke
+    (its next owner may already be at work), settles nothing, and the next owner, reading the
+    same records again with the same ledger, completes them without a second task."""
+    gate = OffsetGate()
+    missed = [call(n, status="no_answer", talk_seconds=0) for n in (1, 2, 3)]
+    works = []
+    for n, event in enumerate(missed):
+        lease = gate.read("calls", 0, n, generation=1, stamp=0.0)
+        work = harness.work(event, n)
+        work.lease, work.ack = lease, lease.settle
+        works.append(work)
+    create_task = harness.client.create_task
+
+    async def create_then_revoke(*args: Any, **kwargs: Any) -> Any:
+        made = await create_task(*args, **kwargs)
+        gate.revoke([("calls", 0)])  # the rebalance lands while the first task is made
+        return made
+
+    harness.client.create_task = create_then_revoke  # type: ignore[method-assign]
+    before = requests(portal, harness.double)
+    await harness.lane.deliver(works)
+    assert len(portal.tasks) == 1 and harness.outlets.dead == [] == harness.outlets.rejected
+    assert not any(w.lease.settled or w.lease.started for w in works if w.lease is not None)
+    assert gate.running([("calls", 0)]) == 0  # the rebalance's wait is over at once
+    assert portal.calls == {}  # nothing uploaded for the revoked batch
+    made_by_old_owner = requests(portal, harness.double) - before
+
+    harness.client.create_task = create_task  # type: ignore[method-assign]
+    next_owner = TenantLane(tenant_id="acme", steps=harness.steps, outlets=harness.outlets,
+                            linger=0.05, buffer=100)
+    again = []
+    for n, event in enumerate(missed):
+        lease = gate.read("calls", 0, n, generation=2, stamp=0.0)
+        work = harness.work(event, n)
+        work.lease, work.ack = lease, lease.settle
+        again.append(work)
+    await next_owner.deliver(again)
+    texts = sorted(str(t.get("commentary")) for t in portal.tasks.values())
+    assert len(portal.tasks) == 3 and len(set(texts)) == 3, texts
+    assert sorted(portal.calls) == ["c1", "c2", "c3"]
+    assert all(w.lease is not None and w.lease.settled for w in again)
+    assert made_by_old_owner > 0
