@@ -1,4 +1,5 @@
-"""Housekeeping timers: sync_rosters (each owned tenant's CRM managers) and prune_ledger."""
+"""Housekeeping timers: sync_rosters (each owned tenant's CRM managers), evict_idle_lanes
+and prune_ledger."""
 
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ async def _sync_rosters() -> None:
         config = directory.config(tenant_id)
         if config is None or states.get(tenant_id).state != "active":
             continue
-        lane = lanes.lane_for(config)
-        if lane.broken is not None:
+        lane = lanes.lanes.get(tenant_id)  # no lane is made for a sync: memory follows calls
+        if lane is not None and lane.broken is not None:
             continue
-        try:  # the lane's client: the sync shares the tenant's request budget
-            roster = await staff.sync(config, lane.steps.client)
+        # The pooled client of the portal and key: the sync shares the tenant's request budget.
+        client = lane.steps.client if lane is not None else lanes.clients.get(config)
+        try:
+            roster = await staff.sync(config, client)
         except e.RetailCRMError as exc:
             log.warning("roster sync of %s failed: %s", tenant_id, exc)
             continue
@@ -42,6 +45,18 @@ async def _sync_rosters() -> None:
             log.exception("roster sync of %s failed", tenant_id)
             continue
         log.info("roster of %s: %d managers", tenant_id, len(roster.managers))
+
+
+@app.timer(interval=60.0)  # type: ignore[untyped-decorator]
+async def evict_idle_lanes() -> None:
+    """Lanes and clients of tenants quiet for CALLSYNC_LANE_IDLE_SECONDS are let go."""
+    try:
+        evicted = await lanes.evict_idle(settings.lane_idle_seconds)
+    except Exception:
+        log.exception("evicting idle lanes failed")
+        return
+    if evicted:
+        log.info("let %d idle tenant lanes go (%d still open)", evicted, len(lanes.lanes))
 
 
 @app.timer(interval=3600.0)  # type: ignore[untyped-decorator]

@@ -192,6 +192,9 @@ class Settings(BaseSettings):
                                     description="CALLSYNC_REPLICATION_FACTOR: new topics")
     lane_buffer: int = Field(default=2000, ge=1,
                              description="CALLSYNC_LANE_BUFFER: events queued per tenant")
+    lane_idle_seconds: float = Field(
+        default=600.0, gt=0, description="CALLSYNC_LANE_IDLE_SECONDS: a tenant quiet this long "
+        "has its delivery lane and CRM client let go (memory follows the tenants calling)")
     broken_probe_seconds: float = Field(
         default=300.0, gt=0, description="CALLSYNC_BROKEN_PROBE_SECONDS: how seldom a broken "
         "key is tried again (one /api/credentials call)")

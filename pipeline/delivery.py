@@ -31,7 +31,7 @@ from pipeline.planning import (
 from schemas.call_event import CallEvent
 from schemas.crm import CustomerRef, TaskPayload
 
-__all__ = ["Revoked", "SourceRef", "StepFailed", "Steps", "Work", "finished"]
+__all__ = ["Revoked", "SourceRef", "StepFailed", "Steps", "Work", "caller_key", "finished"]
 
 T = TypeVar("T")
 LATE_RECORDING = (
@@ -222,8 +222,10 @@ class Steps:
             return
         if not plan.lookup:
             return
-        lookup = await self._guard(work, "lookup", "/api/telephony/manager",
-                                   lambda: self._lookup(plan.phone))
+        lookup = self._known_caller(plan)
+        if lookup is None:
+            lookup = await self._guard(work, "lookup", "/api/telephony/manager",
+                                       lambda: self._lookup(plan))
         if lookup is None:
             return
         seen = "lead" in facts
@@ -238,13 +240,35 @@ class Steps:
         await self._order(work, facts, customer, new_lead=new_lead, seen=seen)
         await self._task(work, facts, lookup, customer)
 
-    async def _lookup(self, phone: str) -> ManagerLookup:
-        cached = self.known_callers.get(phone)
+    def _known_caller(self, plan: CallPlan) -> ManagerLookup | None:
+        """A caller the CRM has a customer for, known from an earlier call (the ledger keeps
+        it, so a restart does not forget): no lookup needed — unless the call makes a task,
+        whose performer is the customer's manager as the CRM has it now."""
+        if plan.task is not None:
+            return None
+        known = self.ledger.facts(plan.tenant_id, self._caller(plan))
+        customer_id = known.get("customer_id")
+        if not isinstance(customer_id, int):
+            return None
+        return ManagerLookup(customer=Customer(id=customer_id))
+
+    def _caller(self, plan: CallPlan) -> str:
+        return caller_key(plan.tenant_id, self.client.base_url, plan.phone)
+
+    def _remember_caller(self, plan: CallPlan, customer_id: int) -> None:
+        key = self._caller(plan)
+        if self.ledger.facts(plan.tenant_id, key).get("customer_id") != customer_id:
+            self.ledger.record(plan.tenant_id, key, customer_id=customer_id)
+
+    async def _lookup(self, plan: CallPlan) -> ManagerLookup:
+        cached = self.known_callers.get(plan.phone)
         if cached is not None:
             return cached
-        lookup = await self.client.telephony_manager(phone, details=True, ignore_status=True)
+        lookup = await self.client.telephony_manager(plan.phone, details=True,
+                                                     ignore_status=True)
         if lookup.customer is not None:
-            self.known_callers[phone] = lookup
+            self.known_callers[plan.phone] = lookup
+            self._remember_caller(plan, lookup.customer.id)
         return lookup
 
     async def _popups(self, work: Work, facts: dict[str, Any]) -> None:
@@ -328,6 +352,7 @@ class Steps:
         if customer_id is None:
             return None
         self.ledger.record(plan.tenant_id, plan.call_id, customer_id=customer_id)
+        self._remember_caller(plan, customer_id)
         return CustomerRef(id=customer_id)
 
     async def _customer_or_none(self, external_id: str) -> Customer | None:
@@ -460,6 +485,14 @@ class Steps:
                                upload_digest=upload_digest(w), recording=_recording(w),
                                recorded=w.plan.upload is not None and bool(
                                    w.plan.upload.recordUrl))
+
+
+def caller_key(tenant_id: str, portal: str, phone: str) -> str:
+    """The ledger's entry for what a portal is known to hold for a caller: under a digest,
+    not the number (the ledger's changelog is no place for personal data in clear); `#` is in
+    no call id. A tenant moved to another portal knows none of its callers there."""
+    digest = hashlib.sha256(f"{tenant_id}|{portal}|{phone}".encode()).hexdigest()[:32]
+    return f"#caller/{digest}"
 
 
 def _recording(work: Work) -> str:

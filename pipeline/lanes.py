@@ -15,6 +15,7 @@ import httpx
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
+from pipeline.crm.transport import SharedTransport
 from pipeline.delivery import Revoked, SourceRef, StepFailed, Steps, Work, finished
 from pipeline.errorpolicy import DeadLetter
 from pipeline.ledger import Ledger
@@ -66,13 +67,30 @@ class ClientPool:
     def __init__(self, factory: Callable[[IntegrationConfig], RetailCRMClient]) -> None:
         self._factory = factory
         self._clients: dict[tuple[str, str], RetailCRMClient] = {}
+        self._used: dict[tuple[str, str], float] = {}  # when each was last handed out
 
     def get(self, config: IntegrationConfig) -> RetailCRMClient:
         key = (str(config.portal_url), config.api_key.get_secret_value())
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = self._factory(config)
+        self._used[key] = time.monotonic()
         return client
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    async def evict_idle(self, after: float, *, keep: set[int]) -> int:
+        """Close clients nobody asked for in `after` seconds, but those in `keep` (ids of
+        clients lanes hold). Their pacing is long over: a later client starts afresh."""
+        now = time.monotonic()
+        stale = [key for key, client in self._clients.items()
+                 if id(client) not in keep and now - self._used.get(key, now) > after]
+        for key in stale:
+            client = self._clients.pop(key)
+            self._used.pop(key, None)
+            await client.aclose()
+        return len(stale)
 
     @contextlib.asynccontextmanager
     async def borrow(self, config: IntegrationConfig) -> AsyncIterator[RetailCRMClient]:
@@ -106,6 +124,8 @@ class TenantLane:
         self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
         self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
         self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        self._last_active = time.monotonic()
 
     def start(self) -> None:
         if self._task is None:
@@ -120,8 +140,16 @@ class TenantLane:
 
     async def submit(self, work: Work) -> None:
         """Waits while the lane is full: back-pressure on the partition, never a dropped event."""
+        self._last_active = time.monotonic()
         await self._queue.put(work)
         LANE_BACKLOG.inc()
+
+    def idle_since(self, now: float) -> float:
+        """Seconds the lane has had nothing to do (0 while it has something, or a key or a
+        portal to probe: a broken lane wakes by itself)."""
+        if self._busy or not self._queue.empty() or self._held or self.broken is not None:
+            return 0.0
+        return now - self._last_active
 
     @property
     def backlog(self) -> int:
@@ -153,7 +181,12 @@ class TenantLane:
     async def _run(self) -> None:
         while True:
             batch = await self._collect(self._wait())
-            await self.deliver(batch + self._due())
+            self._busy = True
+            try:
+                await self.deliver(batch + self._due())
+            finally:
+                self._busy = False
+                self._last_active = time.monotonic()
 
     def _wait(self) -> float | None:
         """How long the lane may wait for an event before it has something to do itself."""
@@ -364,7 +397,8 @@ class LaneRegistry:
         self.states = states
         self.probe_interval = probe_interval
         self.outage_probe_interval = outage_probe_interval
-        self.transport = transport
+        # One pool and TLS context for every tenant's client (pipeline/crm/transport.py).
+        self.transport = SharedTransport(transport)
         self.buffer = buffer
         self.clock = clock
         self.lanes: dict[str, TenantLane] = {}
@@ -475,7 +509,29 @@ class LaneRegistry:
     def drop_stale(self) -> int:
         return sum(lane.drop_stale() for lane in self.lanes.values())
 
+    async def evict_idle(self, after: float) -> int:
+        """Forget the lanes (and clients) of tenants that sent nothing for `after` seconds:
+        memory follows the tenants calling now, not every tenant that ever called. A lane
+        with anything to do — queued or held events, a broken key or a portal to probe, a
+        replay feeding it — stays; a new event makes a fresh lane, its state from the
+        tenant-state table."""
+        now = time.monotonic()
+        recovering = self.recovery.recovering if self.recovery is not None else \
+            (lambda tenant_id: False)
+        idle = [tenant_id for tenant_id, lane in self.lanes.items()
+                if lane.idle_since(now) > after and not recovering(tenant_id)]
+        lanes = []
+        for tenant_id in idle:  # out of the registry before any await: nothing is submitted
+            lanes.append(self.lanes.pop(tenant_id))
+            self._fingerprints.pop(tenant_id, None)
+        for lane in lanes:
+            await lane.stop()
+        in_use = {id(lane.steps.client) for lane in self.lanes.values()}
+        await self.clients.evict_idle(after, keep=in_use)
+        return len(lanes)
+
     async def stop(self) -> None:
         for lane in self.lanes.values():
             await lane.stop()
         await self.clients.close()
+        await self.transport.close()

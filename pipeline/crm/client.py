@@ -182,8 +182,12 @@ class RetailCRMClient:
         if params:
             url += "?" + encode_query(params)
         limiter = self._telephony if path.startswith("telephony/") else self._general
-        waited = await limiter.acquire()
+        slot, waited = await limiter.reserve()
         started = time.monotonic()
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            if event.endswith("send_request_headers.started"):
+                slot.sent(time.monotonic())  # the window counts from when it really left
         outcome = "error"
         try:
             try:
@@ -192,6 +196,7 @@ class RetailCRMClient:
                     async with self._http.stream(
                         verb, url, headers={"X-API-KEY": self._key.get_secret_value()},
                         data=encode_form(form) if form is not None else None,
+                        extensions={"trace": trace},
                     ) as response:
                         raw = await _read_capped(response, cap=self.max_response_bytes,
                                                  method=method)

@@ -17,7 +17,7 @@ from pipeline.crmdouble.server import CRMDouble
 from pipeline.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.delivery import SourceRef, Steps, Work
 from pipeline.errorpolicy import DeadLetter
-from pipeline.lanes import TenantLane
+from pipeline.lanes import LaneRegistry, TenantLane
 from pipeline.ledger import MemoryLedger
 from pipeline.offsets import OffsetGate
 from pipeline.planning import plan_call
@@ -666,3 +666,58 @@ async def test_a_partition_revoked_mid_batch_stops_its_crm_writes_and_its_next_o
     assert sorted(portal.calls) == ["c1", "c2", "c3"]
     assert all(w.lease is not None and w.lease.settled for w in again)
     assert made_by_old_owner > 0
+
+
+async def test_a_known_caller_costs_no_lookup_even_after_a_restart(
+        harness: Harness, portal: Portal, crm_double: CRMDouble) -> None:
+    """The ledger keeps which customer a caller is (after a lookup and after a create), so a
+    known caller's answered call costs its share of an upload only — a restarted worker (an
+    empty cache) included. A missed call still asks who the customer's manager is now."""
+    await harness.deliver(call(1))  # a new lead: its customer is made
+    lookups = ("acme", "/api/telephony/manager")
+    asked = crm_double.state.by_method.get(lookups, 0)
+    harness.steps.known_callers.clear()  # a restart: what was in memory is gone
+    await harness.deliver(call(2, client_phone="+380501110001"))
+    assert crm_double.state.by_method.get(lookups, 0) == asked
+    assert len(portal.customers) == 1 and len(portal.orders) == 1
+    assert sorted(portal.calls) == ["c1", "c2"]
+    harness.steps.known_callers.clear()
+    await harness.deliver(call(3, client_phone="+380501110001", status="no_answer",
+                               talk_seconds=0))
+    assert crm_double.state.by_method.get(lookups, 0) == asked + 1  # the task's performer
+    assert len(portal.tasks) == 1 and len(portal.orders) == 1
+    # No phone number in clear in the ledger's keys.
+    assert not any("380501110001" in key for key in harness.ledger.data)
+
+
+async def test_idle_lanes_and_their_clients_are_let_go_busy_and_broken_ones_stay(
+        crm_double: CRMDouble, portal: Portal, harness: Harness) -> None:
+    """Memory follows the tenants calling now: a quiet lane goes with its client, a lane
+    with events queued or a key to probe stays, and a new event makes a fresh lane that
+    delivers."""
+    ledger = MemoryLedger()
+    outlets = RecordingOutlets()
+    registry = LaneRegistry(settings=CRMSettings(upload_linger_seconds=0.01), ledger=ledger,
+                            outlets=outlets)
+    try:
+        cfg = config(crm_double)
+        lane = registry.lane_for(cfg)
+        assert len(registry.clients) == 1
+        assert await registry.evict_idle(after=60.0) == 0  # not quiet long enough
+        lane.broken = DeadLetter(reason="CRMAuthorizationError", broken=True)
+        assert await registry.evict_idle(after=0.0) == 0  # it must probe its key
+        lane.broken = None
+        assert await registry.evict_idle(after=0.0) == 1
+        assert registry.lanes == {} and len(registry.clients) == 0
+        fresh = registry.lane_for(cfg)
+        assert fresh is not lane
+        plan = plan_call(call(1, direction="out"), cfg, MAPPING)
+        acked: list[str] = []
+        await fresh.submit(Work(event=call(1, direction="out"), plan=plan, raw=b"{}",
+                                key=b"acme", source=SourceRef("calls", 0, 0),
+                                ack=lambda: acked.append("c1")))
+        assert fresh.idle_since(float("inf")) == 0.0  # an event queued: not idle
+        await wait_until(lambda: acked == ["c1"], "the fresh lane to deliver")
+        assert "c1" in portal.calls and outlets.dead == [] == outlets.rejected
+    finally:
+        await registry.stop()
