@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from pipeline.config import Settings
 
-__all__ = ["TopicMismatch", "TopicSpec", "ensure_topics", "topic_specs"]
+__all__ = ["TABLES", "TopicMismatch", "TopicSpec", "changelog_topic", "ensure_topics", "topic_specs"]
 
 DAY_MS = 86_400_000
 WAIT_SECONDS = 30.0  # a fresh topic is described with its partitions within a second or two
@@ -55,7 +55,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.dead_letter, p, delete_after(30), None),
         TopicSpec(t.control, p, delete_after(7), COPARTITIONED),
         TopicSpec(t.results, 1, delete_after(7), "the operator reads its answers from partition 0"),
+        *(TopicSpec(changelog_topic(settings, table), p, compact, COPARTITIONED)
+          for table in TABLES),
     ]
+
+
+# The worker's Faust tables (pipeline/app.py). Their changelog topics are made here too, before
+# any worker starts: Faust would make each when its worker starts, and a group leader whose
+# metadata predates one leaves that table's partitions out of the assignment ("Ignoring missing
+# topic") — the next owner of a partition then worked with an empty ledger.
+TABLES = ("integrations", "mappings", "rosters", "tenant-state", "ledger")
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
 
 
 async def ensure_topics(settings: Settings, *, wait_seconds: float = WAIT_SECONDS) -> list[str]:
