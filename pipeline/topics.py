@@ -13,7 +13,8 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from pipeline.config import Settings
 
-__all__ = ["TABLES", "TopicMismatch", "TopicSpec", "changelog_topic", "ensure_topics", "topic_specs"]
+__all__ = ["TABLES", "TopicMismatch", "TopicSpec", "changelog_topic", "ensure_topics",
+           "topic_specs"]
 
 DAY_MS = 86_400_000
 WAIT_SECONDS = 30.0  # a fresh topic is described with its partitions within a second or two
