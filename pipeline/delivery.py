@@ -34,6 +34,9 @@ from schemas.crm import CustomerRef, TaskPayload
 __all__ = ["Revoked", "SourceRef", "StepFailed", "Steps", "Work", "caller_key", "finished"]
 
 T = TypeVar("T")
+# How far a look-up for a task made earlier reads (100 a page): a caller's missed calls to one
+# performer, with the same text.
+MAX_TASK_PAGES = 20
 LATE_RECORDING = (
     "late_recording: the call was uploaded without a recording, and retailCRM keeps a call's "
     "first upload (calls are de-duplicated by externalId and cannot be edited); publish a "
@@ -422,10 +425,16 @@ class Steps:
     async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int | None:
         """The id of the task made for this call earlier, if there is one."""
         marker = f"Call {plan.call_id} "
-        found = await self.client.tasks(
-            filter={"performers": [task.performerId], "text": task.text}, limit=100)
-        match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
-        return match.id if match is not None else None
+        page, pages = 1, 1
+        while page <= min(pages, MAX_TASK_PAGES):  # a caller's many missed calls: every page
+            found = await self.client.tasks(
+                filter={"performers": [task.performerId], "text": task.text}, page=page,
+                limit=100)
+            match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
+            if match is not None:
+                return match.id
+            page, pages = page + 1, found.pagination.totalPageCount
+        return None
 
     # -- batched -------------------------------------------------------------------------------
 

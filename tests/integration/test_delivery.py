@@ -721,3 +721,31 @@ async def test_idle_lanes_and_their_clients_are_let_go_busy_and_broken_ones_stay
         assert "c1" in portal.calls and outlets.dead == [] == outlets.rejected
     finally:
         await registry.stop()
+
+
+async def test_a_timed_out_task_is_found_past_the_first_page(
+        harness: Harness, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller who already has over a hundred tasks of the same text for one performer: the
+    look-up after a late answer reads on past the first page instead of making a second."""
+    for n in range(130):
+        portal.tasks[10_000 + n] = {
+            "id": 10_000 + n, "text": "Missed call from +380501110001",
+            "commentary": f"Call old-{n} at 10:00", "performerId": 27, "performer": 27,
+            "complete": False}
+    real = harness.client.create_task
+    late = [1]
+
+    async def create_then_time_out(*args: Any, **kwargs: Any) -> Any:
+        made = await real(*args, **kwargs)
+        if late[0] > 0:
+            late[0] -= 1
+            raise e.CRMTransportError("retailCRM /api/tasks/create: timed out",
+                                      method="/api/tasks/create")
+        return made
+
+    monkeypatch.setattr(harness.client, "create_task", create_then_time_out)
+    harness.steps.known_callers.clear()
+    await harness.deliver(call(1, status="no_answer", talk_seconds=0))
+    mine = [t for t in portal.tasks.values() if "Call c1 " in str(t.get("commentary"))]
+    assert late == [0] and len(mine) == 1 and len(portal.tasks) == 131
+    assert harness.acked == ["c1"] and harness.outlets.dead == []
