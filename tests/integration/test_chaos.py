@@ -30,10 +30,11 @@ pytestmark = pytest.mark.chaos
 
 EVENTS, TENANTS, SEED = 300, 10, 7
 # Scenarios that still lose, duplicate or misattribute under their fault in some runs (see the
-# closing note of the stop that added this suite): CI's short form leaves them out so that it
-# fails only on a regression; `python -m pipeline chaos` runs every scenario, these included.
-STILL_FAILING = {"broker-kill", "portal-outage-timeout", "rebalance", "kill",
-                 "hostile-records"}
+# closing notes of issue #9): CI's short form leaves them out so that it fails only on a
+# regression; `python -m pipeline chaos` runs every scenario, these included. broker-kill lost
+# 11 calls of 3000 in one short run of five (below the commit point, settled without their
+# upload); its cause is not found yet.
+STILL_FAILING = {"broker-kill"}
 TASK = {"text": "Call back", "performerId": 27}
 
 
