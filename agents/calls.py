@@ -48,6 +48,34 @@ def owns(tenant_id: str) -> bool:
 replays.owns = owns
 
 
+def _committed(tp: Any) -> int | None:
+    """The partition's committed offset as the consumer last read it from the broker (Faust
+    seeks every newly assigned partition there)."""
+    consumer: Any = app.consumer
+    offset = consumer._committed_offset.get(tp)
+    return int(offset) if isinstance(offset, int) and offset >= 0 else None
+
+
+async def _rewind(tp: Any, offset: int) -> None:
+    """Records above the committed offset came first in this generation, and Faust drops the
+    ones below as read before: seek back, so every record is read (the ones read twice are
+    duplicates the gate ignores). Not before the partition's first record (retention)."""
+    consumer: Any = app.consumer
+    try:
+        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        if isinstance(earliest, int) and earliest > offset:
+            gate.rebase(tp.topic, tp.partition, earliest)
+            offset = earliest
+        if gate.rewind(tp.topic, tp.partition, every=0.0) is None:
+            return  # the records start there: nothing was skipped after all
+        log.warning("%s[%d]: records above its committed offset %d came first; seeking back "
+                    "so that none is committed over unread", tp.topic, tp.partition, offset)
+        await consumer.seek(tp, offset)
+    except Exception:
+        log.exception("could not seek %s[%d] back to %d; its commit point waits there",
+                      tp.topic, tp.partition, offset)
+
+
 @app.agent(calls_topic)
 async def deliver_calls(stream: Any) -> None:
     async for event in stream.events():
@@ -55,7 +83,10 @@ async def deliver_calls(stream: Any) -> None:
         EVENTS_CONSUMED.labels(message.topic).inc()
         lease = gate.read(message.topic, message.partition, message.offset,
                           generation=message.generation_id or 0,
-                          stamp=_seconds(message.timestamp))
+                          stamp=_seconds(message.timestamp), base=_committed(message.tp))
+        back = gate.rewind(message.topic, message.partition)
+        if back is not None:
+            await _rewind(message.tp, back)
         source = SourceRef(message.topic, message.partition, message.offset)
         try:
             await accept_call(raw=event.value, key=event.key, source=source, ack=lease.settle,
