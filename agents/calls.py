@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -57,19 +58,22 @@ def _committed(tp: Any) -> int | None:
 
 
 async def _rewind(tp: Any, offset: int) -> None:
-    """Records above the committed offset came first in this generation, and Faust drops the
-    ones below as read before: seek back, so every record is read (the ones read twice are
-    duplicates the gate ignores). Not before the partition's first record (retention)."""
+    """A record of this generation was never handed to callsync (Faust dropped it as read, or
+    handed it out under the generation before), with later ones read: seek back to it, so that
+    it is read and none is committed over unread (the ones read twice are duplicates the gate
+    ignores). Not before the partition's first record (retention)."""
     consumer: Any = app.consumer
     try:
-        earliest = (await consumer.earliest_offsets(tp)).get(tp)
+        earliest = (await asyncio.wait_for(consumer.earliest_offsets(tp), 10.0)).get(tp)
         if isinstance(earliest, int) and earliest > offset:
             gate.rebase(tp.topic, tp.partition, earliest)
-            offset = earliest
-        if gate.rewind(tp.topic, tp.partition, every=0.0) is None:
-            return  # the records start there: nothing was skipped after all
-        log.warning("%s[%d]: records above its committed offset %d came first; seeking back "
-                    "so that none is committed over unread", tp.topic, tp.partition, offset)
+            hole = gate.hole(tp.topic, tp.partition)
+            if hole is None:
+                return  # the records start there: nothing was skipped after all
+            offset = hole
+        log.warning("%s[%d]: offset %d was not handed out, later ones were (read: %s); "
+                    "seeking back to it", tp.topic, tp.partition, offset,
+                    gate.seen(tp.topic, tp.partition))
         await consumer.seek(tp, offset)
     except Exception:
         log.exception("could not seek %s[%d] back to %d; its commit point waits there",

@@ -24,6 +24,8 @@ __all__ = ["Committer", "Lease", "OffsetGate", "PartitionKey"]
 log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]  # (topic, partition)
+# Seeks back to an unread offset before it is taken for one that holds no record.
+MAX_REWINDS = 2
 
 
 @dataclass(eq=False)
@@ -80,7 +82,8 @@ class _Partition:
     # Records above it read first mean some were skipped: the point stays here (see `hole`).
     base: int | None = None
     seen: list[list[int]] = field(default_factory=list)  # offsets read: [start, end) ranges
-    rewound_at: float | None = None  # when a rewind to `base` was last asked for
+    rewound_at: float | None = None  # when a rewind to the hole was last asked for
+    rewinds: int = 0  # rewinds asked for without the hole filling
 
     def saw(self, offset: int) -> bool:
         return any(start <= offset < end for start, end in self.seen)
@@ -105,6 +108,13 @@ class _Partition:
                 break
             cursor = max(cursor, end)
         return cursor
+
+    def fill(self) -> tuple[int, int]:
+        """Take every offset from the start to the last one read for read: offsets no seek
+        back brings (transaction markers, records deleted by retention)."""
+        start = self.seen[0][0] if self.base is None else min(self.base, self.seen[0][0])
+        self.seen = [[start, self.seen[-1][1]]]
+        return start, self.seen[-1][1]
 
     def hole(self) -> int | None:
         """An offset this generation should have read and has not, with later ones read (Faust
@@ -177,11 +187,30 @@ class OffsetGate:
         if part is None or part.closing:
             return None
         hole = part.hole()
-        now = time.monotonic() if now is None else now
-        if hole is None or (part.rewound_at is not None and now - part.rewound_at < every):
+        if hole is None:
+            part.rewinds = 0
             return None
+        now = time.monotonic() if now is None else now
+        if part.rewound_at is not None and now - part.rewound_at < every:
+            return None
+        if part.rewinds >= MAX_REWINDS:
+            _, end = part.fill()
+            log.warning("%s[%d]: offsets %d..%d stayed unread after %d seeks back; taken for "
+                        "offsets that hold no record (transaction markers, retention)",
+                        topic, partition, hole, end - 1, part.rewinds)
+            part.rewinds = 0
+            return None
+        part.rewinds += 1
         part.rewound_at = now
         return hole
+
+    def hole(self, topic: str, partition: int) -> int | None:
+        part = self._parts.get((topic, partition))
+        return part.hole() if part is not None else None
+
+    def seen(self, topic: str, partition: int) -> list[list[int]]:
+        part = self._parts.get((topic, partition))
+        return [list(r) for r in part.seen[:3]] if part is not None else []
 
     def rebase(self, topic: str, partition: int, base: int) -> None:
         """The partition's records start later than its committed offset (retention deleted

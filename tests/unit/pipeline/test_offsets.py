@@ -230,3 +230,16 @@ def test_the_worker_s_own_last_commit_bounds_where_a_later_generation_starts() -
     stale.settle()
     assert gate.commit_points() == {(T, 0): 52}  # not past 52..59, never read
     assert gate.rewind(T, 0, now=1.0) == 52
+
+
+def test_offsets_two_seeks_back_do_not_bring_are_taken_for_no_record() -> None:
+    """A transactional producer's commit markers hold offsets and no record: after two seeks
+    back that bring nothing, the hole is taken for one, so the commit point moves on."""
+    gate = OffsetGate()
+    for lease in read(gate, 10, 12, 13):  # 11 is a marker
+        lease.settle()
+    assert gate.commit_points() == {(T, 0): 11}
+    assert gate.rewind(T, 0, now=0.0) == 11
+    assert gate.rewind(T, 0, now=10.0) == 11
+    assert gate.rewind(T, 0, now=20.0) is None  # taken for no record
+    assert gate.commit_points() == {(T, 0): 14} and gate.hole(T, 0) is None
