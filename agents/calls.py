@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -61,19 +60,12 @@ async def _rewind(tp: Any, offset: int) -> None:
     """A record of this generation was never handed to callsync (Faust dropped it as read, or
     handed it out under the generation before), with later ones read: seek back to it, so that
     it is read and none is committed over unread (the ones read twice are duplicates the gate
-    ignores). Not before the partition's first record (retention)."""
+    ignores). An offset two seeks do not bring holds no record (see OffsetGate.rewind).
+    No call into the consumer's thread here (this runs in the agent the thread feeds)."""
     consumer: Any = app.consumer
+    log.warning("%s[%d]: offset %d was not handed out, later ones were (read: %s); seeking "
+                "back to it", tp.topic, tp.partition, offset, gate.seen(tp.topic, tp.partition))
     try:
-        earliest = (await asyncio.wait_for(consumer.earliest_offsets(tp), 10.0)).get(tp)
-        if isinstance(earliest, int) and earliest > offset:
-            gate.rebase(tp.topic, tp.partition, earliest)
-            hole = gate.hole(tp.topic, tp.partition)
-            if hole is None:
-                return  # the records start there: nothing was skipped after all
-            offset = hole
-        log.warning("%s[%d]: offset %d was not handed out, later ones were (read: %s); "
-                    "seeking back to it", tp.topic, tp.partition, offset,
-                    gate.seen(tp.topic, tp.partition))
         await consumer.seek(tp, offset)
     except Exception:
         log.exception("could not seek %s[%d] back to %d; its commit point waits there",

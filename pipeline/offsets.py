@@ -180,9 +180,10 @@ class OffsetGate:
 
     def rewind(self, topic: str, partition: int, *, every: float = 5.0,
                now: float | None = None) -> int | None:
-        """Where to seek this partition back to, if this generation was handed records above
-        its committed offset before the ones at it (they were dropped as read before, and
-        would be committed over): asked again every `every` seconds while the hole stays."""
+        """Where to seek this partition back to, if this generation has an offset it was not
+        handed with later ones read (Faust dropped it as read before; a generation started
+        above the committed offset): asked again every `every` seconds while the hole stays,
+        and after MAX_REWINDS seeks that bring nothing it is taken for holding no record."""
         part = self._parts.get((topic, partition))
         if part is None or part.closing:
             return None
@@ -211,13 +212,6 @@ class OffsetGate:
     def seen(self, topic: str, partition: int) -> list[list[int]]:
         part = self._parts.get((topic, partition))
         return [list(r) for r in part.seen[:3]] if part is not None else []
-
-    def rebase(self, topic: str, partition: int, base: int) -> None:
-        """The partition's records start later than its committed offset (retention deleted
-        those): this generation starts at `base`."""
-        part = self._parts.get((topic, partition))
-        if part is not None and part.base is not None and base > part.base:
-            part.base = base
 
     def revoke(self, keys: Iterable[PartitionKey]) -> None:
         """No work of these partitions may start any more; what runs may still settle."""

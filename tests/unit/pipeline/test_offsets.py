@@ -207,14 +207,16 @@ def test_records_handed_out_above_the_committed_offset_hold_the_point_and_ask_a_
     assert gate.rewind(T, 0, now=30.0) is None
 
 
-def test_a_rewind_stops_at_the_partitions_first_record() -> None:
-    """Retention deleted the records below 120: the generation starts there, no hole."""
+def test_records_deleted_below_the_committed_offset_do_not_hold_the_point_for_ever() -> None:
+    """Retention deleted the records below 120 (committed at 100): the seeks back bring
+    nothing below 120, so after two the generation starts there."""
     gate = OffsetGate()
     [lease] = [gate.read(T, 0, 120, generation=2, stamp=1.0, base=100)]
-    assert gate.rewind(T, 0, now=1.0) == 100
-    gate.rebase(T, 0, 120)
     lease.settle()
-    assert gate.rewind(T, 0, now=99.0) is None and gate.commit_points() == {(T, 0): 121}
+    assert gate.rewind(T, 0, now=1.0) == 100
+    assert gate.rewind(T, 0, now=7.0) == 100
+    assert gate.commit_points() == {(T, 0): 100}
+    assert gate.rewind(T, 0, now=13.0) is None and gate.commit_points() == {(T, 0): 121}
 
 
 def test_the_worker_s_own_last_commit_bounds_where_a_later_generation_starts() -> None:
