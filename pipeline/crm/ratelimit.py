@@ -50,7 +50,8 @@ class SlidingWindowLimiter:
         self.waited_seconds = 0.0
 
     def _prune(self, now: float) -> None:
-        self._slots = [slot for slot in self._slots if now - slot.at < self.window]
+        # With a little slack for floating point: 1.4 - 0.4 is 0.9999999999999999.
+        self._slots = [slot for slot in self._slots if now - slot.at < self.window - 1e-9]
 
     async def reserve(self) -> tuple[Slot, float]:
         """Wait for a place in the window; the slot (to mark when the request left) and how
@@ -65,7 +66,7 @@ class SlidingWindowLimiter:
                     self._slots.append(slot)
                     self.waited_seconds += waited
                     return slot, waited
-                pause = self.window - (now - min(slot.at for slot in self._slots))
+                pause = max(self.window - (now - min(slot.at for slot in self._slots)), 1e-3)
                 waited += pause
                 await asyncio.sleep(pause)
 
