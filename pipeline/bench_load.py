@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from resource import RUSAGE_CHILDREN, RUSAGE_SELF, getrusage
 from typing import Any
 
 from pipeline.bench_double import UNTHROTTLED, BenchDouble, counts_for
@@ -107,6 +108,11 @@ def requests_section(stack: Stack, *, calls: int, per_kind: int) -> dict[str, An
     return result
 
 
+def _cpu(who: int) -> float:
+    usage = getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _baseline(stack: Stack, section: Section, expected: int) -> dict[str, Any]:
     """The baseline loop in a process of its own against a fresh unthrottled double."""
     double = BenchDouble(general_rps=UNTHROTTLED, telephony_rps=UNTHROTTLED)
@@ -121,7 +127,7 @@ def _baseline(stack: Stack, section: Section, expected: int) -> dict[str, Any]:
                "portals": {d.sample.tenant_id: {
                    "url": str(d.config.portal_url), "key": d.config.api_key.get_secret_value(),
                    "manager": d.senior_manager_id} for d in devs}}
-        started = time.monotonic()
+        started, own, children = time.monotonic(), _cpu(RUSAGE_SELF), _cpu(RUSAGE_CHILDREN)
         proc = subprocess.run([sys.executable, "-m", "pipeline.bench_baseline"],
                               input=json.dumps(job).encode(), capture_output=True,
                               timeout=1800, check=False)
@@ -129,6 +135,9 @@ def _baseline(stack: Stack, section: Section, expected: int) -> dict[str, Any]:
             raise RuntimeError("the baseline loop failed:\n" + proc.stderr.decode()[-3000:])
         out: dict[str, Any] = json.loads(proc.stdout)
         out["wall_seconds"] = time.monotonic() - started
+        # This process is the doubles' (its main thread waits): their CPU, and the loop's.
+        out["double_cores"] = (_cpu(RUSAGE_SELF) - own) / out["wall_seconds"]
+        out["loop_cores"] = (_cpu(RUSAGE_CHILDREN) - children) / out["wall_seconds"]
         out["span_seconds"] = double.span([d.sample.tenant_id for d in devs])
         return out
     finally:
@@ -145,12 +154,13 @@ def throughput_section(stack: Stack, *, calls: int, tenants: int) -> dict[str, A
     events = sample_calls([d.sample for d in section.tenants], calls, seed=7)
     try:
         section.start()
-        cpu_before = cpu_seconds(section.pid)
+        cpu_before, own = cpu_seconds(section.pid), _cpu(RUSAGE_SELF)
         started = time.monotonic()
         section.publish_calls(events)
         section.settle()
         end_to_end = time.monotonic() - started
         cpu = cpu_seconds(section.pid) - cpu_before
+        double_cores = (_cpu(RUSAGE_SELF) - own) / end_to_end
     finally:
         section.stop()
     portals = section.portals()
@@ -168,13 +178,15 @@ def throughput_section(stack: Stack, *, calls: int, tenants: int) -> dict[str, A
                    note=f"{tenants} tenants; client pacing allows {paced:.0f}/s"),
         figure_row("events/s, pipeline ÷ baseline loop", pipeline_rate / baseline_rate,
                    GOALS["throughput_vs_baseline"][0], "min",
-                   note=f"baseline {baseline_rate:.0f}/s"),
+                   note=f"baseline {baseline_rate:.0f}/s; cores: loop "
+                        f"{baseline['loop_cores']:.2f}, its double {baseline['double_cores']:.2f}"),
         figure_row("worker CPU ms per call", 1000 * cpu / calls,
-                   note=f"{cpu / end_to_end:.2f} of a core, publish to commit"),
+                   note=f"cores: worker {cpu / end_to_end:.2f}, double {double_cores:.2f} "
+                        "(publish to commit)"),
     ]
     return {"calls": calls, "tenants": tenants, "span_seconds": span,
             "end_to_end_seconds": end_to_end, "events_per_second": pipeline_rate,
-            "worker_cpu_seconds": cpu, "requests": used,
+            "worker_cpu_seconds": cpu, "double_cores": double_cores, "requests": used,
             "requests_per_call": sum(used.values()) / calls, "pacing_bound_per_second": paced,
             "baseline": baseline | {"events_per_second": baseline_rate,
                                     "requests_per_call": baseline["requests"] / calls},
