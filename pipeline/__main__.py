@@ -203,9 +203,19 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_bench
+    from pipeline.bench import BenchSizes, run_bench
 
-    return run_bench(calls=args.calls, tenants=args.tenants, out=args.out)
+    rates = tuple(float(r) for r in args.popup_rates.split(","))
+    sizes = BenchSizes(calls=args.calls, per_kind=args.per_kind,
+                       throughput_calls=args.throughput_calls,
+                       throughput_tenants=args.throughput_tenants, popup_rates=rates,
+                       popup_tenants=args.popup_tenants, popup_seconds=args.popup_seconds,
+                       tenants=args.tenants, employees=args.employees, called=args.called,
+                       replay_tenants=args.replay_tenants, replay_calls=args.replay_calls,
+                       general_rps=args.double_general_rps,
+                       telephony_rps=args.double_telephony_rps)
+    only = args.only.split(",") if args.only else None
+    return run_bench(only=only, sizes=sizes, out=args.out)
 
 
 def _chaos(args: argparse.Namespace) -> int:
@@ -319,9 +329,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", type=float, default=30)
     p.set_defaults(run=_operator)
 
-    p = sub.add_parser("bench", help="measure throughput, requests per call and memory")
-    p.add_argument("--calls", type=int, default=1500)
-    p.add_argument("--tenants", type=int, default=3)
+    p = sub.add_parser("bench", help="issue 12's figures: requests per call by kind, "
+                       "throughput vs a baseline loop, pop-up latency, memory, replay")
+    p.add_argument("--only", help="comma-separated: requests,throughput,popups,memory,replay")
+    p.add_argument("--calls", type=int, default=600, help="requests: calls of the mix")
+    p.add_argument("--per-kind", type=int, default=50, help="requests: calls per call kind")
+    p.add_argument("--throughput-calls", type=int, default=1500)
+    p.add_argument("--throughput-tenants", type=int, default=10)
+    p.add_argument("--popup-rates", default="100,500", help="pop-ups/s, one run each")
+    p.add_argument("--popup-tenants", type=int, default=50)
+    p.add_argument("--popup-seconds", type=float, default=5.0, help="per rate")
+    p.add_argument("--tenants", type=int, default=300, help="memory: tenants loaded")
+    p.add_argument("--employees", type=int, default=50, help="memory: per tenant (<= 50)")
+    p.add_argument("--called", type=int, default=30, help="memory: tenants that get calls")
+    p.add_argument("--replay-tenants", type=int, default=2)
+    p.add_argument("--replay-calls", type=int, default=300, help="per replayed tenant")
+    p.add_argument("--double-general-rps", type=int, default=10,
+                   help="benchmark only, not for production: the limited double's limits")
+    p.add_argument("--double-telephony-rps", type=int, default=40)
     p.add_argument("--out", help="also write the results (JSON) here")
     p.set_defaults(run=_bench)
 

@@ -1,100 +1,118 @@
-"""The benchmark: throughput, CRM requests per call and worker memory, measured in one run."""
+"""The benchmark: issue 12's figures from one run, each with its ratio to the goal.
+
+Sections (`--only`): requests (per call, by call kind, against the floor), throughput (events/s
+with the double unthrottled, against a baseline loop), popups (latency at given rates),
+memory (RSS with many tenants loaded, after calls; a restart), replay (three days of calls
+against the limits). One Kafka broker and one pair of doubles serve all; each section runs a
+worker of its own. Not for production: the doubles' limits are the benchmark's to set.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import math
 import tempfile
 import time
-import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.bench_figures import render_table
+from pipeline.bench_stack import Stack
 from pipeline.brokers import kafka_broker
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.demo import scrape, wait_for_metric
-from pipeline.devstack import (
-    WorkerProcess,
-    committed_everything,
-    publish_tenants,
-    seed_tenant,
-    settings_from,
-    worker_env,
-)
-from pipeline.localkafka import free_port
-from pipeline.producing import publish, record_for_call
-from pipeline.samples import sample_calls, sample_tenants
 
-__all__ = ["run_bench"]
+__all__ = ["SECTIONS", "BenchSizes", "run_bench"]
+
+SECTIONS = ("requests", "throughput", "popups", "memory", "replay")
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+@dataclass(frozen=True)
+class BenchSizes:
+    calls: int = 600  # the requests section's mix (the samples' 3 tenants)
+    per_kind: int = 50  # calls per call kind, a portal each
+    throughput_calls: int = 1500
+    throughput_tenants: int = 10
+    popup_rates: tuple[float, ...] = (100.0, 500.0)
+    popup_tenants: int = 50
+    popup_seconds: float = 5.0
+    tenants: int = 300  # memory: tenants loaded
+    employees: int = 50
+    called: int = 30  # memory: tenants that get calls
+    replay_tenants: int = 2
+    replay_calls: int = 300  # per tenant
+    general_rps: int = 10  # the limited double's (retailCRM's) limits
+    telephony_rps: int = 40
 
 
-def _requests(port: int) -> float:
-    return sum(v for k, v in scrape(port).items() if k.startswith("callsync_crm_requests_total{"))
+def _sections(sizes: BenchSizes) -> dict[str, Callable[[Stack], dict[str, Any]]]:
+    from pipeline.bench_load import requests_section, throughput_section
+    from pipeline.bench_memory import memory_section
+    from pipeline.bench_popups import popups_section
+    from pipeline.bench_replay import replay_section
+
+    return {
+        "requests": lambda s: requests_section(s, calls=sizes.calls, per_kind=sizes.per_kind),
+        "throughput": lambda s: throughput_section(s, calls=sizes.throughput_calls,
+                                                   tenants=sizes.throughput_tenants),
+        "popups": lambda s: popups_section(s, rates=list(sizes.popup_rates),
+                                           tenants=sizes.popup_tenants,
+                                           seconds=sizes.popup_seconds),
+        "memory": lambda s: memory_section(s, tenants=sizes.tenants, employees=sizes.employees,
+                                           called=sizes.called, calls_each=4),
+        "replay": lambda s: replay_section(s, tenants=sizes.replay_tenants,
+                                           calls_each=sizes.replay_calls),
+    }
 
 
-def run_bench(*, calls: int = 1500, tenants: int = 3, out: str | None = None) -> int:
+def _plain(value: Any) -> Any:
+    """JSON without NaN or Infinity (which JSON has not): null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def run_bench(*, only: list[str] | None = None, sizes: BenchSizes | None = None,
+              out: str | None = None) -> int:
+    sizes = sizes or BenchSizes()
+    chosen = only or list(SECTIONS)
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown sections {', '.join(unknown)}; there are "
+                         f"{', '.join(SECTIONS)}")
+    runners = _sections(sizes)
     workdir = Path(tempfile.mkdtemp(prefix="callsync-bench-"))
-    app_id = f"bench-{uuid.uuid4().hex[:6]}"
-    results: dict[str, Any] = {"calls": calls, "tenants": tenants}
+    results: dict[str, Any] = {"sizes": sizes.__dict__, "workdir": str(workdir),
+                               "sections": {}}
+    failed = False
     with kafka_broker() as bootstrap:
-        double = CRMDouble()
-        url = double.start_in_thread()
-        devs = [seed_tenant(double.state, url, s, n)
-                for n, s in enumerate(sample_tenants(tenants))]
-        port = free_port()
-        env = worker_env(bootstrap=bootstrap, app_id=app_id, metrics_port=port,
-                         data_dir=str(workdir / "data"), partitions=6)
-        worker = WorkerProcess(env, workdir / "worker.log")
+        stack = Stack(bootstrap=bootstrap, workdir=workdir, general_rps=sizes.general_rps,
+                      telephony_rps=sizes.telephony_rps)
         try:
-            asyncio.run(publish_tenants(devs, bootstrap, settings_from(env)))
-            worker.start()
-            wait_for_metric(port, "callsync_tenant_updates_total", 2 * len(devs), worker)
-            events = sample_calls([d.sample for d in devs], calls, seed=99)
-            records = [record_for_call(json.dumps(e).encode()) for e in events]
-            topic = env["CALLSYNC_TOPICS__CALLS"]
-            for label in ("first", "again"):
-                before = _requests(port)
+            for name in [s for s in SECTIONS if s in chosen]:
                 started = time.monotonic()
-                asyncio.run(publish(bootstrap, topic, records))
-                if not asyncio.run(committed_everything(bootstrap, app_id, topic, within=900,
-                                                        worker=worker)):
-                    print(worker.log_tail())
-                    return 1
-                seconds = time.monotonic() - started
-                results[label] = {"seconds": round(seconds, 2),
-                                  "events_per_second": round(calls / seconds, 1),
-                                  "crm_requests": _requests(port) - before}
-            results["crm_requests_per_call"] = round(results["first"]["crm_requests"] / calls, 2)
-            results["refeed_speedup"] = round(results["first"]["seconds"]
-                                              / results["again"]["seconds"], 1)
-            results["worker_peak_rss_mib"] = round(_peak_rss_mib(worker.proc.pid), 1) \
-                if worker.proc else None
-            results["double_503"] = sum(p.get(503, 0) for p in double.state.requests.values())
-            busiest = max(devs, key=lambda d: sum(1 for e in events
-                                                   if e["tenant_id"] == d.sample.tenant_id))
-            name = busiest.sample.tenant_id
-            own = sum(1 for e in events if e["tenant_id"] == name)
-            general = sum(n for (portal, method), n in double.state.by_method.items()
-                          if portal == name and not method.startswith("/api/telephony/")
-                          and not method.startswith("/api/integration-modules/"))
-            seconds = results["first"]["seconds"]
-            results["busiest_tenant"] = {
-                "calls": own, "calls_per_second": round(own / seconds, 1),
-                "general_requests_per_call": round(general / own, 2),
-                # retailCRM allows 10 general requests/s per key: how much of that was used
-                "rate_limit_utilisation": round(general / (10 * seconds), 2)}
+                try:
+                    section = runners[name](stack)
+                except (RuntimeError, TimeoutError, OSError) as exc:
+                    failed = True
+                    section = {"error": f"{type(exc).__name__}: {exc}"[:4000], "rows": []}
+                section["section_seconds"] = time.monotonic() - started
+                results["sections"][name] = section
+                print(f"[{name}: {section['section_seconds']:.0f} s]", flush=True)
         finally:
-            worker.stop()
-            double.stop_thread()
-    text = json.dumps(results, indent=2)
-    print(text)
+            stack.close()
+    rows = [r for s in results["sections"].values() for r in s["rows"]]
+    text = json.dumps(_plain(results), indent=2)
     if out:
         Path(out).write_text(text + "\n")
-    return 0
+    print(render_table(rows))
+    for name, section in results["sections"].items():
+        if "error" in section:
+            print(f"\n{name} failed: {section['error']}")
+    if out:
+        print(f"\nJSON: {out}")
+    return 1 if failed else 0
