@@ -1,60 +1,49 @@
-"""`python -m pipeline`: the worker, the operator commands and the local tooling."""
+"""`python -m pipeline`: the worker, the operator commands and, from a checkout, the dev tools."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
 
-__all__ = ["main"]
+__all__ = ["DEV_COMMANDS", "main"]
+
+# The commands of pipeline/devtools, which the wheel and the Docker image leave out: an install
+# without them lists them and refuses them in one line.
+DEV_COMMANDS = ("demo", "bench", "chaos", "crm-double", "kafka-broker")
 
 
-def _crm_double(args: argparse.Namespace) -> int:
-    from pipeline.crmdouble.admin import PortalSpec, seed_portal
-    from pipeline.crmdouble.server import CRMDouble
-
-    double = CRMDouble(port=args.port)
-    for seed in args.seed or []:
-        for spec in json.loads(Path(seed).read_text()):
-            seed_portal(double.state, PortalSpec.model_validate(spec))
-
-    async def run() -> None:
-        url = await double.start()
-        print(f"retailCRM double on {url} (portals at {url}/<name>, admin at {url}/_admin)",
-              flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await double.stop()
-
-    asyncio.run(run())
-    return 0
-
-
-def _kafka_broker(args: argparse.Namespace) -> int:
-    from pipeline.localkafka import LocalKafka
-
-    broker = LocalKafka(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None)
-    # Blocked signals wait for sigwait, so the JVM is always stopped by the finally below.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    broker.start()
-    print(f"Kafka on {broker.bootstrap_servers} (started in {broker.startup_seconds:.1f}s, "
-          f"log {broker.log_file}); Ctrl-C stops it", flush=True)
+def _devtools_cli() -> ModuleType | None:
+    """pipeline.devtools.cli, or None where this install has no dev tools."""
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    finally:
-        broker.stop()
-    return 0
+        import pipeline.devtools.cli as devtools_cli
+    except ModuleNotFoundError as exc:
+        if exc.name in ("pipeline.devtools", "pipeline.devtools.cli"):
+            return None
+        raise  # a dev tool that is there but misses a dependency says which
+    return devtools_cli
+
+
+def _not_installed(command: str) -> str:
+    return (f"python -m pipeline {command}: a dev tool, not in this install (the wheel and the "
+            "Docker image leave pipeline/devtools out); run it from a checkout: ./deploy/dev")
+
+
+def _add_dev_parsers(sub: Any) -> None:
+    devtools_cli = _devtools_cli()
+    if devtools_cli is not None:
+        devtools_cli.add_dev_parsers(sub)
+        return
+    for command in DEV_COMMANDS:  # listed in --help; main() refuses them before parsing
+        sub.add_parser(command, help="dev tool, not in this install")
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -111,12 +100,6 @@ def _create_topics(args: argparse.Namespace) -> int:
     created = asyncio.run(ensure_topics(load_settings()))
     print(f"created: {', '.join(created) or 'nothing, all there'}")
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
-
-    return run_demo(calls=args.calls, tenants=args.tenants, console_port=args.console)
 
 
 def _json_object(flag: str, text: str | None) -> dict[str, object] | None:
@@ -202,19 +185,6 @@ def _operator(args: argparse.Namespace) -> int:
     return run(settings, command, follow=args.follow)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_bench
-
-    return run_bench(calls=args.calls, tenants=args.tenants, out=args.out)
-
-
-def _chaos(args: argparse.Namespace) -> int:
-    from pipeline.chaos.runner import run_chaos
-
-    return run_chaos(args.scenarios, events=args.events, tenants=args.tenants, seed=args.seed,
-                     as_json=args.json, short=args.short, keep=args.keep)
-
-
 def _employees(args: argparse.Namespace, settings: object) -> int:
     import os
 
@@ -256,14 +226,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--topic", help="default: the call topic of the settings")
     p.set_defaults(run=_produce)
-
-    p = sub.add_parser("demo", help="broker + retailCRM double + worker; show what landed")
-    p.add_argument("--calls", type=int, default=120)
-    p.add_argument("--tenants", type=int, default=3)
-    p.add_argument("--console", type=int, nargs="?", const=8780, metavar="PORT",
-                   help="then keep the stack up and serve the operator console on it "
-                   "(default port 8780) until Ctrl-C")
-    p.set_defaults(run=_demo)
 
     p = sub.add_parser("activate", help="check a tenant's key and (re-)activate it")
     p.add_argument("--tenant", required=True)
@@ -319,26 +281,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", type=float, default=30)
     p.set_defaults(run=_operator)
 
-    p = sub.add_parser("bench", help="measure throughput, requests per call and memory")
-    p.add_argument("--calls", type=int, default=1500)
-    p.add_argument("--tenants", type=int, default=3)
-    p.add_argument("--out", help="also write the results (JSON) here")
-    p.set_defaults(run=_bench)
-
-    p = sub.add_parser("chaos", help="the fault suite: kills, rebalances, broker and portal "
-                       "outages, revoked keys, hostile records and portals; CRM vs golden")
-    p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                   help="kill, rebalance, broker, portal-outage, revoke-replay, late-task, "
-                   "hostile-records, hostile-portal (default: all)")
-    p.add_argument("--events", type=int, default=3000, help="call events per scenario")
-    p.add_argument("--tenants", type=int, default=10)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--json", action="store_true", help="the reports as JSON")
-    p.add_argument("--short", action="store_true",
-                   help="the tests' fault windows and timeouts (use with fewer --events)")
-    p.add_argument("--keep", action="store_true", help="keep the work dir (logs) on success")
-    p.set_defaults(run=_chaos)
-
     p = sub.add_parser("employees", help="list, link, unlink employees; choose the senior")
     p.add_argument("action", choices=["list", "link", "unlink", "senior"])
     p.add_argument("--tenant", required=True)
@@ -348,25 +290,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", type=float, default=60)
     p.set_defaults(run=_operator, command="employees")
 
-    p = sub.add_parser("crm-double", help="run the retailCRM double on 127.0.0.1")
-    p.add_argument("--port", type=int, default=8089)
-    p.add_argument("--seed", action="append", help="JSON file with a list of portal specs")
-    p.set_defaults(run=_crm_double)
-
-    p = sub.add_parser("kafka-broker", help="fetch and run a real Kafka broker on 127.0.0.1")
-    p.add_argument("--port", type=int, default=9092)
-    p.add_argument("--data-dir", help="keep the broker's data here (default: a temp dir)")
-    p.set_defaults(run=_kafka_broker)
-
     p = sub.add_parser("schema", help="print, --write or --check the call event JSON Schema")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true")
     group.add_argument("--check", action="store_true")
     p.set_defaults(run=_schema)
+
+    _add_dev_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DEV_COMMANDS and _devtools_cli() is None:
+        print(_not_installed(argv[0]), file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)

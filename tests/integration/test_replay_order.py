@@ -15,9 +15,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.crmdouble.state import Portal
 from pipeline.delivery import SourceRef, Work
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import Portal
 from pipeline.lanes import LaneRegistry
 from pipeline.ledger import MemoryLedger
 from pipeline.offsets import OffsetGate

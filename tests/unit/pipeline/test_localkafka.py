@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from pipeline.localkafka import _cluster_id
+from pipeline.devtools.localkafka import _cluster_id
 
 
 def test_cluster_ids_never_start_with_a_dash_and_are_uuids() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.crmdouble.state import ALL_METHODS, ApiKey, DoubleState, Fault, Portal
+from pipeline.devtools.crmdouble.state import ALL_METHODS, ApiKey, DoubleState, Fault, Portal
 
 __all__ = ["GroupSpec", "KeySpec", "PortalSpec", "UserSpec", "admin_routes", "seed_portal"]
 

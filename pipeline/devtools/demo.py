@@ -15,9 +15,9 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from pipeline.brokers import kafka_broker
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.devstack import (
+from pipeline.devtools.brokers import kafka_broker
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.devstack import (
     DevTenant,
     WorkerProcess,
     committed_everything,
@@ -26,9 +26,9 @@ from pipeline.devstack import (
     settings_from,
     worker_env,
 )
-from pipeline.localkafka import free_port
+from pipeline.devtools.localkafka import free_port
+from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.producing import publish, record_for_call
-from pipeline.samples import sample_calls, sample_tenants
 
 __all__ = ["run_demo", "scrape", "wait_for_metric"]
 

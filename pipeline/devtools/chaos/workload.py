@@ -10,8 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from pipeline.devtools.samples import SampleTenant, sample_calls
 from pipeline.producing import record_for_call
-from pipeline.samples import SampleTenant, sample_calls
 
 __all__ = ["Located", "Workload", "publish_located", "workload"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.crmdouble.handlers import (
+from pipeline.devtools.crmdouble.handlers import (
     MAX_UPLOAD,
     Call,
     Reply,

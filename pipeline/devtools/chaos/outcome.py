@@ -7,10 +7,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from pipeline.chaos.golden import KINDS, Golden, compare
-from pipeline.chaos.harness import ChaosRun
-from pipeline.chaos.report import ScenarioReport
-from pipeline.chaos.workers import agent_crashes
+from pipeline.devtools.chaos.golden import KINDS, Golden, compare
+from pipeline.devtools.chaos.harness import ChaosRun
+from pipeline.devtools.chaos.report import ScenarioReport
+from pipeline.devtools.chaos.workers import agent_crashes
 
 __all__ = ["converge", "observe"]
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.devstack import DevTenant
+from pipeline.devtools.devstack import DevTenant
 
 __all__ = ["KINDS", "Golden", "Tally", "compare", "expected"]
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.chaos.golden import KINDS, Tally
+from pipeline.devtools.chaos.golden import KINDS, Tally
 
 __all__ = ["ScenarioReport", "table"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.crmdouble.handlers import (
+from pipeline.devtools.crmdouble.handlers import (
     Call,
     Reply,
     as_list,

@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 
-from pipeline.localkafka import LocalKafka
+from pipeline.devtools.localkafka import LocalKafka
 
 __all__ = ["BROKER_ENV", "docker_engine_answers", "kafka_broker"]
 

@@ -14,11 +14,11 @@ import qs_codec as qs
 from aiohttp import web
 
 from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS
-from pipeline.crmdouble.admin import admin_routes
-from pipeline.crmdouble.faults import body_of, drip, replaced_answer
-from pipeline.crmdouble.handlers import Call, Reply
-from pipeline.crmdouble.routes import match
-from pipeline.crmdouble.state import DoubleState, Portal
+from pipeline.devtools.crmdouble.admin import admin_routes
+from pipeline.devtools.crmdouble.faults import body_of, drip, replaced_answer
+from pipeline.devtools.crmdouble.handlers import Call, Reply
+from pipeline.devtools.crmdouble.routes import match
+from pipeline.devtools.crmdouble.state import DoubleState, Portal
 
 __all__ = ["CRMDouble", "build_app"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pipeline.crmdouble.state import ApiKey, Portal
+from pipeline.devtools.crmdouble.state import ApiKey, Portal
 
 __all__ = ["Call", "Handler", "Reply", "Route", "entity", "invalid", "ok"]
 

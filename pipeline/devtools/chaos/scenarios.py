@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.chaos.golden import Golden
-from pipeline.chaos.harness import ChaosRun, Knobs, WaitFailed, wait_for
-from pipeline.chaos.workload import Workload
-from pipeline.localkafka import LocalKafka
+from pipeline.devtools.chaos.golden import Golden
+from pipeline.devtools.chaos.harness import ChaosRun, Knobs, WaitFailed, wait_for
+from pipeline.devtools.chaos.workload import Workload
+from pipeline.devtools.localkafka import LocalKafka
 
 __all__ = ["SCENARIOS", "Context", "Harm", "Scenario"]
 

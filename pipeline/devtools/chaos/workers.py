@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.devstack import WorkerProcess
-from pipeline.localkafka import free_port
+from pipeline.devtools.devstack import WorkerProcess
+from pipeline.devtools.localkafka import free_port
 
 __all__ = ["CRASH_LINES", "Workers", "agent_crashes"]
 

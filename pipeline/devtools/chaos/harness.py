@@ -17,14 +17,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-from pipeline.chaos.golden import Golden, compare
-from pipeline.chaos.workers import Workers
-from pipeline.chaos.workload import Item, Located, publish_located
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.demo import scrape
-from pipeline.devstack import DevTenant, publish_tenants, seed_tenant, settings_from, worker_env
+from pipeline.devtools.chaos.golden import Golden, compare
+from pipeline.devtools.chaos.workers import Workers
+from pipeline.devtools.chaos.workload import Item, Located, publish_located
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.demo import scrape
+from pipeline.devtools.devstack import (
+    DevTenant,
+    publish_tenants,
+    seed_tenant,
+    settings_from,
+    worker_env,
+)
+from pipeline.devtools.samples import sample_tenants
 from pipeline.operator import build_command, seal_api_key, send_and_follow
-from pipeline.samples import sample_tenants
 from schemas.control import CommandResult
 
 __all__ = ["OPERATOR_KEY", "ChaosRun", "Knobs", "WaitFailed", "wait_for"]

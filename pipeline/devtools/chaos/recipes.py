@@ -3,7 +3,7 @@
 Hypothesis mixes literals of every local module it finds imported into what it draws, so the
 same seed would draw other recipes in a process that imported more of the project. The
 recipes are therefore drawn in a child process that imports this module alone
-(`python -m pipeline.chaos.recipes COUNT SEED MAX_STRING`, JSON lines out).
+(`python -m pipeline.devtools.chaos.recipes COUNT SEED MAX_STRING`, JSON lines out).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _decode(value: Any) -> Any:
 def hostile_recipes(count: int, *, seed_value: int, max_string: int = 300_000) -> list[Recipe]:
     """The same `count` recipes for the same seed, whoever asks (see the module docstring)."""
     done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "pipeline.chaos.recipes", str(count), str(seed_value),
+        [sys.executable, "-m", "pipeline.devtools.chaos.recipes", str(count), str(seed_value),
          str(max_string)], capture_output=True, text=True, check=False, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"drawing hostile recipes failed:\n{done.stderr[-2000:]}")

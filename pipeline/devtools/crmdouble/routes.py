@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.crmdouble import entities, handlers, telephony
-from pipeline.crmdouble.handlers import Handler, Route
+from pipeline.devtools.crmdouble import entities, handlers, telephony
+from pipeline.devtools.crmdouble.handlers import Handler, Route
 
 __all__ = ["ROUTES", "match"]
 

@@ -13,15 +13,15 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipeline.brokers import kafka_broker
-from pipeline.chaos.golden import Golden, expected
-from pipeline.chaos.harness import ChaosRun, Knobs, WaitFailed, wait_for
-from pipeline.chaos.hostile import with_hostile
-from pipeline.chaos.outcome import converge, observe
-from pipeline.chaos.report import ScenarioReport, table
-from pipeline.chaos.scenarios import GROUPS, SCENARIOS, Context, Scenario
-from pipeline.chaos.workload import workload
-from pipeline.localkafka import LocalKafka
+from pipeline.devtools.brokers import kafka_broker
+from pipeline.devtools.chaos.golden import Golden, expected
+from pipeline.devtools.chaos.harness import ChaosRun, Knobs, WaitFailed, wait_for
+from pipeline.devtools.chaos.hostile import with_hostile
+from pipeline.devtools.chaos.outcome import converge, observe
+from pipeline.devtools.chaos.report import ScenarioReport, table
+from pipeline.devtools.chaos.scenarios import GROUPS, SCENARIOS, Context, Scenario
+from pipeline.devtools.chaos.workload import workload
+from pipeline.devtools.localkafka import LocalKafka
 
 __all__ = ["LONG", "SHORT", "expand", "own_broker", "run_chaos", "run_scenario"]
 

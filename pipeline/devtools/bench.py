@@ -10,10 +10,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline.brokers import kafka_broker
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.demo import scrape, wait_for_metric
-from pipeline.devstack import (
+from pipeline.devtools.brokers import kafka_broker
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.demo import scrape, wait_for_metric
+from pipeline.devtools.devstack import (
     WorkerProcess,
     committed_everything,
     publish_tenants,
@@ -21,9 +21,9 @@ from pipeline.devstack import (
     settings_from,
     worker_env,
 )
-from pipeline.localkafka import free_port
+from pipeline.devtools.localkafka import free_port
+from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.producing import publish, record_for_call
-from pipeline.samples import sample_calls, sample_tenants
 
 __all__ = ["run_bench"]
 

@@ -20,10 +20,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.config import Settings
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
-from pipeline.crmdouble.state import DoubleState
+from pipeline.devtools.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
+from pipeline.devtools.crmdouble.state import DoubleState
+from pipeline.devtools.samples import SampleTenant
 from pipeline.producing import publish
-from pipeline.samples import SampleTenant
 from pipeline.signing import record_key, seal_record
 from pipeline.topics import ensure_topics
 from schemas.crm import (

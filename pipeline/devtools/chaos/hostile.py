@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.chaos.recipes import Recipe, hostile_recipes
-from pipeline.chaos.workload import Item, Workload, valid_item
+from pipeline.devtools.chaos.recipes import Recipe, hostile_recipes
+from pipeline.devtools.chaos.workload import Item, Workload, valid_item
 from pipeline.producing import record_for_call
 
 __all__ = ["with_hostile"]

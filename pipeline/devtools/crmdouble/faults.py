@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.crmdouble.state import Fault
+from pipeline.devtools.crmdouble.state import Fault
 
 __all__ = ["body_of", "drip", "replaced_answer"]
 
