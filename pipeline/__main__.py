@@ -134,7 +134,7 @@ def _options_patch(text: str | None) -> dict[str, object] | None:
 
 def _refuse_unknown(settings: Settings, tenant_id: str) -> int | None:
     """Exit status 1 with the reason for a tenant that has no integration, else None."""
-    from pipeline.operator import unknown_tenant
+    from pipeline.operations.operator import unknown_tenant
 
     why = unknown_tenant(settings, tenant_id)
     if why is None:
@@ -145,7 +145,7 @@ def _refuse_unknown(settings: Settings, tenant_id: str) -> int | None:
 
 def _tenants(args: argparse.Namespace) -> int:
     from pipeline.config import load_settings
-    from pipeline.operator import list_tenants
+    from pipeline.operations.operator import list_tenants
 
     return list_tenants(load_settings())
 
@@ -154,7 +154,7 @@ def _operator(args: argparse.Namespace) -> int:
     import os
 
     from pipeline.config import load_settings
-    from pipeline.operator import build_command, rekey_all, run, seal_api_key
+    from pipeline.operations.operator import build_command, rekey_all, run, seal_api_key
 
     settings = load_settings()
     fields: dict[str, object] = {}
@@ -189,7 +189,7 @@ def _employees(args: argparse.Namespace, settings: object) -> int:
     import os
 
     from pipeline.config import Settings
-    from pipeline.operator import build_command, print_employees, run
+    from pipeline.operations.operator import build_command, print_employees, run
 
     assert isinstance(settings, Settings)  # noqa: S101 - narrows for mypy
     kinds = {"list": "employees", "link": "link", "unlink": "unlink", "senior": "senior"}

@@ -27,7 +27,7 @@ from pipeline.devtools.devstack import (
 )
 from pipeline.devtools.localkafka import free_port
 from pipeline.devtools.samples import SampleTenant
-from pipeline.operator import build_command, seal_api_key, send_and_follow
+from pipeline.operations.operator import build_command, seal_api_key, send_and_follow
 from pipeline.producing import Record, publish, record_for_call
 from schemas.control import CommandResult
 

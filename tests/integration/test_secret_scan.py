@@ -22,8 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.devtools.crmdouble.state import Fault
 from pipeline.devtools.samples import sample_calls, sample_tenants
-from pipeline.logs import secret_forms
-from pipeline.operator import build_command, send_and_follow
+from pipeline.observability.logs import secret_forms
+from pipeline.operations.operator import build_command, send_and_follow
 from tests.integration.stack import Stack, StackFactory
 from tests.integration.test_broken_keys_and_replay import new_key
 from tests.integration.test_worker_http import FAUST_PATHS

@@ -16,7 +16,7 @@ import pytest
 from pipeline.devtools.crmdouble.state import Fault
 from pipeline.devtools.devstack import seed_tenant, settings_from
 from pipeline.devtools.samples import sample_calls, sample_tenants
-from pipeline.operator import build_command, rekey_all, send_and_follow
+from pipeline.operations.operator import build_command, rekey_all, send_and_follow
 from pipeline.producing import Record, publish
 from pipeline.signing import open_record, record_key, seal_record, sign
 from tests.integration.stack import OPERATOR_KEY, Stack, StackFactory

@@ -30,7 +30,7 @@ from pipeline.devtools.devstack import (
     worker_env,
 )
 from pipeline.devtools.samples import sample_tenants
-from pipeline.operator import build_command, seal_api_key, send_and_follow
+from pipeline.operations.operator import build_command, seal_api_key, send_and_follow
 from schemas.control import CommandResult
 
 __all__ = ["OPERATOR_KEY", "ChaosRun", "Knobs", "WaitFailed", "wait_for"]

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from pipeline.crm.methods import REFERENCE_SITES, REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
-from pipeline.operator import build_command
+from pipeline.operations.operator import build_command
 from schemas.control import CommandResult
 from schemas.integration import IntegrationConfig
-from tests.unit.pipeline.desk import KEY, SENIOR, Portal, Worker
+from tests.unit.pipeline.operations.desk import KEY, SENIOR, Portal, Worker
 
 
 async def activate(worker: Worker, **fields: Any) -> CommandResult:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from pipeline.metrics import CONSUMER_LAG_RECORDS, CONSUMER_LAG_SECONDS
+from pipeline.observability.metrics import CONSUMER_LAG_RECORDS, CONSUMER_LAG_SECONDS
 from pipeline.offsets import OffsetGate
 
 __all__ = ["LagMetrics"]

@@ -12,7 +12,7 @@ from pipeline.crm.client import RetailCRMClient
 from pipeline.employees import Roster, fetch_roster, link_refusal, roster_summary
 from pipeline.intake import TenantDirectory
 from pipeline.lanes import ClientFor
-from pipeline.metrics import ROSTER_SYNCS
+from pipeline.observability.metrics import ROSTER_SYNCS
 from pipeline.signing import RecordWriter
 from schemas.control import EmployeesCommand, LinkCommand, SeniorCommand, UnlinkCommand
 from schemas.integration import IntegrationConfig

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.window import ReplayWindow, calendar_days_window
+from pipeline.operations.window import ReplayWindow, calendar_days_window
 
 KYIV = ZoneInfo("Europe/Kyiv")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from pipeline.lag import LagMetrics
+from pipeline.observability.lag import LagMetrics
 from pipeline.offsets import OffsetGate
 
 T = "lag-test.calls"

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from pipeline.delivery import SourceRef, Work
 from pipeline.intake import TenantDirectory
 from pipeline.lanes import LaneRegistry
-from pipeline.metrics import REPLAY_REMAINING, REPLAY_SCANNED, REPLAY_SUBMITTED
+from pipeline.observability.metrics import REPLAY_REMAINING, REPLAY_SCANNED, REPLAY_SUBMITTED
+from pipeline.operations.window import ReplayWindow
 from pipeline.planning import plan_call
 from pipeline.tenantstate import ReplayProgress, StateStore
-from pipeline.window import ReplayWindow
 from schemas.call_event import CallEvent
 from schemas.control import CommandResult
 

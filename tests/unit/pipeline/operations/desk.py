@@ -12,16 +12,16 @@ from urllib.parse import quote
 
 import httpx
 
-from pipeline.control import ControlDesk
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
 from pipeline.intake import TenantDirectory
 from pipeline.lanes import LaneRegistry
-from pipeline.operator import build_command
+from pipeline.operations.control import ControlDesk
+from pipeline.operations.operator import build_command
+from pipeline.operations.window import ReplayWindow
 from pipeline.secrets import KeyRing
 from pipeline.signing import RecordKind, RecordWriter, sign
 from pipeline.tenantstate import StateStore
-from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
 from schemas.integration import IntegrationConfig
 from tests.unit.trust import KEYRING, OPERATOR_KEY, RECORD_KEY

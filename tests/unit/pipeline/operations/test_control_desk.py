@@ -10,10 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
-from pipeline.operator import build_command
+from pipeline.operations.operator import build_command
 from pipeline.secrets import KeyRing, kid_of
 from pipeline.signing import open_record
-from tests.unit.pipeline.desk import KEY, SENIOR, Portal, Worker
+from tests.unit.pipeline.operations.desk import KEY, SENIOR, Portal, Worker
 from tests.unit.trust import KEYRING, RECORD_KEY
 
 

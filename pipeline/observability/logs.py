@@ -74,7 +74,7 @@ def logging_config(*, json_lines: bool, level: str = "INFO") -> dict[str, Any]:
         {"format": "[%(asctime)s] %(levelname)s %(name)s: %(message)s"})
     return {
         "version": 1, "disable_existing_loggers": False,
-        "filters": {"redact": {"()": "pipeline.logs._the_redactor"}},
+        "filters": {"redact": {"()": "pipeline.observability.logs._the_redactor"}},
         "formatters": {"main": formatter},
         "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "main",
                                  "filters": ["redact"], "stream": "ext://sys.stdout"}},

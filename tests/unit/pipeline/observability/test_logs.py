@@ -9,7 +9,7 @@ import logging.config
 
 import pytest
 
-from pipeline.logs import REDACTED, SecretRedactor, logging_config, redactor
+from pipeline.observability.logs import REDACTED, SecretRedactor, logging_config, redactor
 
 KEY = "tenant-key-0123456789"
 
