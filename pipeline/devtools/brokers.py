@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
-import socket
+import warnings
 from collections.abc import Iterator
 
 from pipeline.devtools.localkafka import LocalKafka
@@ -16,24 +17,29 @@ KAFKA_IMAGE = "apache/kafka:4.1.1"
 
 
 def docker_engine_answers() -> bool:
-    """Ask the engine's /_ping (DOCKER_HOST or the default socket); a client alone is not enough."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    """Ask the engine (DOCKER_HOST, else the default socket) for /_ping with the docker SDK, which
+    testcontainers brings; a client or a socket path alone is not enough."""
     try:
-        if host.startswith("unix://"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: str | tuple[str, int] = host.removeprefix("unix://")
-        elif host.startswith("tcp://"):
-            name, _, port = host.removeprefix("tcp://").rpartition(":")
-            sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), (name, int(port))
-        else:
-            return False
-        with sock:
-            sock.settimeout(3)
-            sock.connect(address)
-            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-            return b" 200 " in sock.recv(256)
-    except (OSError, ValueError):
+        import docker
+    except ImportError:  # no SDK means no testcontainers either
         return False
+    with warnings.catch_warnings():
+        # Where nothing listens, a failed connect leaves its socket to the collector (the SDK
+        # does not close it): collected here, where its ResourceWarning is expected.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.from_env(timeout=3)  # asks the engine for its API version already
+        except docker.errors.DockerException:
+            client = None
+        gc.collect()
+    if client is None:
+        return False
+    try:
+        return bool(client.ping())
+    except (docker.errors.DockerException, OSError):  # requests' errors are OSErrors
+        return False
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager
