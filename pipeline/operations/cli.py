@@ -1,5 +1,4 @@
-"""The operator commands of `python -m pipeline`: activate, rekey, deactivate, replay, tenants,
-status, employees; each a signed command on the control topic, followed to its answer."""
+"""The operator commands of `python -m pipeline`: signed commands on the control topic."""
 
 from __future__ import annotations
 
