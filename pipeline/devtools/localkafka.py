@@ -19,7 +19,7 @@ from types import TracebackType
 
 __all__ = ["BrokerError", "LocalKafka", "fetch_broker_libs", "free_port"]
 
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 DEFAULT_CACHE = Path(os.environ.get("CALLSYNC_CACHE", Path.home() / ".cache" / "callsync"))
 READY_LINE = "Kafka Server started"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from pipeline.devtools.localkafka import _cluster_id
+from pipeline.devtools.localkafka import DEPLOY_DIR, _cluster_id
 
 
 def test_cluster_ids_never_start_with_a_dash_and_are_uuids() -> None:
@@ -14,3 +14,8 @@ def test_cluster_ids_never_start_with_a_dash_and_are_uuids() -> None:
         assert len(text) == 22
         assert len(base64.urlsafe_b64decode(text + "==")) == 16
     assert len(set(ids)) == len(ids)
+
+
+def test_the_broker_pom_is_where_the_local_broker_looks() -> None:
+    assert (DEPLOY_DIR / "pom.xml").is_file()
+    assert (DEPLOY_DIR / "log4j2.yaml").is_file()
