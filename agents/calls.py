@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.app import app, calls_topic, settings
 from pipeline.delivery import SourceRef
 from pipeline.intake import accept_call, divert
-from pipeline.metrics import EVENTS_CONSUMED
+from pipeline.observability.metrics import EVENTS_CONSUMED
 from pipeline.offsets import Committer, OffsetGate, PartitionKey
 from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
 from pipeline.tables import tenant_partition

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pipeline.app import app, integrations, integrations_topic, mappings, mappings_topic
 from pipeline.delivery import SourceRef
 from pipeline.intake import describe_invalid, divert
-from pipeline.metrics import TENANT_UPDATES
+from pipeline.observability.metrics import TENANT_UPDATES
 from pipeline.runtime import directory, outlets
 from pipeline.secrets import SecretError
 from pipeline.signing import RecordKind, RecordRefused, signed_at_of

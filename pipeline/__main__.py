@@ -1,60 +1,45 @@
-"""`python -m pipeline`: the worker, the operator commands and the local tooling."""
+"""`python -m pipeline`: the worker, the operator commands and, from a checkout, the dev tools."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import Any
 
-if TYPE_CHECKING:
-    from pipeline.config import Settings
+__all__ = ["DEV_COMMANDS", "main"]
 
-__all__ = ["main"]
-
-
-def _crm_double(args: argparse.Namespace) -> int:
-    from pipeline.crmdouble.admin import PortalSpec, seed_portal
-    from pipeline.crmdouble.server import CRMDouble
-
-    double = CRMDouble(port=args.port)
-    for seed in args.seed or []:
-        for spec in json.loads(Path(seed).read_text()):
-            seed_portal(double.state, PortalSpec.model_validate(spec))
-
-    async def run() -> None:
-        url = await double.start()
-        print(f"retailCRM double on {url} (portals at {url}/<name>, admin at {url}/_admin)",
-              flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await double.stop()
-
-    asyncio.run(run())
-    return 0
+# The commands of pipeline/devtools, which the wheel and the Docker image leave out: an install
+# without them lists them and refuses them in one line.
+DEV_COMMANDS = ("demo", "bench", "chaos", "crm-double", "kafka-broker")
 
 
-def _kafka_broker(args: argparse.Namespace) -> int:
-    from pipeline.localkafka import LocalKafka
-
-    broker = LocalKafka(port=args.port, data_dir=Path(args.data_dir) if args.data_dir else None)
-    # Blocked signals wait for sigwait, so the JVM is always stopped by the finally below.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    broker.start()
-    print(f"Kafka on {broker.bootstrap_servers} (started in {broker.startup_seconds:.1f}s, "
-          f"log {broker.log_file}); Ctrl-C stops it", flush=True)
+def _devtools_cli() -> ModuleType | None:
+    """pipeline.devtools.cli, or None where this install has no dev tools."""
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    finally:
-        broker.stop()
-    return 0
+        import pipeline.devtools.cli as devtools_cli
+    except ModuleNotFoundError as exc:
+        if exc.name in ("pipeline.devtools", "pipeline.devtools.cli"):
+            return None
+        raise  # a dev tool that is there but misses a dependency says which
+    return devtools_cli
+
+
+def _not_installed(command: str) -> str:
+    return (f"python -m pipeline {command}: a dev tool, not in this install (the wheel and the "
+            "Docker image leave pipeline/devtools out); run it from a checkout: ./deploy/dev")
+
+
+def _add_dev_parsers(sub: Any) -> None:
+    devtools_cli = _devtools_cli()
+    if devtools_cli is not None:
+        devtools_cli.add_dev_parsers(sub)
+        return
+    for command in DEV_COMMANDS:  # listed in --help; main() refuses them before parsing
+        sub.add_parser(command, help="dev tool, not in this install")
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -113,139 +98,6 @@ def _create_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
-
-    return run_demo(calls=args.calls, tenants=args.tenants, console_port=args.console)
-
-
-def _json_object(flag: str, text: str | None) -> dict[str, object] | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise SystemExit(f"{flag} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise SystemExit(f"{flag} must be a JSON object")
-    return value
-
-
-def _options_patch(text: str | None) -> dict[str, object] | None:
-    """--options: a JSON merge patch on the tenant's options, checked here on the defaults (the
-    worker applies it to the tenant's current ones)."""
-    from pydantic import ValidationError
-
-    from pipeline.intake import describe_invalid
-    from schemas.integration import IntegrationOptions
-
-    patch = _json_object("--options", text)
-    if patch is not None:
-        try:
-            IntegrationOptions().patched(patch)
-        except ValidationError as exc:
-            raise SystemExit(f"--options does not give valid options: "
-                             f"{describe_invalid(exc).removeprefix('schema: ')}") from None
-    return patch
-
-
-def _refuse_unknown(settings: Settings, tenant_id: str) -> int | None:
-    """Exit status 1 with the reason for a tenant that has no integration, else None."""
-    from pipeline.operator import unknown_tenant
-
-    why = unknown_tenant(settings, tenant_id)
-    if why is None:
-        return None
-    print(why, file=sys.stderr)
-    return 1
-
-
-def _tenants(args: argparse.Namespace) -> int:
-    from pipeline.config import load_settings
-    from pipeline.operator import list_tenants
-
-    return list_tenants(load_settings())
-
-
-def _operator(args: argparse.Namespace) -> int:
-    import os
-
-    from pipeline.config import load_settings
-    from pipeline.operator import build_command, rekey_all, run, seal_api_key
-
-    settings = load_settings()
-    fields: dict[str, object] = {}
-    if args.command == "rekey" and args.all:
-        return rekey_all(settings, follow=args.follow)
-    if args.command != "activate" and (refused := _refuse_unknown(settings, args.tenant)):
-        return refused
-    if args.command == "activate":
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise SystemExit(f"put the tenant's retailCRM API key in ${args.api_key_env} "
-                             "(never on the command line, where shells keep it)")
-        fields = {"portal_url": args.portal_url, "admin_email": args.admin_email,
-                  "site_code": args.site, "timezone": args.timezone,
-                  "api_key": seal_api_key(settings, args.tenant, api_key),
-                  "module_code": args.module_code,
-                  "options_patch": _options_patch(args.options),
-                  "send_after_reactivation": args.send_after_reactivation,
-                  "senior_manager_id": args.senior_manager}
-    elif args.command == "deactivate":
-        fields = {"reason": args.reason}
-    elif args.command == "replay":
-        fields = {"since": args.since, "until": args.until}
-    elif args.command == "employees":
-        return _employees(args, settings)
-    command = build_command(args.command, args.tenant, operator=os.environ.get("USER", "cli"),
-                            **fields)
-    return run(settings, command, follow=args.follow)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import BenchSizes, run_bench
-
-    rates = tuple(float(r) for r in args.popup_rates.split(","))
-    sizes = BenchSizes(calls=args.calls, per_kind=args.per_kind,
-                       throughput_calls=args.throughput_calls,
-                       throughput_tenants=args.throughput_tenants, popup_rates=rates,
-                       popup_tenants=args.popup_tenants, popup_seconds=args.popup_seconds,
-                       tenants=args.tenants, employees=args.employees, called=args.called,
-                       replay_tenants=args.replay_tenants, replay_calls=args.replay_calls,
-                       general_rps=args.double_general_rps,
-                       telephony_rps=args.double_telephony_rps)
-    only = args.only.split(",") if args.only else None
-    return run_bench(only=only, sizes=sizes, out=args.out)
-
-
-def _chaos(args: argparse.Namespace) -> int:
-    from pipeline.chaos.runner import run_chaos
-
-    return run_chaos(args.scenarios, events=args.events, tenants=args.tenants, seed=args.seed,
-                     as_json=args.json, short=args.short, keep=args.keep)
-
-
-def _employees(args: argparse.Namespace, settings: object) -> int:
-    import os
-
-    from pipeline.config import Settings
-    from pipeline.operator import build_command, print_employees, run
-
-    assert isinstance(settings, Settings)  # noqa: S101 - narrows for mypy
-    kinds = {"list": "employees", "link": "link", "unlink": "unlink", "senior": "senior"}
-    fields: dict[str, object] = {}
-    if args.action == "link":
-        fields = {"employee_id": args.employee, "extension": args.extension,
-                  "crm_user_id": args.user}
-    elif args.action == "unlink":
-        fields = {"employee_id": args.employee}
-    elif args.action == "senior":
-        fields = {"crm_user_id": args.user}
-    command = build_command(kinds[args.action], args.tenant,
-                            operator=os.environ.get("USER", "cli"), **fields)
-    return run(settings, command, follow=args.follow, show=print_employees)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,131 +119,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", help="default: the call topic of the settings")
     p.set_defaults(run=_produce)
 
-    p = sub.add_parser("demo", help="broker + retailCRM double + worker; show what landed")
-    p.add_argument("--calls", type=int, default=120)
-    p.add_argument("--tenants", type=int, default=3)
-    p.add_argument("--console", type=int, nargs="?", const=8780, metavar="PORT",
-                   help="then keep the stack up and serve the operator console on it "
-                   "(default port 8780) until Ctrl-C")
-    p.set_defaults(run=_demo)
+    from pipeline.operations.cli import add_operator_parsers
 
-    p = sub.add_parser("activate", help="check a tenant's key and (re-)activate it")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--portal-url", required=True)
-    p.add_argument("--admin-email", required=True)
-    p.add_argument("--site", required=True, help="the shop (site) code")
-    p.add_argument("--timezone", help="IANA zone; default: the tenant's current one, "
-                   "else Europe/Moscow")
-    p.add_argument("--module-code", help="telephony module code, starting with ringostat "
-                   "(its integrationCode); default: the tenant's current one, else ringostat")
-    p.add_argument("--options", help="changes to the tenant's options (IntegrationOptions) as "
-                   "a JSON merge patch, e.g. '{\"status_sync\": true}': the fields it names "
-                   "change, the others stay as the tenant has them; null puts one back to its "
-                   "default")
-    p.add_argument("--api-key-env", default="CALLSYNC_TENANT_API_KEY",
-                   help="variable that holds the key")
-    p.add_argument("--send-after-reactivation", action="store_true",
-                   help="replay today and the two days before (tenant time zone)")
-    p.add_argument("--senior-manager", type=int, metavar="USER",
-                   help="CRM user id of the senior manager, for a tenant that has none yet "
-                   "(first-time set-up)")
-    p.add_argument("--follow", type=float, default=600)
-    p.set_defaults(run=_operator)
-
-    p = sub.add_parser("rekey", help="re-encrypt tenants' stored API keys under the current "
-                       "key of CALLSYNC_SECRETS__KEYS (after a rotation)")
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--tenant")
-    group.add_argument("--all", action="store_true",
-                       help="every tenant found on the integrations topic and table")
-    p.add_argument("--follow", type=float, default=60)
-    p.set_defaults(run=_operator)
-
-    p = sub.add_parser("deactivate", help="switch a tenant off; its events are parked")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--reason", default="")
-    p.add_argument("--follow", type=float, default=60)
-    p.set_defaults(run=_operator)
-
-    p = sub.add_parser("replay", help="replay a tenant's calls of a window")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--since", help="ISO time with offset; default 00:00 two days ago")
-    p.add_argument("--until", help="ISO time with offset; default now")
-    p.add_argument("--follow", type=float, default=3600)
-    p.set_defaults(run=_operator)
-
-    p = sub.add_parser("tenants", help="the tenants that have an integration")
-    p.add_argument("action", choices=["list"])
-    p.set_defaults(run=_tenants)
-
-    p = sub.add_parser("status", help="a tenant's state, backlog and replay")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--follow", type=float, default=30)
-    p.set_defaults(run=_operator)
-
-    p = sub.add_parser("bench", help="issue 12's figures: requests per call by kind, "
-                       "throughput vs a baseline loop, pop-up latency, memory, replay")
-    p.add_argument("--only", help="comma-separated: requests,throughput,popups,memory,replay")
-    p.add_argument("--calls", type=int, default=600, help="requests: calls of the mix")
-    p.add_argument("--per-kind", type=int, default=50, help="requests: calls per call kind")
-    p.add_argument("--throughput-calls", type=int, default=1500)
-    p.add_argument("--throughput-tenants", type=int, default=10)
-    p.add_argument("--popup-rates", default="100,500", help="pop-ups/s, one run each")
-    p.add_argument("--popup-tenants", type=int, default=50)
-    p.add_argument("--popup-seconds", type=float, default=5.0, help="per rate")
-    p.add_argument("--tenants", type=int, default=300, help="memory: tenants loaded")
-    p.add_argument("--employees", type=int, default=50, help="memory: per tenant (<= 50)")
-    p.add_argument("--called", type=int, default=30, help="memory: tenants that get calls")
-    p.add_argument("--replay-tenants", type=int, default=2)
-    p.add_argument("--replay-calls", type=int, default=300, help="per replayed tenant")
-    p.add_argument("--double-general-rps", type=int, default=10,
-                   help="benchmark only, not for production: the limited double's limits")
-    p.add_argument("--double-telephony-rps", type=int, default=40)
-    p.add_argument("--out", help="also write the results (JSON) here")
-    p.set_defaults(run=_bench)
-
-    p = sub.add_parser("chaos", help="the fault suite: kills, rebalances, broker and portal "
-                       "outages, revoked keys, hostile records and portals; CRM vs golden")
-    p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                   help="kill, rebalance, broker, portal-outage, revoke-replay, late-task, "
-                   "hostile-records, hostile-portal (default: all)")
-    p.add_argument("--events", type=int, default=3000, help="call events per scenario")
-    p.add_argument("--tenants", type=int, default=10)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--json", action="store_true", help="the reports as JSON")
-    p.add_argument("--short", action="store_true",
-                   help="the tests' fault windows and timeouts (use with fewer --events)")
-    p.add_argument("--keep", action="store_true", help="keep the work dir (logs) on success")
-    p.set_defaults(run=_chaos)
-
-    p = sub.add_parser("employees", help="list, link, unlink employees; choose the senior")
-    p.add_argument("action", choices=["list", "link", "unlink", "senior"])
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--employee", help="telephony employee id (link, unlink)")
-    p.add_argument("--extension", help="the employee's extension (link)")
-    p.add_argument("--user", type=int, help="CRM user id (link, senior)")
-    p.add_argument("--follow", type=float, default=60)
-    p.set_defaults(run=_operator, command="employees")
-
-    p = sub.add_parser("crm-double", help="run the retailCRM double on 127.0.0.1")
-    p.add_argument("--port", type=int, default=8089)
-    p.add_argument("--seed", action="append", help="JSON file with a list of portal specs")
-    p.set_defaults(run=_crm_double)
-
-    p = sub.add_parser("kafka-broker", help="fetch and run a real Kafka broker on 127.0.0.1")
-    p.add_argument("--port", type=int, default=9092)
-    p.add_argument("--data-dir", help="keep the broker's data here (default: a temp dir)")
-    p.set_defaults(run=_kafka_broker)
+    add_operator_parsers(sub)
 
     p = sub.add_parser("schema", help="print, --write or --check the call event JSON Schema")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true")
     group.add_argument("--check", action="store_true")
     p.set_defaults(run=_schema)
+
+    _add_dev_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DEV_COMMANDS and _devtools_cli() is None:
+        print(_not_installed(argv[0]), file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     return run(args)

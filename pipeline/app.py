@@ -13,8 +13,8 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import load_settings
-from pipeline.logs import logging_config, redactor
-from pipeline.metrics import READY
+from pipeline.observability.logs import logging_config, redactor
+from pipeline.observability.metrics import READY
 from pipeline.tables import TenantTable
 
 __all__ = [

@@ -19,7 +19,7 @@ from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
 from pipeline.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
 from pipeline.ledger import Ledger
-from pipeline.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
+from pipeline.observability.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
 from pipeline.offsets import Lease
 from pipeline.planning import (
     CallPlan,

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from pipeline.delivery import SourceRef, Work
 from pipeline.employees import Roster, effective_mapping
 from pipeline.lanes import LaneRegistry
-from pipeline.logs import redactor
-from pipeline.metrics import FALLBACKS
+from pipeline.observability.logs import redactor
+from pipeline.observability.metrics import FALLBACKS
 from pipeline.offsets import Lease
 from pipeline.outlets import Outlets
 from pipeline.planning import plan_call

@@ -19,7 +19,7 @@ from pipeline.crm.transport import SharedTransport
 from pipeline.delivery import Revoked, SourceRef, StepFailed, Steps, Work, finished
 from pipeline.errorpolicy import DeadLetter
 from pipeline.ledger import Ledger
-from pipeline.metrics import DELIVERED, LANE_BACKLOG, observe_crm_request
+from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG, observe_crm_request
 from pipeline.outlets import Outlets
 from pipeline.tenantstate import StateStore, key_fingerprint
 from schemas.integration import IntegrationConfig

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from pipeline.delivery import SourceRef, Work
 from pipeline.errorpolicy import DeadLetter
-from pipeline.metrics import DEAD_LETTERED, INVALID
+from pipeline.observability.metrics import DEAD_LETTERED, INVALID
 
 __all__ = ["Headers", "Outlets", "Send", "TopicOutlets", "dead_letter_headers",
            "invalid_headers"]

@@ -19,17 +19,17 @@ from pipeline.app import (
     settings,
     tenant_state,
 )
-from pipeline.control import ControlDesk
 from pipeline.intake import TenantDirectory
-from pipeline.lag import LagMetrics
 from pipeline.lanes import LaneRegistry
 from pipeline.ledger import TableLedger
+from pipeline.observability.lag import LagMetrics
+from pipeline.operations.control import ControlDesk
+from pipeline.operations.replay import ReplayManager
+from pipeline.operations.staff import Staff
+from pipeline.operations.window import ReplayWindow
 from pipeline.outlets import Headers, TopicOutlets
-from pipeline.replay import ReplayManager
 from pipeline.signing import RecordKind, RecordWriter, record_key
-from pipeline.staff import Staff
 from pipeline.tenantstate import StateStore
-from pipeline.window import ReplayWindow
 from schemas.control import CommandResult
 
 __all__ = ["desk", "directory", "flush_durably", "keyring", "lag", "lanes", "ledger", "outlets",

@@ -12,7 +12,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pipeline.logs import REDACTED, secret_forms
+from pipeline.observability.logs import REDACTED, secret_forms
 
 __all__ = ["PREFIX", "KeyRing", "MalformedEnvelope", "SecretError", "TamperedEnvelope",
            "UnknownKeyId", "is_envelope", "kid_of", "scrub", "scrub_json"]

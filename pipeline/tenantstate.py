@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.metrics import DEAD_LETTER_BACKLOG, INTEGRATION_STATE
+from pipeline.observability.metrics import DEAD_LETTER_BACKLOG, INTEGRATION_STATE
 
 __all__ = ["ReplayProgress", "StateStore", "TenantState", "key_fingerprint"]
 

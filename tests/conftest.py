@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from pipeline.brokers import kafka_broker
-from pipeline.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.crmdouble.state import Portal
+from pipeline.devtools.brokers import kafka_broker
+from pipeline.devtools.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import Portal
 
 
 @pytest.fixture(scope="session")

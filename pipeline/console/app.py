@@ -22,7 +22,7 @@ from pipeline.console.commands import Dispatcher
 from pipeline.console.feed import Feed
 from pipeline.console.overview import Overview
 from pipeline.console.sessions import COOKIE, Session, SessionCodec
-from pipeline.operator import FINAL
+from pipeline.operations.operator import FINAL
 from schemas.control import CommandResult
 
 __all__ = ["ACCOUNT", "CONSOLE", "NEW_SESSION", "SESSION", "Console", "account_of",

@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pipeline.console.audit import AuditLog
     from pipeline.console.overview import Overview
     from pipeline.console.sessions import SessionCodec, load_or_create_secret
-    from pipeline.logs import logging_config, redactor
+    from pipeline.observability.logs import logging_config, redactor
     from pipeline.signing import record_key
 
     settings = load_settings()

@@ -1,4 +1,4 @@
-"""Sending commands from the console: built and signed by pipeline.operator, audited, followed."""
+"""Sending commands from the console: built and signed by operations.operator, audited, followed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.console.accounts import Account
 from pipeline.console.audit import AuditLog
-from pipeline.operator import FINAL, build_command, send_and_follow
+from pipeline.operations.operator import FINAL, build_command, send_and_follow
 from schemas.control import CommandResult
 
 __all__ = ["CHANGING", "READING", "Dispatcher", "Forbidden", "Sent"]

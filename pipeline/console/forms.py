@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import ValidationError
 
-from pipeline.window import ReplayWindow, calendar_days_window
+from pipeline.operations.window import ReplayWindow, calendar_days_window
 from schemas.integration import IntegrationConfig, IntegrationOptions
 
 __all__ = ["UTM_TAGS", "ZONES", "FormError", "LinkForm", "SettingsForm", "link_fields",

@@ -11,7 +11,7 @@ from pipeline.console.app import CONSOLE, Console, bad_request, render
 from pipeline.console.forms import FormError, replay_fields, window_inputs
 from pipeline.console.overview import LetterKind
 from pipeline.console.views_tenants import send_or_refuse, tenant_id_of, zone_of
-from pipeline.operator import FINAL
+from pipeline.operations.operator import FINAL
 from schemas.control import CommandResult
 
 __all__ = ["progress_of", "routes"]

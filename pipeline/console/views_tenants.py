@@ -13,8 +13,8 @@ from pipeline.console.commands import Forbidden, Sent
 from pipeline.console.forms import IDENT, UTM_TAGS, ZONES, FormError, SettingsForm, settings_fields
 from pipeline.console.overview import TenantView
 from pipeline.crm.methods import REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
-from pipeline.logs import redactor
-from pipeline.operator import seal_api_key
+from pipeline.observability.logs import redactor
+from pipeline.operations.operator import seal_api_key
 
 __all__ = ["STATES", "fresh_status", "routes", "send_or_refuse", "tenant_id_of", "zone_of"]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.chaos.runner import own_broker
-from pipeline.localkafka import LocalKafka
-from pipeline.samples import SampleTenant
+from pipeline.devtools.chaos.runner import own_broker
+from pipeline.devtools.localkafka import LocalKafka
+from pipeline.devtools.samples import SampleTenant
 from tests.integration.stack import Stack, StackFactory
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.demo import wait_for_metric
-from pipeline.devstack import (
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.demo import wait_for_metric
+from pipeline.devtools.devstack import (
     DevTenant,
     WorkerProcess,
     committed_everything,
@@ -25,10 +25,10 @@ from pipeline.devstack import (
     settings_from,
     worker_env,
 )
-from pipeline.localkafka import free_port
-from pipeline.operator import build_command, seal_api_key, send_and_follow
+from pipeline.devtools.localkafka import free_port
+from pipeline.devtools.samples import SampleTenant
+from pipeline.operations.operator import build_command, seal_api_key, send_and_follow
 from pipeline.producing import Record, publish, record_for_call
-from pipeline.samples import SampleTenant
 from schemas.control import CommandResult
 
 OPERATOR_KEY = "e2e-operator-signing-key"

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.crmdouble.state import ApiKey, Fault, Portal
-from pipeline.operator import build_command, send_and_follow
-from pipeline.samples import sample_calls, sample_tenants
+from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
+from pipeline.devtools.samples import sample_calls, sample_tenants
+from pipeline.operations.operator import build_command, send_and_follow
+from pipeline.operations.window import calendar_days_window
 from pipeline.signing import sign
-from pipeline.window import calendar_days_window
 from tests.integration.stack import Stack, StackFactory
 from tests.integration.test_end_to_end import actual_state, expected_state, same
 

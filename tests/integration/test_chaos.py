@@ -1,5 +1,6 @@
-"""The fault suite's short form: each scenario of pipeline/chaos on 300 calls over 10 tenants,
-and the double's hostile answers, hostile records and the golden comparison it relies on."""
+"""The fault suite's short form: each scenario of pipeline/devtools/chaos on 300 calls over 10
+tenants, and the double's hostile answers, hostile records and the golden comparison it
+relies on."""
 
 from __future__ import annotations
 
@@ -12,18 +13,18 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from pipeline.chaos.golden import Golden, compare
-from pipeline.chaos.hostile import with_hostile
-from pipeline.chaos.report import ScenarioReport, table
-from pipeline.chaos.runner import SHORT, run_scenario
-from pipeline.chaos.scenarios import SCENARIOS
-from pipeline.chaos.workload import workload
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.crmdouble.state import Portal
-from pipeline.localkafka import LocalKafka
-from pipeline.samples import sample_tenants
+from pipeline.devtools.chaos.golden import Golden, compare
+from pipeline.devtools.chaos.hostile import with_hostile
+from pipeline.devtools.chaos.report import ScenarioReport, table
+from pipeline.devtools.chaos.runner import SHORT, run_scenario
+from pipeline.devtools.chaos.scenarios import SCENARIOS
+from pipeline.devtools.chaos.workload import workload
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import Portal
+from pipeline.devtools.localkafka import LocalKafka
+from pipeline.devtools.samples import sample_tenants
 from schemas.call_event import CallEvent
 
 pytestmark = pytest.mark.chaos

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
-from pipeline.samples import sample_tenants
+from pipeline.devtools.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
+from pipeline.devtools.samples import sample_tenants
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.kafka

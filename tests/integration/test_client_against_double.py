@@ -9,9 +9,9 @@ import pytest
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import REQUIRED_METHODS
-from pipeline.crmdouble.admin import KeySpec, UserSpec, add_user
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.crmdouble.state import ApiKey, Portal
+from pipeline.devtools.crmdouble.admin import KeySpec, UserSpec, add_user
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import ApiKey, Portal
 from schemas.crm import (
     AdditionalCode,
     CallEventPayload,
@@ -166,7 +166,7 @@ async def test_shops_and_the_module_code_prefix_through_the_client(crm_double: C
 
 async def test_rate_limit_server_errors_and_timeouts_are_retryable(
         crm_double: CRMDouble, portal: Portal) -> None:
-    from pipeline.crmdouble.state import Fault
+    from pipeline.devtools.crmdouble.state import Fault
 
     crm_double.state.faults.append(Fault(portal="acme", status=503, remaining=1))
     crm_double.state.faults.append(Fault(portal="acme", status=502, remaining=1))

@@ -24,10 +24,10 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from pipeline.demo import wait_for_metric
-from pipeline.devstack import publish_tenants
-from pipeline.localkafka import free_port
-from pipeline.samples import sample_calls, sample_tenants
+from pipeline.devtools.demo import wait_for_metric
+from pipeline.devtools.devstack import publish_tenants
+from pipeline.devtools.localkafka import free_port
+from pipeline.devtools.samples import sample_calls, sample_tenants
 from tests.integration.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.crmdouble.state import Portal
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import Portal
 
 MODULE = {"code": "ringostat-rs", "integrationCode": "ringostat", "active": True,
           "integrations": {"telephony": {"additionalCodes": [{"userId": 27, "code": "101"}]}}}

@@ -13,9 +13,9 @@ import pytest
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.delivery import SourceRef, Steps, Work
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.errorpolicy import DeadLetter
 from pipeline.lanes import LaneRegistry, TenantLane
 from pipeline.ledger import MemoryLedger
@@ -368,7 +368,7 @@ async def test_status_sync_ignores_stale_events(crm_double: CRMDouble, harness: 
 
 async def test_the_roster_is_fetched_page_by_page(crm_double: CRMDouble,
                                                   portal: Portal) -> None:
-    from pipeline.crmdouble.admin import UserSpec, add_user
+    from pipeline.devtools.crmdouble.admin import UserSpec, add_user
     from pipeline.employees import fetch_roster
 
     for n in range(130):

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.crmdouble.admin import UserSpec, add_user
-from pipeline.samples import sample_calls, sample_tenants
+from pipeline.devtools.crmdouble.admin import UserSpec, add_user
+from pipeline.devtools.samples import sample_calls, sample_tenants
 from tests.integration.stack import Stack
 
 pytestmark = pytest.mark.kafka

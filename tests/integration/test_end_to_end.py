@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.crmdouble.state import Fault
-from pipeline.demo import scrape
-from pipeline.devstack import DevTenant
+from pipeline.devtools.crmdouble.state import Fault
+from pipeline.devtools.demo import scrape
+from pipeline.devtools.devstack import DevTenant
+from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.producing import Record
-from pipeline.samples import sample_calls, sample_tenants
 from pipeline.tables import tenant_partition
 from tests.integration.stack import Stack, StackFactory
 

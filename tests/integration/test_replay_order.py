@@ -15,16 +15,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crmdouble.server import CRMDouble
-from pipeline.crmdouble.state import Portal
 from pipeline.delivery import SourceRef, Work
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import Portal
 from pipeline.lanes import LaneRegistry
 from pipeline.ledger import MemoryLedger
 from pipeline.offsets import OffsetGate
+from pipeline.operations.replay import ReplayManager
+from pipeline.operations.window import ReplayWindow
 from pipeline.planning import plan_call
-from pipeline.replay import ReplayManager
 from pipeline.tenantstate import StateStore
-from pipeline.window import ReplayWindow
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from schemas.control import CommandResult
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration

@@ -20,10 +20,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.crmdouble.state import Fault
-from pipeline.logs import secret_forms
-from pipeline.operator import build_command, send_and_follow
-from pipeline.samples import sample_calls, sample_tenants
+from pipeline.devtools.crmdouble.state import Fault
+from pipeline.devtools.samples import sample_calls, sample_tenants
+from pipeline.observability.logs import secret_forms
+from pipeline.operations.operator import build_command, send_and_follow
 from tests.integration.stack import Stack, StackFactory
 from tests.integration.test_broken_keys_and_replay import new_key
 from tests.integration.test_worker_http import FAUST_PATHS

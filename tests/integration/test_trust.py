@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 import pytest
 
-from pipeline.crmdouble.state import Fault
-from pipeline.devstack import seed_tenant, settings_from
-from pipeline.operator import build_command, rekey_all, send_and_follow
+from pipeline.devtools.crmdouble.state import Fault
+from pipeline.devtools.devstack import seed_tenant, settings_from
+from pipeline.devtools.samples import sample_calls, sample_tenants
+from pipeline.operations.operator import build_command, rekey_all, send_and_follow
 from pipeline.producing import Record, publish
-from pipeline.samples import sample_calls, sample_tenants
 from pipeline.signing import open_record, record_key, seal_record, sign
 from tests.integration.stack import OPERATOR_KEY, Stack, StackFactory
 from tests.integration.test_end_to_end import actual_state, expected_state, same

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from pipeline.samples import sample_tenants
+from pipeline.devtools.samples import sample_tenants
 from tests.integration.stack import StackFactory
 
 pytestmark = pytest.mark.kafka

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import pipeline.metrics  # noqa: F401 - registers every callsync metric
+import pipeline.observability.metrics  # noqa: F401 - registers every callsync metric
 from pipeline.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.console.audit import AuditLog, redacted
-from pipeline.operator import build_command
+from pipeline.operations.operator import build_command
 from schemas.control import CommandResult
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.bench_figures import (
+from pipeline.devtools.bench_figures import (
     FLOORS,
     classify,
     figure_row,

@@ -15,7 +15,7 @@ from pipeline.config import (
     load_settings,
     require_worker_secrets,
 )
-from pipeline.logs import REDACTED
+from pipeline.observability.logs import REDACTED
 from pipeline.secrets import (
     KeyRing,
     MalformedEnvelope,

@@ -1,0 +1,1 @@
+"""Observability: the Prometheus metrics, the consumer lag gauges, the logging set-up."""

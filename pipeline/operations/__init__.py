@@ -1,0 +1,1 @@
+"""Operations: the control desk, replays, employee commands, activation and the operator CLI."""

@@ -1,0 +1,330 @@
+"""Operator commands: verified, validated, never carried out twice, answered on results."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from pipeline.crm import errors as e
+from pipeline.employees import link_refusal
+from pipeline.intake import TenantDirectory, describe_invalid
+from pipeline.lanes import ClientFor, LaneRegistry
+from pipeline.operations.activation import Refused, check_key, config_for
+from pipeline.operations.staff import Staff, StaffRefused
+from pipeline.operations.window import ReplayWindow, calendar_days_window
+from pipeline.secrets import KeyRing, SecretError, scrub, scrub_json
+from pipeline.signing import RecordRefused, RecordWriter, verify
+from pipeline.tenantstate import StateStore, key_fingerprint
+from schemas.control import (
+    ActivateCommand,
+    Command,
+    CommandResult,
+    DeactivateCommand,
+    EmployeesCommand,
+    LinkCommand,
+    RekeyCommand,
+    ReplayCommand,
+    SeniorCommand,
+    SignedCommand,
+    StatusCommand,
+    UnlinkCommand,
+)
+from schemas.crm import (
+    AdditionalCode,
+    IntegrationModulePayload,
+    Integrations,
+    TelephonyConfiguration,
+)
+from schemas.integration import INTEGRATION_CODE, IntegrationConfig
+from schemas.mapping import EmployeeMapping
+
+__all__ = ["ControlDesk", "Refused", "module_payload"]
+
+log = logging.getLogger(__name__)
+COMMANDS = TypeAdapter(Command)
+MAX_AGE = timedelta(hours=24)
+MAX_SKEW = timedelta(minutes=5)
+
+Report = Callable[[CommandResult], Awaitable[object]]
+StartReplay = Callable[[str, str, ReplayWindow], Awaitable[None]]
+
+
+def module_payload(config: IntegrationConfig, mapping: EmployeeMapping, *,
+                   active: bool) -> IntegrationModulePayload:
+    """The telephony module as the CRM lists it; extensions route pop-ups to managers."""
+    return IntegrationModulePayload(
+        code=config.module_code, integrationCode=INTEGRATION_CODE, active=active,
+        name="Ringostat",
+        integrations=Integrations(telephony=TelephonyConfiguration(
+            inputEventSupported=True, outputEventSupported=True, hangupEventSupported=True,
+            allowEdit=False,
+            additionalCodes=[AdditionalCode(userId=link.crm_user_id, code=link.extension)
+                             for link in mapping.employees.values() if link.extension])))
+
+
+class ControlDesk:
+    def __init__(self, *, operator_key: bytes | None, directory: TenantDirectory,
+                 records: RecordWriter, states: StateStore,
+                 lanes: LaneRegistry, report: Report, start_replay: StartReplay,
+                 client_for: ClientFor,
+                 staff: Staff | None = None, keyring: KeyRing | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.operator_key = operator_key
+        self.directory = directory
+        self.records = records
+        self.keyring = keyring
+        self.states = states
+        self.lanes = lanes
+        self.report = report
+        self.start_replay = start_replay
+        self.client_for = client_for
+        self.staff = staff
+        self.clock = clock
+
+    async def _answer(self, command_id: str, status: str, message: str, *,
+                      command: Command | None = None, data: dict[str, Any] | None = None,
+                      secrets: Sequence[str] = ()) -> CommandResult:
+        # A net under the client's own scrubbing: no key the desk knows reaches the results.
+        known = [*secrets, *self._secrets_of(command)]
+        result = CommandResult.model_validate({
+            "command_id": command_id, "status": status, "message": scrub(message, known),
+            "tenant_id": command.tenant_id if command else None,
+            "type": command.type if command else None, "data": scrub_json(data or {}, known),
+            "at": self.clock()})
+        await self.report(result)
+        return result
+
+    def _secrets_of(self, command: Command | None) -> list[str]:
+        found = [self.operator_key.decode(errors="replace")] if self.operator_key else []
+        config = self.directory.config(command.tenant_id) if command is not None else None
+        if config is not None:
+            found.append(config.api_key.get_secret_value())
+        return found
+
+    async def failed(self, raw: bytes, exc: Exception) -> None:
+        """A command that broke the desk is answered, never silently lost."""
+        command_id = "unknown"
+        try:
+            command_id = str(SignedCommand.model_validate_json(raw).command.get(
+                "command_id", "unknown"))[:128]
+        except ValidationError:
+            pass
+        try:
+            await self._answer(command_id, "failed", f"internal:{type(exc).__name__}")
+        except Exception:
+            log.exception("could not answer command %s", command_id)
+
+    async def handle(self, raw: bytes, key: bytes | None) -> CommandResult:
+        """Every record gets an answer; only a verified, valid, new command changes anything."""
+        try:
+            envelope = SignedCommand.model_validate_json(raw)
+        except ValidationError as exc:
+            return await self._answer("unknown", "refused",
+                                      "malformed command envelope: " + describe_invalid(exc))
+        command_id = str(envelope.command.get("command_id", "unknown"))[:128]
+        if self.operator_key is None:
+            return await self._answer(command_id, "refused", "operator commands are disabled: "
+                                      "CALLSYNC_OPERATOR_KEY is not set on the worker")
+        if not verify(envelope.command, envelope.signature, self.operator_key):
+            log.warning("refused a command with a bad signature (id %r)", command_id)
+            return await self._answer(command_id, "refused", "bad signature")
+        try:
+            command = COMMANDS.validate_python(envelope.command)
+        except ValidationError as exc:
+            return await self._answer(command_id, "refused", describe_invalid(exc))
+        now = self.clock()
+        if not now - MAX_AGE <= command.issued_at <= now + MAX_SKEW:
+            return await self._answer(command_id, "refused",
+                                      "issued_at is too old or in the future", command=command)
+        if key != command.tenant_id.encode():
+            return await self._answer(command_id, "refused", "the record key must be the "
+                                      "tenant_id (commands are partitioned by tenant)",
+                                      command=command)
+        seen = self.states.handled(command.tenant_id, command.command_id)
+        if seen:
+            return await self._answer(command.command_id, seen["status"],
+                                      "already handled: " + seen["message"], command=command,
+                                      data=seen.get("data"))
+        if seen is not None:
+            return await self._answer(command.command_id, "refused", "already handled: this "
+                                      "command id was carried out before (its result is no "
+                                      "longer kept); send a new command", command=command)
+        secrets: list[str] = []
+        try:
+            if isinstance(command, ActivateCommand):
+                secrets.append(self._open_key(command))
+            status, message, data = await self._carry_out(command, secrets)
+        except Refused as refused:
+            status, message, data = "refused", str(refused), {}
+        except SecretError as exc:
+            status, message, data = "refused", f"a key cannot be decrypted: {exc}", {}
+        except e.RetailCRMError as exc:
+            status, message, data = "failed", f"retailCRM: {exc}", {}
+        result = await self._answer(command.command_id, status, message, command=command,
+                                    data=data, secrets=secrets)
+        self._remember(command, result)
+        return result
+
+    def _remember(self, command: Command, result: CommandResult) -> None:
+        """Every id is kept for as long as the command would be accepted (issued_at within
+        MAX_AGE, MAX_SKEW ahead): a replay inside that window is answered, never carried out."""
+        if command.type in ("status", "employees"):
+            return
+        self.states.remember(command.tenant_id, command.command_id, {
+            "status": result.status, "message": result.message, "data": result.data},
+            until=command.issued_at + MAX_AGE + MAX_SKEW, now=self.clock())
+
+    def _open_key(self, command: ActivateCommand) -> str:
+        if self.keyring is None:
+            raise SecretError("CALLSYNC_SECRETS__KEYS is not set on the worker")
+        return self.keyring.decrypt(command.api_key, tenant_id=command.tenant_id)
+
+    async def _carry_out(self, command: Command, secrets: Sequence[str]
+                         ) -> tuple[str, str, dict[str, Any]]:
+        if isinstance(command, LinkCommand | UnlinkCommand | SeniorCommand | EmployeesCommand):
+            if self.staff is None:
+                raise Refused("employee commands are not available on this worker")
+            try:
+                return await self.staff.handle(command, self.directory.config(command.tenant_id),
+                                               self._push_module)
+            except StaffRefused as refused:
+                raise Refused(str(refused)) from None
+        if isinstance(command, ActivateCommand):
+            return await self._activate(command, secrets[0])
+        if isinstance(command, RekeyCommand):
+            return await self._rekey(command)
+        if isinstance(command, DeactivateCommand):
+            return await self._deactivate(command)
+        if isinstance(command, ReplayCommand):
+            return await self._replay(command)
+        return self._status(command)
+
+    async def _push_module(self, config: IntegrationConfig, mapping: EmployeeMapping) -> None:
+        """The CRM routes pop-ups by extension: its module follows the mapping."""
+        state = self.states.get(config.tenant_id)
+        async with self.client_for(config) as crm:
+            await crm.edit_integration_module(module_payload(
+                config, mapping, active=state.state != "deactivated"))
+
+    def _configured(self, tenant_id: str) -> bool:
+        """An integration is stored for the tenant (whether or not this worker can open it)."""
+        return bool(self.records.integrations.get(tenant_id))
+
+    async def _activate(self, cmd: ActivateCommand, api_key: str
+                        ) -> tuple[str, str, dict[str, Any]]:
+        config = config_for(cmd, self.directory.config(cmd.tenant_id), api_key)
+        new = not self._configured(cmd.tenant_id)
+        saved = mapping = self.directory.stored_mapping(cmd.tenant_id)
+        senior = mapping.senior_manager_id
+        if cmd.senior_manager_id is not None and cmd.senior_manager_id != senior:
+            if senior is not None:
+                raise Refused(f"the tenant's senior manager is user {senior}: change it with "
+                              "`employees senior`, not with activate")
+            senior = cmd.senior_manager_id  # first-time set-up: checked below, then saved
+            mapping = mapping.model_copy(update={"senior_manager_id": senior})
+        if senior is None:
+            raise Refused("no senior manager: name one (an active CRM manager) with "
+                          "--senior-manager, or choose one with `employees senior`")
+        async with self.client_for(config) as crm:
+            await check_key(crm, config)
+            if self.staff is not None:
+                roster = await self.staff.sync(config, crm)
+                refusal = link_refusal(roster, senior)
+                if refusal is not None:
+                    raise Refused(f"the senior manager cannot be used: {refusal}")
+            else:
+                user = await crm.user(senior)
+                if not user.active or not user.isManager:
+                    raise Refused(f"the senior manager (user {user.id}) is not an active "
+                                  "manager")
+            info = await crm.edit_integration_module(module_payload(config, mapping,
+                                                                    active=True))
+        previous = self.states.get(cmd.tenant_id)
+        await self.records.write_config(config)
+        if mapping != saved:
+            await self.records.write_mapping(mapping)
+        self.states.update(cmd.tenant_id, state="active", reason="activated", method="",
+                           since=self.clock(), denied_methods=[],
+                           key_fingerprint=key_fingerprint(api_key))
+        data: dict[str, Any] = {"previous_state": None if new else previous.state,
+                                "module": info.info}
+        message = "active (new)" if new else f"active (was {previous.state})"
+        if cmd.send_after_reactivation:
+            # The replay is set up before the lane resumes: from then on the tenant's live
+            # events wait for it, so what was parked is delivered first, in order.
+            window = calendar_days_window(self.clock(), config.zone)
+            await self.start_replay(cmd.tenant_id, cmd.command_id, window)
+            self.lanes.reset(config)
+            data["replay_window"] = window.as_dict()
+            return "accepted", message + "; replaying today and the two days before", data
+        self.lanes.reset(config)
+        return "done", message, data
+
+    async def _rekey(self, cmd: RekeyCommand) -> tuple[str, str, dict[str, Any]]:
+        if not self.records.integrations.get(cmd.tenant_id):
+            raise Refused("no integration is configured for this tenant")
+        try:
+            data = await self.records.rekey(cmd.tenant_id)
+        except RecordRefused as exc:
+            raise Refused(f"the stored integration cannot be used: {exc}") from None
+        except ValidationError as exc:
+            raise Refused(f"a stored record cannot be used: {describe_invalid(exc)}") from None
+        return "done", f"re-encrypted under {data['kid']} (was {data['previous_kid']})", data
+
+    async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:
+        config = self.directory.config(cmd.tenant_id)
+        note = ""
+        if config is not None:
+            try:
+                async with self.client_for(config) as crm:
+                    await crm.edit_integration_module(module_payload(
+                        config, self.directory.stored_mapping(cmd.tenant_id), active=False))
+            except e.CRMAuthorizationError as exc:
+                note = f"; the module could not be switched off in the CRM ({exc.error_msg})"
+        self.states.update(cmd.tenant_id, state="deactivated", since=self.clock(),
+                           reason=cmd.reason or "deactivated by an operator", method="")
+        self.lanes.deactivate(cmd.tenant_id)
+        return "done", "deactivated: events are parked until re-activation" + note, {}
+
+    async def _replay(self, cmd: ReplayCommand) -> tuple[str, str, dict[str, Any]]:
+        config = self.directory.config(cmd.tenant_id)
+        if config is None:
+            raise Refused("no integration is configured for this tenant")
+        state = self.states.get(cmd.tenant_id)
+        if state.replay is not None and not state.replay.done:
+            raise Refused(f"a replay is already running ({state.replay.command_id})")
+        now = self.clock()
+        default = calendar_days_window(now, config.zone)
+        try:
+            window = ReplayWindow(cmd.since or default.start, cmd.until or default.end)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        await self.start_replay(cmd.tenant_id, cmd.command_id, window)
+        return "accepted", "replay started", {"window": window.as_dict()}
+
+    def _status(self, cmd: StatusCommand) -> tuple[str, str, dict[str, Any]]:
+        config = self.directory.config(cmd.tenant_id)
+        state = self.states.get(cmd.tenant_id)
+        lane = self.lanes.lanes.get(cmd.tenant_id)
+        data = state.model_dump(mode="json", exclude={"commands", "seen_commands"})
+        if not self._configured(cmd.tenant_id):
+            # A tenant's state defaults to active; with no integration it is none of them.
+            data["state"] = "unknown"
+        if config is not None:
+            data["config"] = {k: v for k, v in config.model_dump(mode="json").items()
+                              if k != "api_key"}
+        data["key_id"] = self.records.stored_kid(cmd.tenant_id)
+        data["lane_backlog"] = lane.backlog if lane else 0
+        data["mapped_employees"] = len(self.directory.stored_mapping(cmd.tenant_id).employees)
+        data["fallbacks"] = self.directory.fallbacks.get(cmd.tenant_id, {})
+        roster = self.directory.roster(cmd.tenant_id)
+        data["roster"] = {"synced_at": roster.synced_at.isoformat() if roster else None,
+                          "managers": sorted(roster.managers) if roster else []}
+        if data["state"] == "unknown":
+            return "done", "unknown (no integration configured)", data
+        return "done", state.state, data
+
