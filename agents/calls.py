@@ -80,9 +80,6 @@ async def deliver_calls(stream: Any) -> None:
         lease = gate.read(message.topic, message.partition, message.offset,
                           generation=message.generation_id or 0,
                           stamp=_seconds(message.timestamp), base=_committed(message.tp))
-        back = gate.rewind(message.topic, message.partition)
-        if back is not None:
-            await _rewind(message.tp, back)
         source = SourceRef(message.topic, message.partition, message.offset)
         try:
             await accept_call(raw=event.value, key=event.key, source=source, ack=lease.settle,
@@ -97,9 +94,23 @@ async def deliver_calls(stream: Any) -> None:
 @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
 async def commit_settled() -> None:
     try:
+        await _seek_holes()
         await committer.commit()
     except Exception:
         log.exception("committing the call topic's settled offsets failed")
+
+
+async def _seek_holes() -> None:
+    """Holes are sought back to from here too, not only when a record is read: a seek made
+    while a fetched batch is still being handed out is undone by the rest of that batch (Faust
+    then drops the record again as read before), and at the end of the input no read comes."""
+    from faust.types import TP
+
+    topic = calls_topic.get_topic_name()
+    for partition in gate.partitions(topic):
+        back = gate.rewind(topic, partition)
+        if back is not None:
+            await _rewind(TP(topic, partition), back)
 
 
 def _release_wait() -> float:

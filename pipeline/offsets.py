@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]  # (topic, partition)
 # Seeks back to an unread offset before it is taken for one that holds no record.
-MAX_REWINDS = 2
+MAX_REWINDS = 4
 
 
 @dataclass(eq=False)
@@ -178,7 +178,7 @@ class OffsetGate:
         part.next_read = max(part.next_read or 0, offset + 1)
         return lease
 
-    def rewind(self, topic: str, partition: int, *, every: float = 5.0,
+    def rewind(self, topic: str, partition: int, *, every: float = 3.0,
                now: float | None = None) -> int | None:
         """Where to seek this partition back to, if this generation has an offset it was not
         handed with later ones read (Faust dropped it as read before; a generation started
