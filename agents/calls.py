@@ -48,12 +48,13 @@ def owns(tenant_id: str) -> bool:
 replays.owns = owns
 
 
-def _committed(tp: Any) -> int | None:
+def _committed(tp: Any) -> int:
     """The partition's committed offset as the consumer last read it from the broker (Faust
-    seeks every newly assigned partition there)."""
+    seeks every newly assigned partition there, and keeps 0 and "none yet" as None: a partition
+    never committed is read from its first record, so 0)."""
     consumer: Any = app.consumer
     offset = consumer._committed_offset.get(tp)
-    return int(offset) if isinstance(offset, int) and offset >= 0 else None
+    return int(offset) if isinstance(offset, int) and offset >= 0 else 0
 
 
 async def _rewind(tp: Any, offset: int) -> None:
