@@ -180,10 +180,11 @@ class OffsetGate:
 
     def rewind(self, topic: str, partition: int, *, every: float = 3.0,
                now: float | None = None) -> int | None:
-        """Where to seek this partition back to, if this generation has an offset it was not
-        handed with later ones read (Faust dropped it as read before; a generation started
-        above the committed offset): asked again every `every` seconds while the hole stays,
-        and after MAX_REWINDS seeks that bring nothing it is taken for holding no record."""
+        """The offset this generation was not handed, with later ones read (Faust dropped it
+        as read before, or handed it out under the generation before; a generation started
+        above the committed offset), while the commit point waits for it: asked every `every`
+        seconds; after MAX_REWINDS asks it is given up — taken for an offset holding no record
+        (transaction markers, retention) or lost to Faust — with a warning naming it."""
         part = self._parts.get((topic, partition))
         if part is None or part.closing:
             return None
@@ -196,8 +197,9 @@ class OffsetGate:
             return None
         if part.rewinds >= MAX_REWINDS:
             _, end = part.fill()
-            log.warning("%s[%d]: offsets %d..%d stayed unread after %d seeks back; taken for "
-                        "offsets that hold no record (transaction markers, retention)",
+            log.warning("%s[%d]: offsets %d..%d were never handed out (%d checks); the commit "
+                        "point moves on (offsets holding no record, e.g. transaction markers, "
+                        "or records Faust dropped: replay them if the CRM misses calls)",
                         topic, partition, hole, end - 1, part.rewinds)
             part.rewinds = 0
             return None
