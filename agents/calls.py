@@ -48,15 +48,6 @@ def owns(tenant_id: str) -> bool:
 replays.owns = owns
 
 
-def _committed(tp: Any) -> int:
-    """The partition's committed offset as the consumer last read it from the broker (Faust
-    seeks every newly assigned partition there, and keeps 0 and "none yet" as None: a partition
-    never committed is read from its first record, so 0)."""
-    consumer: Any = app.consumer
-    offset = consumer._committed_offset.get(tp)
-    return int(offset) if isinstance(offset, int) and offset >= 0 else 0
-
-
 @app.agent(calls_topic)
 async def deliver_calls(stream: Any) -> None:
     async for event in stream.events():
@@ -64,7 +55,7 @@ async def deliver_calls(stream: Any) -> None:
         EVENTS_CONSUMED.labels(message.topic).inc()
         lease = gate.read(message.topic, message.partition, message.offset,
                           generation=message.generation_id or 0,
-                          stamp=_seconds(message.timestamp), base=_committed(message.tp))
+                          stamp=_seconds(message.timestamp))
         source = SourceRef(message.topic, message.partition, message.offset)
         try:
             await accept_call(raw=event.value, key=event.key, source=source, ack=lease.settle,
@@ -79,25 +70,9 @@ async def deliver_calls(stream: Any) -> None:
 @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
 async def commit_settled() -> None:
     try:
-        await _wait_for_holes()
         await committer.commit()
     except Exception:
         log.exception("committing the call topic's settled offsets failed")
-
-
-async def _wait_for_holes() -> None:
-    """An offset this generation was not handed, with later ones read (Faust drops a record it
-    handed out under the generation before, or as read before): the commit point waits there
-    while the record may still come (late, out of order); see OffsetGate.rewind. Seeking the
-    consumer back from here is not done: Faust's consumer lives on its own thread, and a seek
-    from this loop stalled every partition of the worker in a test run."""
-    topic = calls_topic.get_topic_name()
-    for partition in gate.partitions(topic):
-        back = gate.rewind(topic, partition)
-        if back is not None:
-            log.warning("%s[%d]: offset %d was not handed out, later ones were (read: %s); "
-                        "the commit point waits for it", topic, partition, back,
-                        gate.seen(topic, partition))
 
 
 def _release_wait() -> float:

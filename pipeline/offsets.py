@@ -24,8 +24,6 @@ __all__ = ["Committer", "Lease", "OffsetGate", "PartitionKey"]
 log = logging.getLogger(__name__)
 
 PartitionKey = tuple[str, int]  # (topic, partition)
-# Seeks back to an unread offset before it is taken for one that holds no record.
-MAX_REWINDS = 4
 
 
 @dataclass(eq=False)
@@ -72,65 +70,17 @@ class Lease:
 class _Partition:
     key: PartitionKey
     generation: int
-    # Offsets read and not yet settled (usually in read order, the smallest first).
+    # Offsets read and not yet settled, in read order (so the first key is the smallest).
     pending: dict[int, Lease] = field(default_factory=dict)
     next_read: int | None = None  # the offset after the last one read
     committed: int | None = None  # the last commit point callsync committed
     closing: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # set on settle or abandon
-    # Where this generation must start: the partition's committed offset when it was assigned.
-    # Records above it read first mean some were skipped: the point stays here (see `hole`).
-    base: int | None = None
-    seen: list[list[int]] = field(default_factory=list)  # offsets read: [start, end) ranges
-    rewound_at: float | None = None  # when a rewind to the hole was last asked for
-    rewinds: int = 0  # rewinds asked for without the hole filling
-
-    def saw(self, offset: int) -> bool:
-        return any(start <= offset < end for start, end in self.seen)
-
-    def see(self, offset: int) -> None:
-        self.seen.append([offset, offset + 1])
-        self.seen.sort()
-        merged: list[list[int]] = []
-        for start, end in self.seen:
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        self.seen = merged
-
-    def _first_unread(self) -> int:
-        """The first offset, from where this generation must start, that it has not read."""
-        start = self.seen[0][0] if self.base is None else min(self.base, self.seen[0][0])
-        cursor = start
-        for first, end in self.seen:
-            if first > cursor:
-                break
-            cursor = max(cursor, end)
-        return cursor
-
-    def fill(self) -> tuple[int, int]:
-        """Take every offset from the start to the last one read for read: offsets no seek
-        back brings (transaction markers, records deleted by retention)."""
-        start = self.seen[0][0] if self.base is None else min(self.base, self.seen[0][0])
-        self.seen = [[start, self.seen[-1][1]]]
-        return start, self.seen[-1][1]
-
-    def hole(self) -> int | None:
-        """An offset this generation should have read and has not, with later ones read (Faust
-        dropped it as read before, or its records started above the committed offset)."""
-        if not self.seen:
-            return None
-        cursor = self._first_unread()
-        return cursor if cursor < self.seen[-1][1] else None
 
     def point(self) -> int | None:
-        if not self.seen:
-            return self.next_read
-        point = self._first_unread()  # never past an offset this generation has not read
         if self.pending:
-            point = min(point, min(self.pending))
-        return point
+            return next(iter(self.pending))
+        return self.next_read
 
 
 class OffsetGate:
@@ -139,14 +89,9 @@ class OffsetGate:
     def __init__(self) -> None:
         self._parts: dict[PartitionKey, _Partition] = {}
         self.generation = 0
-        # The last point committed per partition, kept past a revoke: where a later generation
-        # on this worker must start at the latest.
-        self._committed: dict[PartitionKey, int] = {}
 
     def read(self, topic: str, partition: int, offset: int, *, generation: int,
-             stamp: float, base: int | None = None) -> Lease:
-        """`base`: the partition's committed offset as the consumer knows it (where a new
-        generation's reading must start)."""
+             stamp: float) -> Lease:
         key = (topic, partition)
         part = self._parts.get(key)
         if generation < self.generation or (part is not None and (
@@ -155,7 +100,8 @@ class OffsetGate:
             # Fetched before the last rebalance: never live, never counted.
             return Lease(_Partition(key, generation, closing=True), generation, offset, stamp)
         self.generation = generation
-        if part is not None and part.generation == generation and part.saw(offset):
+        if part is not None and part.generation == generation and \
+                part.next_read is not None and offset < part.next_read:
             # Read again within one generation (Faust hands the last record of a partition out
             # twice after a restart or a rebalance, and re-reads after a seek back): the first
             # read of it is pending or settled already, so this one is a duplicate — never
@@ -166,54 +112,12 @@ class OffsetGate:
             # is no longer live.
             if part is not None:
                 part.closing = True
-            # Committed offsets only grow: the larger of what the consumer last saw on the
-            # broker and what this worker last committed is the tightest bound to start at.
-            known = [b for b in (base, self._committed.get(key)) if b is not None]
-            part = self._parts[key] = _Partition(
-                key, generation, committed=part.committed if part is not None else None,
-                base=max(known) if known else None)
+            part = self._parts[key] = _Partition(key, generation, committed=(
+                part.committed if part is not None else None))
         lease = Lease(part, generation, offset, stamp)
         part.pending[offset] = lease
-        part.see(offset)
-        part.next_read = max(part.next_read or 0, offset + 1)
+        part.next_read = offset + 1
         return lease
-
-    def rewind(self, topic: str, partition: int, *, every: float = 3.0,
-               now: float | None = None) -> int | None:
-        """The offset this generation was not handed, with later ones read (Faust dropped it
-        as read before, or handed it out under the generation before; a generation started
-        above the committed offset), while the commit point waits for it: asked every `every`
-        seconds; after MAX_REWINDS asks it is given up — taken for an offset holding no record
-        (transaction markers, retention) or lost to Faust — with a warning naming it."""
-        part = self._parts.get((topic, partition))
-        if part is None or part.closing:
-            return None
-        hole = part.hole()
-        if hole is None:
-            part.rewinds = 0
-            return None
-        now = time.monotonic() if now is None else now
-        if part.rewound_at is not None and now - part.rewound_at < every:
-            return None
-        if part.rewinds >= MAX_REWINDS:
-            _, end = part.fill()
-            log.warning("%s[%d]: offsets %d..%d were never handed out (%d checks); the commit "
-                        "point moves on (offsets holding no record, e.g. transaction markers, "
-                        "or records Faust dropped: replay them if the CRM misses calls)",
-                        topic, partition, hole, end - 1, part.rewinds)
-            part.rewinds = 0
-            return None
-        part.rewinds += 1
-        part.rewound_at = now
-        return hole
-
-    def hole(self, topic: str, partition: int) -> int | None:
-        part = self._parts.get((topic, partition))
-        return part.hole() if part is not None else None
-
-    def seen(self, topic: str, partition: int) -> list[list[int]]:
-        part = self._parts.get((topic, partition))
-        return [list(r) for r in part.seen[:3]] if part is not None else []
 
     def revoke(self, keys: Iterable[PartitionKey]) -> None:
         """No work of these partitions may start any more; what runs may still settle."""
@@ -260,7 +164,6 @@ class OffsetGate:
 
     def committed(self, points: dict[PartitionKey, int]) -> None:
         for key, point in points.items():
-            self._committed[key] = point
             part = self._parts.get(key)
             if part is not None:
                 part.committed = point

@@ -11,7 +11,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from pipeline.offsets import MAX_REWINDS, Committer, OffsetGate
+from pipeline.offsets import Committer, OffsetGate
 
 T = "callsync.calls"
 
@@ -184,65 +184,3 @@ async def test_release_gives_up_waiting_after_its_bound() -> None:
     assert stuck.start()
     committer = Committer(gate, flush=flush, commit=commit)
     assert await committer.release([(T, 0)], wait=0.05) == {(T, 0): 4}
-
-
-def test_records_handed_out_above_the_committed_offset_hold_the_point_and_ask_a_rewind(
-        ) -> None:
-    """After a broker outage and a rebalance the worker was handed 124.. of a partition first,
-    committed at 113: Faust then drops 113..123 as read before. The point stays at 113 (their
-    work is not committed over) and the gate asks for a seek back there, once per interval."""
-    gate = OffsetGate()
-    late = [gate.read(T, 0, o, generation=3, stamp=1.0, base=113) for o in (124, 125)]
-    for lease in late:
-        lease.settle()
-    assert gate.commit_points() == {(T, 0): 113}
-    assert gate.rewind(T, 0, now=10.0) == 113
-    assert gate.rewind(T, 0, now=11.0) is None  # asked already; again after the interval
-    assert gate.rewind(T, 0, now=16.0) == 113
-    again = [gate.read(T, 0, o, generation=3, stamp=1.0, base=113) for o in range(113, 127)]
-    assert [lease.live for lease in again] == [True] * 11 + [False, False, True]
-    for lease in again:
-        lease.settle()
-    assert gate.commit_points() == {(T, 0): 127}
-    assert gate.rewind(T, 0, now=30.0) is None
-
-
-def test_records_deleted_below_the_committed_offset_do_not_hold_the_point_for_ever() -> None:
-    """Retention deleted the records below 120 (committed at 100): the seeks back bring
-    nothing below 120, so after two the generation starts there."""
-    gate = OffsetGate()
-    [lease] = [gate.read(T, 0, 120, generation=2, stamp=1.0, base=100)]
-    lease.settle()
-    for n in range(MAX_REWINDS):
-        assert gate.rewind(T, 0, now=10.0 * n) == 100
-        assert gate.commit_points() == {(T, 0): 100}
-    assert gate.rewind(T, 0, now=10.0 * MAX_REWINDS) is None
-    assert gate.commit_points() == {(T, 0): 121}
-
-
-def test_the_worker_s_own_last_commit_bounds_where_a_later_generation_starts() -> None:
-    """The consumer's view of the committed offset can be older than this worker's last
-    commit; the larger one is where a new generation must start."""
-    gate = OffsetGate()
-    first = read(gate, 50, 51)
-    for lease in first:
-        lease.settle()
-    gate.committed(gate.commit_points())
-    gate.forget([(T, 0)])  # a rebalance
-    stale = gate.read(T, 0, 60, generation=2, stamp=1.0, base=40)
-    stale.settle()
-    assert gate.commit_points() == {(T, 0): 52}  # not past 52..59, never read
-    assert gate.rewind(T, 0, now=1.0) == 52
-
-
-def test_offsets_seeks_back_do_not_bring_are_taken_for_no_record() -> None:
-    """A transactional producer's commit markers hold offsets and no record: after the seeks
-    back bring nothing, the hole is taken for one, so the commit point moves on."""
-    gate = OffsetGate()
-    for lease in read(gate, 10, 12, 13):  # 11 is a marker
-        lease.settle()
-    assert gate.commit_points() == {(T, 0): 11}
-    for n in range(MAX_REWINDS):
-        assert gate.rewind(T, 0, now=10.0 * n) == 11
-    assert gate.rewind(T, 0, now=10.0 * MAX_REWINDS) is None  # taken for no record
-    assert gate.commit_points() == {(T, 0): 14} and gate.hole(T, 0) is None
