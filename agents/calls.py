@@ -8,9 +8,10 @@ from typing import Any
 
 from pipeline.app import app, calls_topic, settings
 from pipeline.delivery import SourceRef
+from pipeline.holes import HoleFiller
 from pipeline.intake import accept_call, divert
 from pipeline.observability.metrics import EVENTS_CONSUMED
-from pipeline.offsets import Committer, OffsetGate, PartitionKey
+from pipeline.offsets import Committer, Lease, OffsetGate, PartitionKey
 from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
 from pipeline.tables import tenant_partition
 
@@ -48,6 +49,16 @@ def owns(tenant_id: str) -> bool:
 replays.owns = owns
 
 
+async def _accept(raw: bytes | None, key: bytes | None, source: SourceRef, lease: Lease) -> None:
+    try:
+        await accept_call(raw=raw, key=key, source=source, ack=lease.settle, lease=lease,
+                          directory=directory, lanes=lanes, outlets=outlets)
+    except Exception as exc:
+        log.exception("call record %s could not be handled", source)
+        await divert(outlets, raw=raw, key=key, source=source,
+                     reason=f"internal:{type(exc).__name__}", tenant_id=None, ack=lease.settle)
+
+
 @app.agent(calls_topic)
 async def deliver_calls(stream: Any) -> None:
     async for event in stream.events():
@@ -56,15 +67,36 @@ async def deliver_calls(stream: Any) -> None:
         lease = gate.read(message.topic, message.partition, message.offset,
                           generation=message.generation_id or 0,
                           stamp=_seconds(message.timestamp))
-        source = SourceRef(message.topic, message.partition, message.offset)
-        try:
-            await accept_call(raw=event.value, key=event.key, source=source, ack=lease.settle,
-                              lease=lease, directory=directory, lanes=lanes, outlets=outlets)
-        except Exception as exc:
-            log.exception("call record %s could not be handled", source)
-            await divert(outlets, raw=event.value, key=event.key, source=source,
-                         reason=f"internal:{type(exc).__name__}", tenant_id=None,
-                         ack=lease.settle)
+        await _accept(event.value, event.key,
+                      SourceRef(message.topic, message.partition, message.offset), lease)
+
+
+async def _accept_unhanded(record: Any, lease: Lease) -> None:
+    EVENTS_CONSUMED.labels(record.topic).inc()
+    await _accept(record.value, record.key,
+                  SourceRef(record.topic, record.partition, record.offset), lease)
+
+
+def _assigned() -> list[tuple[PartitionKey, int]]:
+    topic = calls_topic.get_topic_name()
+    generation = app.consumer_generation_id
+    return [((tp.topic, tp.partition), generation) for tp in app.assignor.assigned_actives()
+            if tp.topic == topic]
+
+
+def _steady() -> bool:
+    """No rebalance under way and the tables recovered (Faust's flow control resumed)."""
+    return not app.rebalancing and app.flow_control.is_active()
+
+
+# Offsets Faust skipped (see pipeline/offsets.py) are read apart and handed to the lanes.
+holes = HoleFiller(gate, group_id=settings.app_id, client_options=settings.kafka.client_options(),
+                   accept=_accept_unhanded, assigned=_assigned, ready=_steady)
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def read_unhanded_offsets() -> None:
+    await holes.run()
 
 
 @app.timer(interval=1.0)  # type: ignore[untyped-decorator]

@@ -9,6 +9,13 @@ the offset after the last one read when all are settled.
 A record is read under the consumer generation it was fetched in. A rebalance starts a new
 generation: the leases of the old one stop being live (their lanes drop the work unstarted,
 the next owner reads it again from the commit point) and never move a commit point.
+
+Faust does not hand out every offset: it drops records fetched under the generation before and
+ones that arrive while its flow control is paused, and its position has moved past them. So a
+generation's commit point never passes an offset it was not handed: it starts at the group's
+committed offset (looked up when the generation begins; no commit before), an offset skipped is
+a hole the point waits at, and `HoleFiller` (pipeline/holes.py) reads the holes with a consumer
+of its own and hands their records to the lanes under the partition's lease.
 """
 
 from __future__ import annotations
@@ -70,17 +77,60 @@ class Lease:
 class _Partition:
     key: PartitionKey
     generation: int
-    # Offsets read and not yet settled, in read order (so the first key is the smallest).
+    # Offsets read and not yet settled (in read order; holes filled late come after).
     pending: dict[int, Lease] = field(default_factory=dict)
-    next_read: int | None = None  # the offset after the last one read
+    next_read: int | None = None  # the offset after the highest one read
+    first: int | None = None  # the first offset this generation was handed
+    # Where this generation must start: the group's committed offset (else the log's start)
+    # when it began. Unknown until looked up; no commit point before.
+    base: int | None = None
+    # Offsets this generation should have read and was not handed, as [start, end) ranges:
+    # the commit point waits at the first, and the hole filler reads them itself.
+    holes: list[list[int]] = field(default_factory=list)
     committed: int | None = None  # the last commit point callsync committed
     closing: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # set on settle or abandon
+    last_read: float = field(default_factory=time.monotonic)
+
+    def expected(self) -> int | None:
+        return self.next_read if self.next_read is not None else self.base
+
+    def in_hole(self, offset: int) -> bool:
+        return any(start <= offset < end for start, end in self.holes)
+
+    def add_hole(self, start: int, end: int) -> None:
+        if start < end:
+            self.holes = _merged([*self.holes, [start, end]])
+
+    def close_hole(self, start: int, end: int) -> list[list[int]]:
+        """Take [start, end) out of the holes; the ranges that were taken."""
+        kept: list[list[int]] = []
+        taken: list[list[int]] = []
+        for lo, hi in self.holes:
+            if hi <= start or lo >= end:
+                kept.append([lo, hi])
+                continue
+            kept += [r for r in ([lo, start], [end, hi]) if r[0] < r[1]]
+            taken.append([max(lo, start), min(hi, end)])
+        self.holes = kept
+        return taken
 
     def point(self) -> int | None:
-        if self.pending:
-            return next(iter(self.pending))
-        return self.next_read
+        if self.base is None:
+            return None
+        marks = [m for m in (self.next_read, min(self.pending, default=None),
+                             self.holes[0][0] if self.holes else None) if m is not None]
+        return max(self.base, min(marks, default=self.base))
+
+
+def _merged(ranges: list[list[int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
 
 
 class OffsetGate:
@@ -90,23 +140,19 @@ class OffsetGate:
         self._parts: dict[PartitionKey, _Partition] = {}
         self.generation = 0
 
-    def read(self, topic: str, partition: int, offset: int, *, generation: int,
-             stamp: float) -> Lease:
-        key = (topic, partition)
+    def _stub(self, key: PartitionKey, generation: int, offset: int, stamp: float) -> Lease:
+        """A lease never live and never counted: a record read before or out of turn."""
+        return Lease(_Partition(key, generation, closing=True), generation, offset, stamp)
+
+    def _current(self, key: PartitionKey, generation: int) -> _Partition | None:
+        """The partition's state under `generation`, begun anew if that is a new one; None if
+        `generation` is over (fetched before the last rebalance)."""
         part = self._parts.get(key)
         if generation < self.generation or (part is not None and (
                 generation < part.generation or (generation == part.generation and
                                                  part.closing))):
-            # Fetched before the last rebalance: never live, never counted.
-            return Lease(_Partition(key, generation, closing=True), generation, offset, stamp)
+            return None
         self.generation = generation
-        if part is not None and part.generation == generation and \
-                part.next_read is not None and offset < part.next_read:
-            # Read again within one generation (Faust hands the last record of a partition out
-            # twice after a restart or a rebalance, and re-reads after a seek back): the first
-            # read of it is pending or settled already, so this one is a duplicate — never
-            # live, never counted, and it moves no commit point.
-            return Lease(_Partition(key, generation, closing=True), generation, offset, stamp)
         if part is None or part.generation != generation:
             # A new generation reads from the commit point again; what the old one handed out
             # is no longer live.
@@ -114,10 +160,100 @@ class OffsetGate:
                 part.closing = True
             part = self._parts[key] = _Partition(key, generation, committed=(
                 part.committed if part is not None else None))
+        return part
+
+    def read(self, topic: str, partition: int, offset: int, *, generation: int,
+             stamp: float) -> Lease:
+        key = (topic, partition)
+        part = self._current(key, generation)
+        if part is None or (part.base is not None and offset < part.base):
+            return self._stub(key, generation, offset, stamp)
+        if part.in_hole(offset):
+            part.close_hole(offset, offset + 1)  # handed out late (or by the hole filler)
+        elif part.next_read is not None and offset < part.next_read:
+            # Read again within one generation (Faust hands the last record of a partition out
+            # twice after a restart or a rebalance; the hole filler read it first): the first
+            # read of it is pending or settled already, so this one is a duplicate.
+            return self._stub(key, generation, offset, stamp)
+        else:
+            expected = part.expected()
+            if expected is not None and offset > expected:
+                # Faust skipped these (it drops records it fetched under the generation
+                # before, and ones that arrive while its flow control is paused).
+                part.add_hole(expected, offset)
+                log.info("%s[%d]: offsets %d..%d were not handed out; they are read apart",
+                         topic, partition, expected, offset - 1)
+            part.next_read = offset + 1
+            if part.first is None:
+                part.first = offset
         lease = Lease(part, generation, offset, stamp)
         part.pending[offset] = lease
-        part.next_read = offset + 1
+        part.last_read = time.monotonic()
         return lease
+
+    # -- the hole filler's side -----------------------------------------------------------------
+
+    def unbased(self) -> list[tuple[PartitionKey, int]]:
+        """Partitions whose generation's start is still to be looked up."""
+        return [(key, part.generation) for key, part in self._parts.items()
+                if part.base is None and not part.closing]
+
+    def set_base(self, key: PartitionKey, generation: int, base: int) -> None:
+        """Where `generation` of the partition had to start (the group's committed offset, else
+        the log's start): what it was handed above that first is a hole."""
+        part = self._parts.get(key)
+        if part is None or part.generation != generation or part.base is not None:
+            return
+        part.base = base
+        part.close_hole(0, base)
+        if part.first is not None and base < part.first:
+            part.add_hole(base, part.first)
+            log.info("%s[%d]: generation %d began at %d, above its committed offset %d; "
+                     "the offsets between are read apart", key[0], key[1], generation,
+                     part.first, base)
+
+    def watch(self, key: PartitionKey, generation: int, end: int, *, idle: float,
+              now: float | None = None) -> None:
+        """A partition assigned under `generation` whose log ends at `end`: records past what was
+        read, with nothing read or pending for `idle` seconds, were never handed out — a hole."""
+        part = self._current(key, generation)
+        if part is None or part.base is None or part.pending or part.holes:
+            return
+        expected = part.expected()
+        now = time.monotonic() if now is None else now
+        if expected is None or expected >= end or now - part.last_read < idle:
+            return
+        part.add_hole(expected, end)
+        part.next_read = end
+        log.warning("%s[%d]: offsets %d..%d were not handed out in %.0f s; they are read apart",
+                    key[0], key[1], expected, end - 1, now - part.last_read)
+
+    def holes(self) -> list[tuple[PartitionKey, int, int, int]]:
+        """(partition, generation, start, end) of every hole to read, the lowest first."""
+        return [(key, part.generation, start, end) for key, part in self._parts.items()
+                if not part.closing and part.base is not None for start, end in part.holes]
+
+    def fill(self, key: PartitionKey, generation: int, offset: int, stamp: float
+             ) -> Lease | None:
+        """A record of a hole, read apart: its lease, or None if it is no longer wanted."""
+        part = self._parts.get(key)
+        if part is None or part.generation != generation or part.closing or \
+                not part.in_hole(offset):
+            return None
+        part.close_hole(offset, offset + 1)
+        lease = Lease(part, generation, offset, stamp)
+        part.pending[offset] = lease
+        return lease
+
+    def passed(self, key: PartitionKey, generation: int, start: int, end: int) -> None:
+        """The hole reader's position passed [start, end): offsets there it did not hand out hold
+        no record (transaction markers, or records deleted by retention)."""
+        part = self._parts.get(key)
+        if part is None or part.generation != generation:
+            return
+        for lo, hi in part.close_hole(start, end):
+            log.warning("%s[%d]: offsets %d..%d hold no record (deleted by retention, or "
+                        "markers); the commit point passes them", key[0], key[1], lo, hi - 1)
 
     def revoke(self, keys: Iterable[PartitionKey]) -> None:
         """No work of these partitions may start any more; what runs may still settle."""
@@ -181,7 +317,7 @@ class OffsetGate:
             point = part.committed if part.committed is not None else highwater
         seconds = 0.0
         if part.pending:
-            oldest = next(iter(part.pending.values()))
+            oldest = part.pending[min(part.pending)]
             seconds = max(0.0, now - oldest.stamp)
         return max(0, highwater - point), seconds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
@@ -28,7 +29,12 @@ def faust_new_offset(acked: list[int], committed: int | None) -> int | None:
 
 
 def read(gate: OffsetGate, *offsets: int, generation: int = 1) -> list[Any]:
-    return [gate.read(T, 0, o, generation=generation, stamp=1000.0 + o) for o in offsets]
+    """Read these offsets; a generation that begins here began at its committed offset (the
+    hole filler looks that up: see `based`)."""
+    leases = [gate.read(T, 0, o, generation=generation, stamp=1000.0 + o) for o in offsets]
+    for key, gen in gate.unbased():
+        gate.set_base(key, gen, offsets[0])
+    return leases
 
 
 def test_faust_commits_past_an_unsettled_head_and_the_gate_does_not() -> None:
@@ -184,3 +190,83 @@ async def test_release_gives_up_waiting_after_its_bound() -> None:
     assert stuck.start()
     committer = Committer(gate, flush=flush, commit=commit)
     assert await committer.release([(T, 0)], wait=0.05) == {(T, 0): 4}
+
+
+def test_no_commit_point_before_the_generation_s_start_is_known() -> None:
+    gate = OffsetGate()
+    lease = gate.read(T, 0, 7, generation=1, stamp=0.0)
+    lease.settle()
+    assert gate.commit_points() == {} and gate.unbased() == [((T, 0), 1)]
+    gate.set_base((T, 0), 1, 7)
+    assert gate.commit_points() == {(T, 0): 8}
+
+
+def test_a_generation_handed_records_above_its_committed_offset_waits_for_the_ones_below() -> None:
+    """The fault suite's broker-kill: Faust's first records of a generation began at 341 with
+    the group committed at 327; 327..340 were never handed out and were committed over."""
+    gate = OffsetGate()
+    leases = [gate.read(T, 0, o, generation=2, stamp=0.0) for o in (341, 342)]
+    gate.set_base((T, 0), 2, 327)
+    for first in leases:
+        first.settle()
+    assert gate.commit_points() == {(T, 0): 327}
+    assert gate.holes() == [((T, 0), 2, 327, 341)]
+    filled = [gate.fill((T, 0), 2, o, 0.0) for o in range(327, 335)]
+    assert all(lease is not None and lease.live for lease in filled)
+    assert gate.fill((T, 0), 2, 327, 0.0) is None, "taken already"
+    gate.passed((T, 0), 2, 327, 341)  # 335..340 held no record (say, markers)
+    assert gate.holes() == [] and gate.commit_points() == {(T, 0): 327}
+    for taken in filled:
+        assert taken is not None
+        taken.settle()
+    assert gate.commit_points() == {(T, 0): 343}
+
+
+def test_an_offset_skipped_within_a_generation_holds_the_point_until_it_is_read() -> None:
+    gate = OffsetGate()
+    leases = read(gate, 155, 156, 158, 159)  # 157 was dropped by Faust
+    for lease in leases:
+        lease.settle()
+    assert gate.commit_points() == {(T, 0): 157}
+    assert gate.holes() == [((T, 0), 1, 157, 158)]
+    late = gate.read(T, 0, 157, generation=1, stamp=0.0)  # Faust hands it out after all
+    assert late.live and gate.holes() == []
+    assert gate.fill((T, 0), 1, 157, 0.0) is None  # the filler then leaves it
+    late.settle()
+    assert gate.commit_points() == {(T, 0): 160}
+
+
+def test_a_record_the_filler_read_first_is_a_duplicate_when_faust_hands_it_out() -> None:
+    gate = OffsetGate()
+    read(gate, 10, 12)
+    filled = gate.fill((T, 0), 1, 11, 0.0)
+    assert filled is not None and filled.live
+    assert not gate.read(T, 0, 11, generation=1, stamp=0.0).live
+
+
+def test_a_partition_whose_log_goes_on_without_reads_gets_a_hole_once_idle() -> None:
+    """Records at a partition's tail that Faust never handed out, with nothing after them to
+    show the gap, are found by the log's end: the rebalance that delivered nothing."""
+    gate = OffsetGate()
+    gate.watch((T, 0), 3, 50, idle=10.0, now=0.0)  # assigned, nothing read yet
+    assert gate.unbased() == [((T, 0), 3)] and gate.holes() == []
+    gate.set_base((T, 0), 3, 20)
+    gate.watch((T, 0), 3, 50, idle=10.0, now=time.monotonic())
+    assert gate.holes() == [], "not idle long enough"
+    gate.watch((T, 0), 3, 50, idle=10.0, now=time.monotonic() + 11)
+    assert gate.holes() == [((T, 0), 3, 20, 50)]
+    assert gate.commit_points() == {(T, 0): 20}
+
+
+def test_a_pending_partition_is_not_watched() -> None:
+    gate = OffsetGate()
+    read(gate, 0)
+    gate.watch((T, 0), 1, 50, idle=0.0, now=time.monotonic() + 100)
+    assert gate.holes() == []
+
+
+def test_holes_of_a_partition_moved_away_are_not_read() -> None:
+    gate = OffsetGate()
+    read(gate, 0, 5)
+    gate.revoke([(T, 0)])
+    assert gate.holes() == [] and gate.fill((T, 0), 1, 2, 0.0) is None
