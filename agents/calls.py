@@ -50,6 +50,8 @@ replays.owns = owns
 
 
 async def _accept(raw: bytes | None, key: bytes | None, source: SourceRef, lease: Lease) -> None:
+    if not lease.live:
+        return  # read before, or out of turn: its first read (or its next owner) handles it
     try:
         await accept_call(raw=raw, key=key, source=source, ack=lease.settle, lease=lease,
                           directory=directory, lanes=lanes, outlets=outlets)
