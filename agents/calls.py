@@ -7,11 +7,12 @@ import time
 from typing import Any
 
 from pipeline.app import app, calls_topic, settings
+from pipeline.committer import Committer
 from pipeline.delivery import SourceRef
 from pipeline.holes import HoleFiller
 from pipeline.intake import accept_call, divert
 from pipeline.observability.metrics import EVENTS_CONSUMED
-from pipeline.offsets import Committer, Lease, OffsetGate, PartitionKey
+from pipeline.offsets import Lease, OffsetGate, PartitionKey
 from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
 from pipeline.tables import tenant_partition
 

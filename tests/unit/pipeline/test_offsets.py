@@ -12,7 +12,8 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from pipeline.offsets import Committer, OffsetGate
+from pipeline.committer import Committer
+from pipeline.offsets import OffsetGate
 
 T = "callsync.calls"
 
