@@ -313,8 +313,10 @@ class OffsetGate:
         if part is None:
             return 0, 0.0
         point = part.point()
-        if point is None:
-            point = part.committed if part.committed is not None else highwater
+        if point is None:  # the generation's start is still being looked up
+            marks = [m for m in (part.committed, part.first, min(part.pending, default=None))
+                     if m is not None]
+            point = min(marks, default=highwater)
         seconds = 0.0
         if part.pending:
             oldest = part.pending[min(part.pending)]
