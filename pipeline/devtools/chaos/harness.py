@@ -24,13 +24,14 @@ from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.demo import scrape
 from pipeline.devtools.devstack import (
     DevTenant,
+    activation_fields,
     publish_tenants,
     seed_tenant,
     settings_from,
     worker_env,
 )
 from pipeline.devtools.samples import sample_tenants
-from pipeline.operations.operator import build_command, seal_api_key, send_and_follow
+from pipeline.operations.operator import build_command, send_and_follow
 from schemas.control import CommandResult
 
 __all__ = ["OPERATOR_KEY", "ChaosRun", "Knobs", "WaitFailed", "wait_for"]
@@ -294,11 +295,7 @@ class ChaosRun:
         return bool(result.data.get("state") == "active" and (not replay or replay.get("done")))
 
     def activation(self, tenant: DevTenant, api_key: str, **fields: Any) -> dict[str, Any]:
-        config = tenant.config
-        return {"portal_url": str(config.portal_url), "admin_email": config.admin_email,
-                "site_code": config.site_code,
-                "api_key": seal_api_key(self.settings, config.tenant_id, api_key),
-                "timezone": config.timezone, "module_code": config.module_code, **fields}
+        return activation_fields(self.settings, tenant, api_key, **fields)
 
     # -- the end -----------------------------------------------------------------------------
 
