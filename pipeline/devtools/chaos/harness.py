@@ -21,7 +21,7 @@ from pipeline.devtools.chaos.golden import Golden, compare
 from pipeline.devtools.chaos.workers import Workers
 from pipeline.devtools.chaos.workload import Item, Located, publish_located
 from pipeline.devtools.crmdouble.server import CRMDouble
-from pipeline.devtools.demo import scrape
+from pipeline.devtools.demo import metric_total
 from pipeline.devtools.devstack import (
     DevTenant,
     activation_fields,
@@ -149,8 +149,7 @@ class ChaosRun:
         total = 0.0
         for name in names:
             with contextlib.suppress(OSError):
-                total += sum(v for k, v in scrape(self.workers.metrics_port(name)).items()
-                             if k.split("{")[0] == metric)
+                total += metric_total(self.workers.metrics_port(name), metric)
         return total
 
     # -- input -------------------------------------------------------------------------------
