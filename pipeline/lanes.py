@@ -36,6 +36,11 @@ class Recovery(Protocol):
     async def start_outage_replay(self, tenant_id: str) -> bool: ...
 
 
+def _portal_and_key(config: IntegrationConfig) -> tuple[str, str]:
+    """The pool's key for a client and a lane's fingerprint: a new portal or key, a new client."""
+    return str(config.portal_url), config.api_key.get_secret_value()
+
+
 # Gives the client for a tenant's portal and key, for `async with`.
 ClientFor = Callable[[IntegrationConfig], AbstractAsyncContextManager[RetailCRMClient]]
 
@@ -50,7 +55,7 @@ class ClientPool:
         self._used: dict[tuple[str, str], float] = {}  # when each was last handed out
 
     def get(self, config: IntegrationConfig) -> RetailCRMClient:
-        key = (str(config.portal_url), config.api_key.get_secret_value())
+        key = _portal_and_key(config)
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = self._factory(config)
@@ -114,14 +119,11 @@ class LaneRegistry:
             general_rps=self.settings.general_rps, telephony_rps=self.settings.telephony_rps,
             observer=observe_crm_request)
 
-    def _client(self, config: IntegrationConfig) -> RetailCRMClient:
-        return self.clients.get(config)
-
     def lane_for(self, config: IntegrationConfig) -> TenantLane:
-        fingerprint = (str(config.portal_url), config.api_key.get_secret_value())
+        fingerprint = _portal_and_key(config)
         lane = self.lanes.get(config.tenant_id)
         if lane is None:
-            steps = Steps(client=self._client(config), ledger=self.ledger,
+            steps = Steps(client=self.clients.get(config), ledger=self.ledger,
                           settings=self.settings, clock=self.clock)
             lane = TenantLane(tenant_id=config.tenant_id, steps=steps, outlets=self.outlets,
                               linger=self.settings.upload_linger_seconds, buffer=self.buffer,
@@ -150,7 +152,7 @@ class LaneRegistry:
             lane.steps.denied = set(state.denied_methods)
 
     def _new_key(self, lane: TenantLane, config: IntegrationConfig) -> None:
-        lane.steps.client = self._client(config)  # the old one stays pooled (other users)
+        lane.steps.client = self.clients.get(config)  # the old one stays pooled (other users)
         lane.steps.known_callers.clear()
         lane.steps.denied = set()
         if lane.broken is not DEACTIVATED:
