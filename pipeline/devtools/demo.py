@@ -30,7 +30,7 @@ from pipeline.devtools.localkafka import free_port
 from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.producing import publish, record_for_call
 
-__all__ = ["run_demo", "scrape", "wait_for_metric"]
+__all__ = ["metric_total", "run_demo", "scrape", "wait_for_metric"]
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -45,6 +45,11 @@ def scrape(port: int) -> dict[str, float]:
     return found
 
 
+def metric_total(port: int, name: str) -> float:
+    """The sum of a metric's series (every label set) on the worker's /metrics."""
+    return sum(v for k, v in scrape(port).items() if k.split("{")[0] == name)
+
+
 def wait_for_metric(port: int, name: str, at_least: float, worker: WorkerProcess,
                     timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
@@ -52,7 +57,7 @@ def wait_for_metric(port: int, name: str, at_least: float, worker: WorkerProcess
         if not worker.alive():
             raise RuntimeError("the worker died:\n" + worker.log_tail())
         try:
-            if sum(v for k, v in scrape(port).items() if k.split("{")[0] == name) >= at_least:
+            if metric_total(port, name) >= at_least:
                 return
         except OSError:
             pass

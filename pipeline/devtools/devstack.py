@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,6 +24,7 @@ from pipeline.crm.client import RetailCRMClient
 from pipeline.devtools.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
 from pipeline.devtools.crmdouble.state import DoubleState
 from pipeline.devtools.samples import SampleTenant
+from pipeline.operations.operator import seal_api_key
 from pipeline.producing import publish
 from pipeline.signing import record_key, seal_record
 from pipeline.topics import ensure_topics
@@ -35,8 +37,8 @@ from schemas.crm import (
 from schemas.integration import INTEGRATION_CODE, IntegrationConfig
 from schemas.mapping import EmployeeLink, EmployeeMapping
 
-__all__ = ["DevTenant", "WorkerProcess", "committed_everything", "enable_telephony",
-           "publish_tenants", "seed_tenant", "settings_from", "worker_env"]
+__all__ = ["DevTenant", "WorkerProcess", "activation_fields", "committed_everything",
+           "enable_telephony", "publish_tenants", "seed_tenant", "settings_from", "worker_env"]
 
 USER_ID_BASE = 100
 
@@ -74,6 +76,17 @@ def seed_tenant(state: DoubleState, double_url: str, sample: SampleTenant,
         employees={emp: EmployeeLink(crm_user_id=base + n, extension=ext)
                    for n, (emp, ext) in enumerate(mapped, start=1)})
     return DevTenant(sample=sample, config=config, mapping=mapping, senior_manager_id=senior)
+
+
+def activation_fields(settings: Settings, tenant: DevTenant, api_key: str,
+                      **fields: Any) -> dict[str, Any]:
+    """The fields of `activate` for a seeded tenant; the key encrypted for it, as the CLI
+    sends it."""
+    config = tenant.config
+    return {"portal_url": str(config.portal_url), "admin_email": config.admin_email,
+            "site_code": config.site_code,
+            "api_key": seal_api_key(settings, config.tenant_id, api_key),
+            "timezone": config.timezone, "module_code": config.module_code, **fields}
 
 
 async def enable_telephony(tenant: DevTenant) -> None:

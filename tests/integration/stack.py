@@ -19,6 +19,7 @@ from pipeline.devtools.demo import wait_for_metric
 from pipeline.devtools.devstack import (
     DevTenant,
     WorkerProcess,
+    activation_fields,
     committed_everything,
     publish_tenants,
     seed_tenant,
@@ -27,7 +28,7 @@ from pipeline.devtools.devstack import (
 )
 from pipeline.devtools.localkafka import free_port
 from pipeline.devtools.samples import SampleTenant
-from pipeline.operations.operator import build_command, seal_api_key, send_and_follow
+from pipeline.operations.operator import build_command, send_and_follow
 from pipeline.producing import Record, publish, record_for_call
 from schemas.control import CommandResult
 
@@ -108,11 +109,7 @@ class Stack:
 
     def activation(self, tenant: DevTenant, api_key: str, **fields: Any) -> dict[str, Any]:
         """The fields of `activate`; the key encrypted for the tenant, as the CLI sends it."""
-        config = tenant.config
-        return {"portal_url": str(config.portal_url), "admin_email": config.admin_email,
-                "site_code": config.site_code,
-                "api_key": seal_api_key(self.settings, config.tenant_id, api_key),
-                "timezone": config.timezone, "module_code": config.module_code, **fields}
+        return activation_fields(self.settings, tenant, api_key, **fields)
 
     def restart_worker(self, *, kill: bool) -> None:
         if kill:

@@ -21,16 +21,17 @@ from pipeline.devtools.chaos.golden import Golden, compare
 from pipeline.devtools.chaos.workers import Workers
 from pipeline.devtools.chaos.workload import Item, Located, publish_located
 from pipeline.devtools.crmdouble.server import CRMDouble
-from pipeline.devtools.demo import scrape
+from pipeline.devtools.demo import metric_total
 from pipeline.devtools.devstack import (
     DevTenant,
+    activation_fields,
     publish_tenants,
     seed_tenant,
     settings_from,
     worker_env,
 )
 from pipeline.devtools.samples import sample_tenants
-from pipeline.operations.operator import build_command, seal_api_key, send_and_follow
+from pipeline.operations.operator import build_command, send_and_follow
 from schemas.control import CommandResult
 
 __all__ = ["OPERATOR_KEY", "ChaosRun", "Knobs", "WaitFailed", "wait_for"]
@@ -148,8 +149,7 @@ class ChaosRun:
         total = 0.0
         for name in names:
             with contextlib.suppress(OSError):
-                total += sum(v for k, v in scrape(self.workers.metrics_port(name)).items()
-                             if k.split("{")[0] == metric)
+                total += metric_total(self.workers.metrics_port(name), metric)
         return total
 
     # -- input -------------------------------------------------------------------------------
@@ -294,11 +294,7 @@ class ChaosRun:
         return bool(result.data.get("state") == "active" and (not replay or replay.get("done")))
 
     def activation(self, tenant: DevTenant, api_key: str, **fields: Any) -> dict[str, Any]:
-        config = tenant.config
-        return {"portal_url": str(config.portal_url), "admin_email": config.admin_email,
-                "site_code": config.site_code,
-                "api_key": seal_api_key(self.settings, config.tenant_id, api_key),
-                "timezone": config.timezone, "module_code": config.module_code, **fields}
+        return activation_fields(self.settings, tenant, api_key, **fields)
 
     # -- the end -----------------------------------------------------------------------------
 

@@ -1,0 +1,319 @@
+"""One tenant's delivery lane: its own key, pace, batches and failures, apart from the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol
+
+from pipeline.crm.client import MAX_CALLS_PER_UPLOAD
+from pipeline.delivery import Revoked, SourceRef, StepFailed, Steps, Work, finished
+from pipeline.errorpolicy import DeadLetter
+from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
+from pipeline.outlets import Outlets
+
+__all__ = ["DEACTIVATED", "LaneHooks", "TenantLane"]
+
+# The logger the lanes have always logged under (pipeline/lanes.py, which makes them).
+log = logging.getLogger("pipeline.lanes")
+DEACTIVATED = DeadLetter(reason="Deactivated", broken=True)
+
+
+class LaneHooks(Protocol):
+    def on_broken(self, tenant_id: str, action: DeadLetter) -> None: ...
+
+    def on_recovered(self, tenant_id: str, reason: str) -> None: ...
+
+    def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None: ...
+
+    def on_denied(self, tenant_id: str, method: str) -> None: ...
+
+    def held_back(self, tenant_id: str, work: Work) -> bool:
+        """A live event a running replay of the tenant takes over (it keeps their order)."""
+
+    async def recover_outage(self, tenant_id: str) -> bool:
+        """The portal answers again: start replaying what the outage parked (False: not yet)."""
+
+
+class TenantLane:
+    """Takes a tenant's events in order, batches their call uploads, and acks each event only
+    after it was delivered, dead-lettered or put on the invalid topic."""
+
+    def __init__(self, *, tenant_id: str, steps: Steps, outlets: Outlets, linger: float,
+                 buffer: int, hooks: LaneHooks | None = None, probe_interval: float = 300.0,
+                 outage_probe_interval: float = 30.0) -> None:
+        self.tenant_id = tenant_id
+        self.steps = steps
+        self.outlets = outlets
+        self.linger = linger
+        self.hooks = hooks
+        self.probe_interval = probe_interval
+        self.outage_probe_interval = outage_probe_interval
+        self._last_probe = time.monotonic()
+        self.broken: DeadLetter | None = None
+        if hooks is not None:
+            steps.on_denied = lambda method: hooks.on_denied(tenant_id, method)
+        self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
+        self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
+        self._task: asyncio.Task[None] | None = None
+        self._busy = False
+        self._last_active = time.monotonic()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"lane-{self.tenant_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def submit(self, work: Work) -> None:
+        """Waits while the lane is full: back-pressure on the partition, never a dropped event."""
+        self._last_active = time.monotonic()
+        await self._queue.put(work)
+        LANE_BACKLOG.inc()
+
+    def idle_since(self, now: float) -> float:
+        """Seconds the lane has had nothing to do (0 while it has something, or a key or a
+        portal to probe: a broken lane wakes by itself)."""
+        if self._busy or not self._queue.empty() or self._held or self.broken is not None:
+            return 0.0
+        return now - self._last_active
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def _collect(self, wait: float | None = None) -> list[Work]:
+        """Up to one upload's worth of events; none if `wait` seconds pass without one."""
+        try:
+            batch = [await asyncio.wait_for(self._queue.get(), wait)]
+        except TimeoutError:
+            return []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger
+        urgent = _urgent(batch[0])
+        while len(batch) < MAX_CALLS_PER_UPLOAD:
+            remaining = deadline - loop.time()
+            if (remaining <= 0 or urgent) and self._queue.empty():
+                # Only uploads linger to fill a batch; a pop-up leaves with what is there.
+                break
+            try:
+                batch.append(self._queue.get_nowait() if not self._queue.empty() else
+                             await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+            urgent = urgent or _urgent(batch[-1])
+        LANE_BACKLOG.dec(len(batch))
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._collect(self._wait())
+            self._busy = True
+            try:
+                await self.deliver(batch + self._due())
+            finally:
+                self._busy = False
+                self._last_active = time.monotonic()
+
+    def _wait(self) -> float | None:
+        """How long the lane may wait for an event before it has something to do itself."""
+        waits = [max(0.0, (until - self.steps.clock()).total_seconds())
+                 for until in self._held_until()]
+        if self.broken is not None and self.broken.outage:
+            # While its portal is down, the lane wakes up to probe it even with no traffic:
+            # what the outage parked is replayed only once a probe finds the portal back.
+            waits.append(self.outage_probe_interval)
+        return min(waits) if waits else None
+
+    def _held_until(self) -> list[datetime]:
+        return [w.plan.hold_upload_until for w in self._held.values()
+                if w.plan.hold_upload_until is not None]
+
+    def _due(self) -> list[Work]:
+        """Held uploads whose wait is over (or that a broken lane must park now)."""
+        now = self.steps.clock()
+        due = [w for w in self._held.values() if self.broken is not None or
+               w.plan.hold_upload_until is None or w.plan.hold_upload_until <= now]
+        for work in due:
+            del self._held[work.plan.call_id]
+        return due
+
+    def _hold_uploads(self, batch: list[Work]) -> list[Work]:
+        """The works to upload now. An answered call that ended without a recording waits
+        (`recording_wait_seconds`) for a later record of the same call, which replaces it:
+        retailCRM keeps a call's first upload, so uploading early would lose the recording."""
+        now = self.steps.clock()
+        ready = []
+        for work in batch:
+            earlier = self._held.pop(work.plan.call_id, None)
+            if earlier is not None and earlier is not work:
+                work.ack = _acks(earlier.ack, work.ack)  # settled together, with the later one
+            until = work.plan.hold_upload_until
+            if work.broken is None and self.broken is None and until is not None and now < until:
+                self._held[work.plan.call_id] = work
+            else:
+                ready.append(work)
+        return ready
+
+    def _held_back(self, work: Work) -> bool:
+        """While a replay of the tenant runs, its live events wait for the replay, which reads
+        on to them: a caller's first call stays the one that makes the lead."""
+        if work.replayed or self.hooks is None or not self.hooks.held_back(self.tenant_id, work):
+            return False
+        work.ack()
+        return True
+
+    async def _probe(self) -> None:
+        """A broken key is asked again at most once per probe interval, with /api/credentials;
+        a portal that was down, more often (nothing is wrong with its key)."""
+        broken = self.broken
+        interval = self.outage_probe_interval if broken is not None and broken.outage else \
+            self.probe_interval
+        if broken is None or broken is DEACTIVATED or \
+                time.monotonic() - self._last_probe < interval:
+            return
+        self._last_probe = time.monotonic()
+        try:
+            await self.steps.client.credentials()
+        except Exception:  # noqa: BLE001 - still broken, whatever the answer
+            return
+        if broken.outage and self.hooks is not None and \
+                not await self.hooks.recover_outage(self.tenant_id):
+            return  # the replay of what it parked could not start: stay parked, try again
+        if broken.outage:
+            log.warning("tenant %s: the portal answers again; resuming delivery, and what was "
+                        "parked meanwhile is replayed", self.tenant_id)
+        else:
+            log.warning("tenant %s: the key answers again; resuming delivery (parked events "
+                        "wait for a replay)", self.tenant_id)
+        self.broken = None
+        if self.hooks is not None:
+            self.hooks.on_recovered(self.tenant_id, "the portal answers again after an outage"
+                                    if broken.outage else "the key answered a probe")
+
+    def drop_stale(self) -> int:
+        """Held uploads of records whose partition was revoked are dropped unstarted: their
+        next owner reads them again from the commit point."""
+        stale = [w for w in self._held.values() if w.lease is not None and not w.lease.live]
+        for work in stale:
+            del self._held[work.plan.call_id]
+            if work.lease is not None:
+                work.lease.abandon()
+        return len(stale)
+
+    async def deliver(self, batch: list[Work]) -> None:
+        # The probe first: a portal found back starts the replay of what its outage parked,
+        # and this very batch's live events must then wait for it too.
+        await self._probe()
+        batch = [w for w in batch if w.start() and not self._held_back(w)]
+        for work in batch:  # pop-ups first, for the whole batch: they are worth only now
+            if self.broken is None and not work.prepared:
+                await self._step(self.steps.announce, work)
+        for work in batch:
+            if self.broken is not None:
+                work.broken = self.broken
+                continue
+            if not work.prepared and not work.revoked:
+                await self._step(self.steps.per_call, work)
+            work.prepared = True
+        batch = self._hold_uploads(self._drop_revoked(batch))
+        try:
+            await self.steps.upload([w for w in batch if w.broken is None])
+        except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
+            for work in batch:
+                self._failed(work, exc)
+        batch = self._drop_revoked(batch)
+        if self.broken is None:
+            self.broken = next((w.broken for w in batch if w.broken is not None), None)
+            if self.broken is not None and self.hooks is not None:
+                self.hooks.on_broken(self.tenant_id, self.broken)
+        for work in batch:
+            await self._finish(work)
+
+    async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
+        if work.revoked:
+            return
+        try:
+            await step(work)
+        except Revoked:
+            work.revoked = True
+        except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
+            self._failed(work, exc)
+
+    @staticmethod
+    def _drop_revoked(batch: list[Work]) -> list[Work]:
+        """Works whose partition was revoked mid-way stop here, unsettled and without an
+        outcome: their next owner reads them again and the ledger tells it what was done."""
+        kept = []
+        for work in batch:
+            if work.revoked or not work.live:
+                work.revoked = True
+                if work.lease is not None:
+                    work.lease.abandon()
+            else:
+                kept.append(work)
+        return kept
+
+    def _failed(self, work: Work, exc: Exception) -> None:
+        if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
+            work.broken = exc.action
+            self.broken = exc.action
+            if self.hooks is not None:
+                self.hooks.on_broken(self.tenant_id, exc.action)
+            log.error("tenant %s integration broken (%s on %s); parking its events",
+                      self.tenant_id, exc.action.reason, exc.action.method)
+            return
+        log.exception("call %s from %s failed unexpectedly", work.plan.call_id, work.source,
+                      exc_info=exc)
+        work.parked.append(DeadLetter(reason=f"internal:{type(exc).__name__}", broken=False))
+
+    async def _finish(self, work: Work) -> None:
+        while True:
+            try:
+                if work.broken is not None:
+                    await self.outlets.dead_letter(work, [work.broken])
+                elif work.undeliverable is not None:
+                    await self.outlets.invalid(raw=work.raw, key=work.key, source=work.source,
+                                               reason=work.undeliverable,
+                                               tenant_id=self.tenant_id)
+                else:
+                    if work.rejected:
+                        await self.outlets.invalid(
+                            raw=work.raw, key=work.key, source=work.source,
+                            reason="crm_rejected: " + "; ".join(work.rejected),
+                            tenant_id=self.tenant_id)
+                    if work.parked:
+                        await self.outlets.dead_letter(work, work.parked)
+                    if not work.rejected and not work.parked:
+                        finished(self.steps.ledger, work)
+                        DELIVERED.inc()
+                if (work.broken is not None or work.parked) and self.hooks is not None:
+                    self.hooks.on_parked(self.tenant_id, work.source,
+                                         work.broken is not None and work.broken.outage)
+                break
+            except Exception:
+                log.exception("could not write the outcome of %s; retrying", work.source)
+                await asyncio.sleep(1)
+        work.ack()
+
+
+def _urgent(work: Work) -> bool:
+    """A pop-up or an on-call status: it leaves at once, it does not wait for an upload."""
+    return bool(work.plan.popups) or work.plan.status_change is not None
+
+
+def _acks(*acks: Callable[[], object]) -> Callable[[], None]:
+    def ack() -> None:
+        for one in acks:
+            one()
+
+    return ack
