@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Read and written by the worker for every call; none of them may know the operator side.
 DELIVERY_PATH = {f"pipeline/{name}.py" for name in (
     "intake", "planning", "lanes", "tenantlane", "delivery", "outlets", "ledger", "errorpolicy",
-    "offsets", "tenantstate", "employees", "signing")} | {"pipeline/crm/"}
+    "offsets", "committer", "holes", "tenantstate", "employees", "signing")} | {"pipeline/crm/"}
 ABOVE_DELIVERY = {"pipeline/operations/", "pipeline/console/", "pipeline/devtools/",
                   "pipeline/runtime.py", "pipeline/__main__.py", "agents/"}
 
