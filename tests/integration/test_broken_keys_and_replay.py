@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -11,13 +10,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
+from pipeline.devtools.crmdouble.state import ApiKey, Fault
 from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.operations.operator import build_command, send_and_follow
 from pipeline.operations.window import calendar_days_window
 from pipeline.signing import sign
-from tests.integration.stack import Stack, StackFactory
-from tests.integration.test_end_to_end import actual_state, expected_state, same
+from schemas.control import CommandResult
+from tests.integration.stack import StackFactory
+from tests.integration.support import actual_state, calls_reach, expected_state, new_key, same
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -29,20 +30,6 @@ def dead_letters_of(records: list[Any], tenant_id: str) -> dict[str, dict[str, s
         if headers["callsync-tenant"] == tenant_id:
             found[headers["callsync-call-id"]] = headers
     return found
-
-
-async def calls_reach(portal: Portal, count: int, within: float = 30) -> None:
-    """Wait until the portal holds `count` calls (the caller checks what it needs after)."""
-    for _ in range(int(within / 0.05)):
-        if len(portal.calls) >= count:
-            return
-        await asyncio.sleep(0.05)
-
-
-def new_key(stack: Stack, tenant_id: str, key: str) -> None:
-    portal = stack.double.state.portals[tenant_id]
-    old = next(iter(portal.keys.values()))
-    portal.keys[key] = ApiKey(key, set(old.methods), label=f"{tenant_id}-new")
 
 
 async def test_a_revoked_key_parks_one_tenant_and_reactivation_replays_without_duplicates(
@@ -151,9 +138,14 @@ async def test_forged_malformed_and_repeated_commands(make_stack: StackFactory) 
                                      key=tid.encode())
     finally:
         await producer.stop()
-    await asyncio.sleep(3)
-    results = {m.key.decode(): json.loads(m.value)
-               for m in await stack.read_topic(stack.settings.topics.results)}
+
+    async def answered() -> dict[str, Any] | None:
+        results = {m.key.decode(): json.loads(m.value)
+                   for m in await stack.read_topic(stack.settings.topics.results)}
+        return results if {"forged-1", "stale-1", "bad-1", "unknown"} <= set(results) else None
+
+    results = await wait_until(answered, "answers to the four bad commands", within=60,
+                               every=0.2, detail=stack.worker.log_tail)
     assert results["forged-1"]["status"] == "refused"
     assert results["forged-1"]["message"] == "bad signature"
     assert results["stale-1"]["status"] == "refused" and "too old" in results["stale-1"][
@@ -215,12 +207,12 @@ async def test_a_worker_killed_during_a_replay_resumes_it_without_duplicates(
     await calls_reach(portal, 30)
     assert 30 <= len(portal.calls) < 160, "kill it in the middle of the replay"
     stack.restart_worker(kill=True)
-    for _ in range(1200):
-        status = await stack.command("status", tid)
-        if status.data["replay"]["done"]:
-            break
-        await asyncio.sleep(0.5)
-    assert status.data["replay"]["done"], stack.worker.log_tail()
+
+    async def replay_done() -> bool:
+        return bool((await stack.command("status", tid)).data["replay"]["done"])
+
+    await wait_until(replay_done, "the resumed replay to finish", within=600, every=0.5,
+                     detail=stack.worker.log_tail)
     assert same(actual_state(stack, tid), expected_state(events, tenant))
 
 
@@ -254,13 +246,16 @@ async def test_a_portal_outage_parks_its_tenant_and_what_it_parked_is_replayed_b
                     expected_state(events, other)), "other tenants are unaffected"
 
     stack.double.state.faults.clear()  # the portal is back: nobody has to do anything
-    for _ in range(240):
+
+    async def recovered() -> CommandResult | None:
         status = await stack.command("status", tid)
         replay = status.data["replay"]
-        if status.data["state"] == "active" and replay and replay["done"]:
-            break
-        await asyncio.sleep(0.5)
-    assert replay is not None and replay["done"], stack.worker.log_tail()
+        return status if status.data["state"] == "active" and replay and replay["done"] \
+            else None
+
+    status = await wait_until(recovered, "the outage replay to finish", within=120, every=0.5,
+                              detail=stack.worker.log_tail)
+    replay = status.data["replay"]
     assert replay["command_id"].startswith("outage-")
     assert status.data["reason"] == "the portal answers again after an outage"
     assert status.data["parked"] == 0 and status.data["outage_offsets"] == {}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,25 +22,12 @@ from pipeline.offsets import OffsetGate
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
+from tests.integration.support import RecordingOutlets
+from tests.waiting import wait_until
 
 NOW = datetime.now(UTC)
 MAPPING = EmployeeMapping(tenant_id="acme", senior_manager_id=28,
                           employees={"emp-1": EmployeeLink(crm_user_id=27, extension="101")})
-
-
-class RecordingOutlets:
-    """The invalid and dead-letter topics, as lists."""
-
-    def __init__(self) -> None:
-        self.rejected: list[tuple[str, str]] = []
-        self.dead: list[tuple[str, list[DeadLetter]]] = []
-
-    async def invalid(self, *, raw: bytes | None, key: bytes | None, source: SourceRef,
-                      reason: str, tenant_id: str | None) -> None:
-        self.rejected.append((CallEvent.model_validate_json(raw or b"").call_id, reason))
-
-    async def dead_letter(self, work: Work, actions: Sequence[DeadLetter]) -> None:
-        self.dead.append((work.plan.call_id, list(actions)))
 
 
 def config(double: CRMDouble, key: str = "acme-key") -> IntegrationConfig:
@@ -323,10 +309,8 @@ async def test_the_lane_runs_on_its_own(harness: Harness, portal: Portal) -> Non
     harness.lane.start()
     for n in range(1, 6):
         await harness.lane.submit(harness.work(call(n, direction="out"), n))
-    for _ in range(100):
-        if len(harness.acked) == 5:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: len(harness.acked) == 5, "five works acknowledged",
+                     detail=lambda: f"acknowledged: {harness.acked}")
     await harness.lane.stop()
     assert harness.acked == [f"c{n}" for n in range(1, 6)] and len(portal.calls) == 5
 
@@ -384,18 +368,17 @@ async def test_the_roster_is_fetched_page_by_page(crm_double: CRMDouble,
 
 async def test_a_broken_key_is_probed_at_most_once_per_interval(
         crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
-    harness.lane.probe_interval = 0.3
+    harness.lane.probe_interval = 300.0
     portal.keys["acme-key"].active = False
     await harness.deliver(call(1))
     assert harness.lane.broken is not None
     for n in range(2, 6):  # within the interval: parked without a single request
         await harness.deliver(call(n))
     assert requests(portal, crm_double) == 1 + 1  # module edit, the one failed call
-    await asyncio.sleep(0.35)
+    harness.lane.probe_interval = 0.0  # the interval is over (no wait on the wall clock)
     await harness.deliver(call(6))  # one probe, still refused
     assert requests(portal, crm_double) == 3 and harness.lane.broken is not None
     portal.keys["acme-key"].active = True  # the admin restored the key
-    await asyncio.sleep(0.35)
     await harness.deliver(call(7))
     assert harness.lane.broken is None and "c7" in portal.calls
     assert [c for c, _ in harness.outlets.dead] == ["c1", "c2", "c3", "c4", "c5", "c6"]
@@ -403,7 +386,7 @@ async def test_a_broken_key_is_probed_at_most_once_per_interval(
 
 async def test_a_portal_that_is_down_parks_its_tenant_until_it_answers_again(
         crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
-    harness.lane.outage_probe_interval = 0.3
+    harness.lane.outage_probe_interval = 300.0
     crm_double.state.faults.append(Fault(portal="acme", status=500))  # every method, even probes
     await harness.deliver(call(1), call(2))
     broken = harness.lane.broken
@@ -416,7 +399,7 @@ async def test_a_portal_that_is_down_parks_its_tenant_until_it_answers_again(
     assert [c for c, _ in harness.outlets.dead] == ["c1", "c2", "c3", "c4"]
     assert all(a[0].outage for _, a in harness.outlets.dead)
     crm_double.state.faults.clear()
-    await asyncio.sleep(0.35)
+    harness.lane.outage_probe_interval = 0.0  # the interval is over (no wait on the clock)
     await harness.deliver(call(5))  # one probe answers: delivery resumes
     assert harness.lane.broken is None and list(portal.calls) == ["c5"]
 
@@ -473,15 +456,9 @@ async def test_a_recording_that_never_comes_delays_the_upload_only_so_long(
     harness.lane.start()
     await harness.lane.submit(harness.work(fresh(1, talk_seconds=0, wait_seconds=0), 1))
     await harness.lane.submit(harness.work(call(2), 2))  # hours old: nothing to wait for
-    for _ in range(40):
-        if "c2" in portal.calls:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: "c2" in portal.calls, "the upload of c2, which waits for nothing")
     assert list(portal.calls) == ["c2"] and harness.acked == ["c2"]
-    for _ in range(60):
-        if "c1" in portal.calls:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: "c1" in portal.calls, "the upload of c1 once its wait is over")
     await harness.lane.stop()
     assert "c1" in portal.calls and portal.calls["c1"].get("recordUrl") is None
     assert harness.acked == ["c2", "c1"]
@@ -574,15 +551,6 @@ async def test_work_of_a_revoked_partition_is_dropped_unstarted(harness: Harness
     gate.revoke([("calls", 0)])
     await harness.lane.deliver([work])
     assert portal.calls == {} and not lease.settled and not lease.started
-
-
-async def wait_until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Wait for a condition, failing with what was awaited."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"waited {within} s for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_pop_up_leaves_at_once_while_uploads_linger(harness: Harness,

@@ -6,64 +6,19 @@ import asyncio
 import json
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from pipeline.devtools.crmdouble.state import Fault
 from pipeline.devtools.demo import scrape
-from pipeline.devtools.devstack import DevTenant
 from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.producing import Record
 from pipeline.tables import tenant_partition
-from tests.integration.stack import Stack, StackFactory
+from tests.integration.stack import StackFactory
+from tests.integration.support import actual_state, expected_state, same
 
 pytestmark = pytest.mark.kafka
-
-RESULT = {"answered": "answered", "no_answer": "no answer", "busy": "busy",
-          "failed": "failed", "cancelled": "no answer"}
-
-
-@dataclass
-class Expected:
-    calls: dict[str, tuple[str, int | None, str | None]] = field(default_factory=dict)
-    customers: dict[str, int] = field(default_factory=dict)  # phone -> manager
-    order_phones: list[str] = field(default_factory=list)
-    tasks: list[tuple[int, str]] = field(default_factory=list)  # performer, phone
-
-
-def expected_state(events: list[dict[str, Any]], tenant: DevTenant) -> Expected:
-    """What the CRM must hold, restated from the product rules, not from the pipeline's code."""
-    links = {emp: link.crm_user_id for emp, link in tenant.mapping.employees.items()}
-    want = Expected()
-    for e in events:
-        if e["tenant_id"] != tenant.config.tenant_id:
-            continue
-        employee = e.get("employee") or {}
-        mapped = links.get(employee.get("id", ""))
-        code = employee.get("extension") if mapped is None else None
-        want.calls[e["call_id"]] = (RESULT[e["status"]], mapped, code)
-        if e["direction"] != "in":
-            continue
-        phone = e["client_phone"]
-        if phone not in want.customers:  # a new lead: customer and order
-            want.customers[phone] = mapped or tenant.senior_manager_id
-            want.order_phones.append(phone)
-        if e["status"] != "answered":  # a missed call: the customer's manager calls back
-            want.tasks.append((want.customers[phone], phone))
-    return want
-
-
-def actual_state(stack: Stack, tenant_id: str) -> Expected:
-    portal = stack.double.state.portals[tenant_id]
-    got = Expected()
-    got.calls = {c["externalId"]: (c["result"], c.get("userId"), c.get("code"))
-                 for c in portal.calls.values()}
-    got.customers = {c["phones"][0]["number"]: c["managerId"] for c in portal.customers.values()}
-    got.order_phones = [o["phone"] for o in portal.orders.values()]
-    got.tasks = [(t["performerId"], t["phone"]) for t in portal.tasks.values()]
-    return got
 
 
 def get_json(port: int, path: str) -> tuple[int, Any]:
@@ -79,34 +34,6 @@ def metric(metrics: dict[str, float], name: str, **labels: str) -> float:
         if base == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
             total += value
     return total
-
-
-class Same:
-    """Whether two CRM states are equal; falsy with a readable account of what differs."""
-
-    def __init__(self, a: Expected, b: Expected) -> None:
-        self.differences: list[str] = []
-        for name in ("calls", "customers"):
-            left, right = getattr(a, name), getattr(b, name)
-            for key in sorted(set(left) | set(right)):
-                if left.get(key) != right.get(key):
-                    self.differences.append(f"{name}[{key}]: {left.get(key)} != {right.get(key)}")
-        for name in ("order_phones", "tasks"):
-            left, right = Counter(getattr(a, name)), Counter(getattr(b, name))
-            if left != right:
-                self.differences.append(
-                    f"{name}: only in the first {sorted((left - right).elements())}, "
-                    f"only in the second {sorted((right - left).elements())}")
-
-    def __bool__(self) -> bool:
-        return not self.differences
-
-    def __repr__(self) -> str:
-        return "same" if self else "; ".join(self.differences[:20])
-
-
-def same(a: Expected, b: Expected) -> Same:
-    return Same(a, b)
 
 
 def bad_records(acme: dict[str, Any]) -> list[Record]:

@@ -28,7 +28,7 @@ from pipeline.tenantstate import StateStore
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from schemas.control import CommandResult
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
-from tests.integration.test_delivery import RecordingOutlets
+from tests.integration.support import RecordingOutlets
 
 pytestmark = pytest.mark.kafka
 

@@ -25,8 +25,7 @@ from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.observability.logs import secret_forms
 from pipeline.operations.operator import build_command, send_and_follow
 from tests.integration.stack import Stack, StackFactory
-from tests.integration.test_broken_keys_and_replay import new_key
-from tests.integration.test_worker_http import FAUST_PATHS
+from tests.integration.support import FAUST_PATHS, new_key
 
 pytestmark = pytest.mark.kafka
 

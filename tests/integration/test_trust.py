@@ -20,7 +20,7 @@ from pipeline.operations.operator import build_command, rekey_all, send_and_foll
 from pipeline.producing import Record, publish
 from pipeline.signing import open_record, record_key, seal_record, sign
 from tests.integration.stack import OPERATOR_KEY, Stack, StackFactory
-from tests.integration.test_end_to_end import actual_state, expected_state, same
+from tests.integration.support import actual_state, expected_state, same
 
 pytestmark = pytest.mark.kafka
 

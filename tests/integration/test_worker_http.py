@@ -10,16 +10,9 @@ import pytest
 
 from pipeline.devtools.samples import sample_tenants
 from tests.integration.stack import StackFactory
+from tests.integration.support import FAUST_PATHS
 
 pytestmark = pytest.mark.kafka
-
-# Faust's default web views (faust/web/base.py and faust/web/apps/): tables would show every
-# tenant's configuration, the API key included.
-FAUST_PATHS = ["/", "/router/", "/router/integrations/", "/router/integrations/get/acme/",
-               "/table/", "/table/integrations/", "/table/integrations/acme/",
-               "/table/integrations/acme", "/table/ledger/", "/graph/", "/stats/",
-               "/performance/", "/metrics/", "/healthz/x", "/readyz/../table/integrations/"]
-
 
 def get(port: int, path: str) -> tuple[int, bytes]:
     try:
