@@ -107,6 +107,8 @@ class Worker:
         self.integrations, self.mappings, self.states_table = tables or ({}, {}, {})
         self.published: list[tuple[RecordKind, bytes, dict[str, Any]]] = []
         self.results: list[CommandResult] = []
+        # start_replay's calls: tenant, command id, window, and the lanes reset before it.
+        self.replays: list[tuple[str, str, ReplayWindow, list[str]]] = []
         self.now = clock or [datetime.now(UTC)]
         self.keyring = keyring
         self.directory = TenantDirectory(self.integrations, self.mappings, keyring=keyring,
@@ -130,7 +132,7 @@ class Worker:
 
     async def _start_replay(self, tenant_id: str, command_id: str,
                             window: ReplayWindow) -> None:
-        pass
+        self.replays.append((tenant_id, command_id, window, list(self.lanes.resets)))
 
     @asynccontextmanager
     async def _client_for(self, config: IntegrationConfig) -> AsyncIterator[RetailCRMClient]:
@@ -147,15 +149,17 @@ class Worker:
         return json.dumps({"command": command, "signature": sign(command, OPERATOR_KEY)}
                           ).encode()
 
-    async def send(self, command: dict[str, Any]) -> CommandResult:
-        return await self.desk.handle(self.signed(command), command["tenant_id"].encode())
+    async def send(self, command: dict[str, Any], *, key: bytes | None = None) -> CommandResult:
+        """Sign and hand to the desk, keyed by the tenant unless `key` says otherwise."""
+        return await self.desk.handle(self.signed(command),
+                                      key if key is not None else command["tenant_id"].encode())
 
     def activation(self, *, api_key: str = KEY, tenant: str = "acme",
                    **fields: Any) -> dict[str, Any]:
         return build_command("activate", tenant, **{
             "portal_url": "https://acme.retailcrm.ru", "admin_email": "admin@acme.example.com",
             "site_code": "main", "api_key": self.keyring.encrypt(api_key, tenant_id=tenant),
-            "timezone": "Europe/Kyiv", **fields})
+            "timezone": "Europe/Kyiv", "issued_at": self.now[0].isoformat(), **fields})
 
     async def set_up(self) -> None:
         result = await self.send(self.activation(senior_manager_id=SENIOR))
