@@ -4,48 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
-from pipeline.delivery import SourceRef, Work
+from pipeline.delivery import SourceRef
 from pipeline.lanes import LaneRegistry
 from pipeline.operations import replay
 from pipeline.operations.replay import ReplayManager
 from pipeline.operations.window import ReplayWindow
 from pipeline.tenantstate import ReplayProgress
 from schemas.control import CommandResult
+from tests.unit.pipeline.fakes import Lanes
 from tests.unit.pipeline.operations.desk import Portal, Worker
 from tests.unit.pipeline.operations.fakekafka import TOPIC, CallLog, call_json
 from tests.waiting import wait_until
 
 NOW = datetime(2024, 3, 13, 10, 0, tzinfo=UTC)
 WINDOW = ReplayWindow(NOW - timedelta(days=2), NOW)
-
-
-class Lane:
-    """A tenant lane that takes work; settles it at once unless `holding`."""
-
-    def __init__(self) -> None:
-        self.works: list[Work] = []
-        self.holding = False
-
-    async def submit(self, work: Work) -> None:
-        self.works.append(work)
-        if not self.holding:
-            work.ack()
-
-    @property
-    def delivered(self) -> list[str]:
-        return [w.event.call_id for w in self.works]
-
-
-class Lanes:
-    def __init__(self) -> None:
-        self.lane = Lane()
-
-    def lane_for(self, config: Any) -> Lane:
-        return self.lane
 
 
 class Replays:
