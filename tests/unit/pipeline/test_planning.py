@@ -270,8 +270,3 @@ def test_an_outbound_call_to_an_own_number_carries_no_attribution() -> None:
     assert plan.upload is not None and plan.upload.source is None
     assert plan.upload.clientId is None and plan.upload.recordUrl is not None
 
-
-def test_an_own_numbers_plan_is_the_same_every_time_it_is_made() -> None:
-    """Redelivery and replay plan the record again: the decision depends on nothing else."""
-    call, cfg = event(client_phone=OWN, **MISSED), config(own_numbers={"numbers": [OWN]})
-    assert plan_call(call, cfg, MAPPING) == plan_call(call, cfg, MAPPING)
