@@ -22,10 +22,11 @@ from schemas.crm import (
 )
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping
+from schemas.phone import matches_any, own_number_form
 
 __all__ = [
     "CallPlan", "Popup", "StatusChange", "TaskDraft", "customer_external_id", "is_new_lead",
-    "order_external_id", "order_for", "plan_call", "task_for", "task_performer",
+    "is_own_number", "order_external_id", "order_for", "plan_call", "task_for", "task_performer",
 ]
 
 CALL_RESULT = {
@@ -154,6 +155,32 @@ def _status_change(event: CallEvent, config: IntegrationConfig,
                         not_after=at + timedelta(seconds=config.options.popup_max_age_seconds))
 
 
+def _extension_numbers(mapping: EmployeeMapping) -> list[str]:
+    """The linked employees' extensions that are full phone numbers (a mobile as extension)."""
+    numbers: list[str] = []
+    for link in mapping.employees.values():
+        # Most extensions are a few digits: no caller's number, and not worth a parse.
+        if link.extension and sum(ch.isdigit() for ch in link.extension) >= 6:
+            try:
+                numbers.append(own_number_form(link.extension))
+            except ValueError:
+                continue
+    return numbers
+
+
+def is_own_number(event: CallEvent, config: IntegrationConfig,
+                  mapping: EmployeeMapping) -> bool:
+    """The client side of the call is the tenant itself: the very tracking number the call
+    came in on, one of the tenant's `own_numbers`, or a linked employee's extension."""
+    if event.client_phone == event.tracking_number:
+        return True
+    own = config.options.own_numbers
+    numbers = list(own.numbers)
+    if own.employee_extensions:
+        numbers += _extension_numbers(mapping)
+    return matches_any(event.client_phone, numbers)
+
+
 def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapping) -> CallPlan:
     """Everything the call needs that can be decided before asking the CRM anything."""
     popups = _popups(event, config, mapping)
@@ -166,7 +193,10 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapp
     employee = event.employee
     mapped = mapping.crm_user_for(employee.id if employee else None)
     manager = mapped or mapping.senior_manager_id
-    source = _source(event.utm)
+    # The company calling itself is no lead and no campaign's conversion: its call is kept in
+    # the history, but without the attribution, and nothing is looked up or created for it.
+    own = is_own_number(event, config, mapping)
+    source = None if own else _source(event.utm)
     upload = CallUpload(
         externalId=event.call_id, date=event.started_at.astimezone(zone).strftime(
             "%Y-%m-%d %H:%M:%S"),
@@ -176,28 +206,29 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapp
         result=CALL_RESULT[event.status], duration=event.talk_seconds,
         durationWaiting=event.wait_seconds,
         recordUrl=str(event.recording_url) if event.recording_url else None, source=source,
-        externalPhone=event.tracking_number, site=config.site_code, clientId=event.ga_client_id)
-    inbound = event.direction is CallDirection.INBOUND
+        externalPhone=event.tracking_number, site=config.site_code,
+        clientId=None if own else event.ga_client_id)
+    from_client = event.direction is CallDirection.INBOUND and not own
     options = config.options
     ended = event.started_at + timedelta(seconds=event.wait_seconds + event.talk_seconds)
     hold = ended + timedelta(seconds=options.recording_wait_seconds) if (
         options.recording_wait_seconds and upload.result is CallResult.ANSWERED
         and upload.recordUrl is None) else None
     customer = order = None
-    if inbound and options.lead.create_customer:
+    if from_client and options.lead.create_customer:
         customer = CustomerPayload(
             externalId=customer_external_id(event.tenant_id, event.client_phone),
             phones=[CustomerPhone(number=event.client_phone)], managerId=manager,
             site=config.site_code, source=source,
             customFields=_custom_fields(event.utm, options.customer_utm_fields))
-    if inbound and options.lead.create_order:
+    if from_client and options.lead.create_order:
         order = OrderPayload(
             externalId=order_external_id(event.tenant_id, event.call_id),
             orderMethod=options.order_method, site=config.site_code, phone=event.client_phone,
             managerId=manager, source=source,
             customFields=_custom_fields(event.utm, options.order_utm_fields))
     task = None
-    if inbound and event.status is not CallStatus.ANSWERED and options.missed_call_task:
+    if from_client and event.status is not CallStatus.ANSWERED and options.missed_call_task:
         local = event.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
         task = TaskDraft(
             text=f"Missed call from {event.client_phone}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.call_event import CallDirection, CallEvent, CallStage, CallStatus, Employee, Utm
-from schemas.integration import IntegrationConfig, IntegrationOptions, LeadPolicy
+from schemas.integration import IntegrationConfig, IntegrationOptions, LeadPolicy, OwnNumbers
 from schemas.mapping import EmployeeLink, EmployeeMapping
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "IntegrationConfig",
     "IntegrationOptions",
     "LeadPolicy",
+    "OwnNumbers",
     "Utm",
 ]

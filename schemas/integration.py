@@ -19,9 +19,11 @@ from pydantic import (
     field_validator,
 )
 
+from schemas.phone import own_number_form
+
 __all__ = ["ENVELOPE_PREFIX", "INTEGRATION_CODE", "IntegrationConfig", "IntegrationOptions",
-           "KeySealer", "LeadPolicy", "ModuleCode", "RecordBody", "SignedRecord", "TimeZoneName",
-           "merge_patch"]
+           "KeySealer", "LeadPolicy", "ModuleCode", "OwnNumbers", "RecordBody", "SignedRecord",
+           "TimeZoneName", "merge_patch"]
 
 ENVELOPE_PREFIX = "enc:"  # pipeline.secrets writes enc:v1:<kid>:…
 # The telephony module's integrationCode; retailCRM refuses a module whose `code` does not start
@@ -85,6 +87,30 @@ class LeadPolicy(BaseModel):
     create_order: bool = True
 
 
+def _distinct(numbers: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(numbers))
+
+
+class OwnNumbers(BaseModel):
+    """The tenant's own lines: a call from one is recorded in the call history, never a lead."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    numbers: Annotated[tuple[Annotated[str, AfterValidator(own_number_form)], ...],
+                       AfterValidator(_distinct)] = Field(
+        default=(), max_length=1000,
+        description="The tenant's own numbers (its tracking numbers, office lines, staff "
+        "mobiles): a call from one uploads to the call history without its UTM source and "
+        "GA client id, and creates no customer, order or task. International (+380 44 333 44 "
+        "00, or bare 380443334400) is kept as E.164; a national form with its trunk prefix "
+        "(044 333 44 00) is read in the caller's own country",
+        examples=[["+380443334400", "044 333 44 01"]])
+    employee_extensions: bool = Field(
+        default=True, description="Also count as own every linked employee's extension that "
+        "is a full phone number (a mobile used as an extension); short ones like 101 are "
+        "never a caller's number")
+
+
 class IntegrationOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +132,9 @@ class IntegrationOptions(BaseModel):
         examples=[{"source": "ringostat_utm_source"}])
     order_utm_fields: dict[str, str] = Field(
         default_factory=dict, description="UTM tag -> order custom-field code")
+    own_numbers: OwnNumbers = Field(
+        default_factory=OwnNumbers, description="Calls from the tenant's own numbers (these, "
+        "the call's own tracking number, employees' extensions) are never leads")
 
     def patched(self, patch: Mapping[str, Any]) -> IntegrationOptions:
         """These options with a JSON merge patch applied (a field set to null: its default)."""

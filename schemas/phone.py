@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Annotated
 
 import phonenumbers
 from pydantic import AfterValidator, Field
 
-__all__ = ["E164", "to_e164"]
+__all__ = ["E164", "matches_any", "own_number_form", "to_e164"]
+
+_LAYOUT = re.compile(r"[\s().\-/]")
+# A national form: the trunk prefix 0 and the rest of a number, 6-15 digits in all.
+_NATIONAL = re.compile(r"^0[0-9]{5,14}$")
 
 
 def to_e164(value: str) -> str:
@@ -34,3 +40,30 @@ E164 = Annotated[
           examples=["+380501112233"]),
     AfterValidator(to_e164),
 ]
+
+
+def own_number_form(value: str) -> str:
+    """A number of the tenant's own as it is kept and matched: E.164 when it can be read as an
+    international number (to_e164's rules), else the digits of a national form starting with
+    the trunk prefix 0 ("044 333 44 00" -> "0443334400"), which is read in the caller's own
+    country when calls are matched (phonenumbers.is_number_match)."""
+    digits = _LAYOUT.sub("", value.strip())
+    if _NATIONAL.fullmatch(digits):
+        return digits
+    return to_e164(value)
+
+
+def matches_any(e164: str, numbers: Iterable[str]) -> bool:
+    """Whether the E.164 number is one of `numbers` (each an own_number_form): E.164 ones
+    compared as they are, national ones read in that number's country."""
+    national = []
+    for number in numbers:
+        if number == e164:
+            return True
+        if not number.startswith("+"):
+            national.append(number)
+    if not national:
+        return False
+    parsed = phonenumbers.parse(e164, None)
+    match = phonenumbers.MatchType.NSN_MATCH
+    return any(phonenumbers.is_number_match(parsed, number) >= match for number in national)

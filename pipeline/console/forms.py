@@ -21,6 +21,7 @@ UTM_TAGS = ("source", "medium", "campaign", "term", "content")
 ZONES = sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
 IDENT = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 LOCAL_INPUT = "%Y-%m-%dT%H:%M"
+OWN_NUMBERS_SPLIT = re.compile(r"[\n,;]")
 
 
 class FormError(ValueError):
@@ -55,6 +56,8 @@ class SettingsForm:
             "popup_max_age_seconds": options.popup_max_age_seconds,
             "recording_wait_seconds": options.recording_wait_seconds,
             "status_sync": options.status_sync,
+            "own_numbers": "\n".join(options.own_numbers.numbers),
+            "own_employee_extensions": options.own_numbers.employee_extensions,
             "send_after_reactivation": False,
             "senior_manager_id": "",
         }
@@ -81,6 +84,10 @@ def _pydantic_errors(exc: ValidationError) -> dict[str, str]:
         if loc[:1] == ["options"] and len(loc) > 1:
             name = {"create_customer": "lead_create_customer",
                     "create_order": "lead_create_order"}.get(loc[-1], loc[-1])
+        if loc[:3] == ["options", "own_numbers", "numbers"]:  # one textarea, a line each
+            where = f"number {int(loc[3]) + 1}: " if len(loc) > 3 else ""
+            found["own_numbers"] = f"{where}{err['msg']}"
+            continue
         found[name] = str(err["msg"])
     return found
 
@@ -110,6 +117,10 @@ def settings_fields(tenant_id: str, form: Mapping[str, str],
                                 if (v := form.get(f"utm_customer_{t}", "").strip())},
         "order_utm_fields": {t: v for t in UTM_TAGS
                              if (v := form.get(f"utm_order_{t}", "").strip())},
+        "own_numbers": {
+            "numbers": [n.strip() for n in OWN_NUMBERS_SPLIT.split(form.get("own_numbers", ""))
+                        if n.strip()],
+            "employee_extensions": "own_employee_extensions" in form},
     }
     fields: dict[str, Any] = {
         "portal_url": form.get("portal_url", "").strip(),

@@ -212,6 +212,9 @@ async def test_set_up_a_tenant_and_see_its_first_call_land(world: World) -> None
     await page.fill("input[name=utm_customer_source]", "ringostat_utm_source")
     await page.fill("input[name=utm_order_campaign]", "ringostat_utm_campaign")
     await page.check("input[name=status_sync]")
+    own_line = tenant.sample.tracking_numbers[-1]  # written as people write it
+    await page.fill("#own_numbers", f"{own_line[:2]} {own_line[2:5]} {own_line[5:8]}-"
+                    f"{own_line[8:10]}-{own_line[10:]}")
     assert await page.locator("#send_after_reactivation").count() == 0, "not for a new one"
     await shot(page, "settings")
     await page.click("#activate")
@@ -221,8 +224,14 @@ async def test_set_up_a_tenant_and_see_its_first_call_land(world: World) -> None
     employee, extension = tenant.sample.employees[0]  # nobody linked yet: the senior's
     first = [{**call, "employee": {"id": employee, "extension": extension}}
              for call in sample_calls([tenant.sample], 1, seed=3)]
-    await world.stack.publish_calls(first)
-    await calls_landed(world, tid, {first[0]["call_id"]})
+    own = {k: v for k, v in first[0].items() if k not in ("employee", "recording_url")}
+    own.update(call_id=f"{tid}-own", client_phone=own_line, status="no_answer", talk_seconds=0)
+    await world.stack.publish_calls([*first, own])
+    await calls_landed(world, tid, {first[0]["call_id"], own["call_id"]})
+    portal = world.stack.double.state.portals[tid]
+    assert [c for c in portal.customers.values() if c["phones"][0]["number"] == own_line] \
+        == [] and [t for t in portal.tasks.values() if t.get("phone") == own_line] == [], \
+        "an own number from the settings form is no lead"
     await page.goto(world.url(f"/tenants/{tid}"))
     await expect(page.locator("#last-delivery")).to_contain_text("UTC")
     await expect(page.locator("#live")).to_contain_text(f"admin@{tid}.example.com")

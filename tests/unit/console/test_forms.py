@@ -86,3 +86,20 @@ def test_a_replay_window_is_read_in_the_tenants_zone() -> None:
                       ZoneInfo("UTC"))
     with pytest.raises(FormError):
         replay_fields({"since": "yesterday", "until": ""}, ZoneInfo("UTC"))
+
+
+def test_own_numbers_are_a_line_each_and_refused_by_their_place() -> None:
+    fields = settings_fields("acme", {**FORM, "own_numbers": "+380 44 333 44 00\r\n\r\n"
+                                      "044 333 44 01, 380500000001"}, None)
+    assert fields["options"]["own_numbers"] == {
+        "numbers": ["+380 44 333 44 00", "044 333 44 01", "380500000001"],
+        "employee_extensions": False}, "an unchecked box is off"
+    with pytest.raises(FormError) as bad:
+        settings_fields("acme", {**FORM, "own_numbers": "+380443334400\n101",
+                                 "own_employee_extensions": "on"}, None)
+    assert bad.value.errors["own_numbers"].startswith("number 2: ")
+    form = SettingsForm.from_config({"options": {"own_numbers": {
+        "numbers": ["+380443334400", "0443334401"], "employee_extensions": False}}})
+    assert form.values["own_numbers"] == "+380443334400\n0443334401"
+    assert form.values["own_employee_extensions"] is False
+    assert SettingsForm.from_config(None).values["own_employee_extensions"] is True

@@ -198,3 +198,75 @@ def test_only_an_answered_call_without_a_recording_waits_for_one() -> None:
     assert plan_call(recorded, waiting, MAPPING).hold_upload_until is None
     missed = event(status="no_answer", recording_url=None, talk_seconds=0)
     assert plan_call(missed, waiting, MAPPING).hold_upload_until is None
+
+
+OWN = "+380443334455"  # one of acme's own lines, not the tracking number of event()
+MISSED = {"status": "no_answer", "talk_seconds": 0, "recording_url": None}
+
+
+def _nothing_for_a_lead(plan: CallPlan) -> bool:
+    return (plan.customer, plan.order, plan.task, plan.lookup) == (None, None, None, False)
+
+
+@pytest.mark.parametrize("listed", ["+380443334455", "+380 44 333 44 55", "380443334455",
+                                    "044 333 44 55", "(044) 333-44-55", "0443334455"])
+def test_a_call_from_an_own_number_is_in_the_history_but_is_no_lead(listed: str) -> None:
+    plan = plan_call(event(client_phone=OWN, **MISSED),
+                     config(own_numbers={"numbers": [listed]}), MAPPING)
+    assert _nothing_for_a_lead(plan)
+    assert plan.upload is not None
+    assert plan.upload.wire() == {  # the call itself, without a campaign's attribution
+        "externalId": "rs-1", "date": "2026-03-29 02:30:00", "type": "in",
+        "phone": OWN, "userId": 27, "result": "no answer", "duration": 0,
+        "durationWaiting": 9, "externalPhone": "+380443334400", "site": "main"}
+
+
+def test_another_number_is_still_a_lead_whatever_is_listed() -> None:
+    options = {"own_numbers": {"numbers": ["+380 44 333 44 55", "044 333 44 56"]}}
+    plan = plan_call(event(client_phone="+380443334457", **MISSED), config(**options), MAPPING)
+    assert plan.customer is not None and plan.order is not None and plan.task is not None
+    assert plan.lookup and plan.upload is not None and plan.upload.source is not None
+    # a national form is read in the caller's own country: the same digits elsewhere differ
+    poland = plan_call(event(client_phone="+48443334456", **MISSED), config(**options),
+                       MAPPING)
+    assert poland.task is not None and poland.order is not None
+
+
+def test_a_call_from_its_own_tracking_number_is_no_lead() -> None:
+    plan = plan_call(event(client_phone="+380443334400", **MISSED), config(), MAPPING)
+    assert _nothing_for_a_lead(plan)
+
+
+@pytest.mark.parametrize("extension", ["+380 67 123 45 67", "067 123 45 67", "380671234567"])
+def test_an_employees_extension_that_is_a_phone_number_is_own(extension: str) -> None:
+    mapping = MAPPING.model_copy(update={"employees": {
+        **MAPPING.employees, "emp-2": EmployeeLink(crm_user_id=28, extension=extension)}})
+    call = event(client_phone="+380671234567", **MISSED)
+    assert _nothing_for_a_lead(plan_call(call, config(), mapping))
+    off = plan_call(call, config(own_numbers={"employee_extensions": False}), mapping)
+    assert off.task is not None and off.customer is not None and off.lookup
+
+
+def test_short_or_unreadable_extensions_make_nothing_own() -> None:
+    mapping = MAPPING.model_copy(update={"employees": {
+        "emp-1": EmployeeLink(crm_user_id=27, extension="101"),
+        "emp-2": EmployeeLink(crm_user_id=28, extension="sip:777-1234-5678"),
+        "emp-3": EmployeeLink(crm_user_id=29, extension=None)}})
+    plan = plan_call(event(**MISSED), config(), mapping)
+    assert plan.task is not None and plan.order is not None
+
+
+def test_an_own_number_still_pops_up_and_sets_the_status() -> None:
+    options = {"own_numbers": {"numbers": [OWN]}, "status_sync": True}
+    plan = plan_call(event(client_phone=OWN, stage="answered"), config(**options), MAPPING)
+    assert [p.payload.phone for p in plan.popups] == [OWN]
+    assert plan.status_change is not None and plan.status_change.action == "busy"
+
+
+def test_an_outbound_call_to_an_own_number_carries_no_attribution() -> None:
+    plan = plan_call(event(client_phone=OWN, direction="out"),
+                     config(own_numbers={"numbers": [OWN]}), MAPPING)
+    assert _nothing_for_a_lead(plan)
+    assert plan.upload is not None and plan.upload.source is None
+    assert plan.upload.clientId is None and plan.upload.recordUrl is not None
+

@@ -95,3 +95,27 @@ def test_options_patched_change_only_what_the_patch_names() -> None:
     assert not patched.lead.create_order
     assert patched.order_utm_fields == {"campaign": "c", "term": "t"}
     assert base.patched({"status_sync": None}).status_sync is False
+
+
+def test_own_numbers_are_kept_normalised_once_each() -> None:
+    options = IntegrationOptions.model_validate({"own_numbers": {"numbers": [
+        "+380 44 333 44 00", "380443334400", "044 333-44-01", "(044) 333 44 01",
+        "+1 (212) 555-0123"]}})
+    assert options.own_numbers.numbers == ("+380443334400", "0443334401", "+12125550123")
+    assert options.own_numbers.employee_extensions
+    assert IntegrationOptions().own_numbers.numbers == ()
+
+
+@pytest.mark.parametrize("bad", ["101", "+380 12", "0123", "call me", ""])
+def test_an_own_number_that_is_no_phone_number_is_refused_by_its_place(bad: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        config(options={"own_numbers": {"numbers": ["+380443334400", bad]}})
+    assert caught.value.errors()[0]["loc"] == ("options", "own_numbers", "numbers", 1)
+
+
+def test_own_numbers_change_by_merge_patch_like_any_option() -> None:
+    base = IntegrationOptions.model_validate({"own_numbers": {"numbers": ["+380443334400"]}})
+    off = base.patched({"own_numbers": {"employee_extensions": False}})
+    assert off.own_numbers.numbers == ("+380443334400",)
+    assert not off.own_numbers.employee_extensions
+    assert base.patched({"own_numbers": None}).own_numbers.numbers == ()
