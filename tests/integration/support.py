@@ -7,16 +7,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.crm.client import RetailCRMClient
 from pipeline.delivery import SourceRef, Work
+from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Portal
 from pipeline.devtools.devstack import DevTenant
 from pipeline.errorpolicy import DeadLetter
 from schemas import CallEvent
+from schemas.crm import (
+    AdditionalCode,
+    IntegrationModulePayload,
+    Integrations,
+    TelephonyConfiguration,
+)
 from tests.integration.stack import Stack
 from tests.waiting import wait_until
 
-__all__ = ["FAUST_PATHS", "Expected", "RecordingOutlets", "actual_state", "calls_reach",
-           "expected_state", "new_key", "same"]
+__all__ = ["FAUST_PATHS", "MODULE", "Expected", "RecordingOutlets", "actual_state", "calls_reach",
+           "client", "expected_state", "new_key", "same"]
 
 # Faust's default web views (faust/web/base.py and faust/web/apps/): tables would show every
 # tenant's configuration, the API key included.
@@ -126,3 +134,16 @@ def new_key(stack: Stack, tenant_id: str, key: str) -> None:
     portal = stack.double.state.portals[tenant_id]
     old = next(iter(portal.keys.values()))
     portal.keys[key] = ApiKey(key, set(old.methods), label=f"{tenant_id}-new")
+
+
+# -- the client against the double ---------------------------------------------------------------
+
+MODULE = IntegrationModulePayload(
+    code="ringostat-acme", integrationCode="ringostat", active=True, name="Ringostat",
+    integrations=Integrations(telephony=TelephonyConfiguration(
+        inputEventSupported=True, hangupEventSupported=True,
+        additionalCodes=[AdditionalCode(userId=27, code="101")])))
+
+
+def client(double: CRMDouble, key: str = "acme-key", portal: str = "acme") -> RetailCRMClient:
+    return RetailCRMClient(base_url=double.portal_url(portal), api_key=key)

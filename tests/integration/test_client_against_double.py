@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import REQUIRED_METHODS
-from pipeline.devtools.crmdouble.admin import KeySpec, UserSpec, add_user
+from pipeline.devtools.crmdouble.admin import KeySpec
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Portal
 from schemas.crm import (
-    AdditionalCode,
     CallEventPayload,
     CallResult,
     CallUpload,
     CustomerPayload,
     CustomerPhone,
     CustomerRef,
-    IntegrationModulePayload,
-    Integrations,
     OrderPayload,
     SourcePayload,
     TaskPayload,
-    TelephonyConfiguration,
 )
-
-MODULE = IntegrationModulePayload(
-    code="ringostat-acme", integrationCode="ringostat", active=True, name="Ringostat",
-    integrations=Integrations(telephony=TelephonyConfiguration(
-        inputEventSupported=True, hangupEventSupported=True,
-        additionalCodes=[AdditionalCode(userId=27, code="101")])))
-
-
-def client(double: CRMDouble, key: str = "acme-key", portal: str = "acme") -> RetailCRMClient:
-    return RetailCRMClient(base_url=double.portal_url(portal), api_key=key)
+from tests.integration.support import MODULE, client
 
 
 async def test_a_call_flow_lands_in_the_crm(crm_double: CRMDouble, portal: Portal) -> None:
@@ -100,33 +85,6 @@ async def test_users_groups_and_status(crm_double: CRMDouble, portal: Portal) ->
         assert "new" in await crm.status_groups()
         with pytest.raises(e.NotFound):
             await crm.user(999)
-
-
-async def test_paging_through_users_within_the_rate_limit(crm_double: CRMDouble,
-                                                          portal: Portal) -> None:
-    for n in range(230):
-        add_user(portal, UserSpec(firstName=f"U{n}"))
-    async with client(crm_double) as crm:
-        seen: list[int] = []
-        page = 1
-        while True:
-            result = await crm.users(page=page, limit=20)
-            seen += [u.id for u in result.users]
-            if page >= result.pagination.totalPageCount:
-                break
-            page += 1
-    assert len(seen) == len(set(seen)) == 234
-    assert crm_double.state.stats()["acme"]["by_status"] == {"200": 12}
-
-
-async def test_pacing_keeps_the_double_from_ever_answering_503(crm_double: CRMDouble,
-                                                              portal: Portal) -> None:
-    async with client(crm_double) as crm:
-        await asyncio.gather(*(crm.user_groups() for _ in range(25)))
-        await crm.edit_integration_module(MODULE)
-        await asyncio.gather(*(crm.telephony_manager("+380501112233") for _ in range(90)))
-    by_status = crm_double.state.stats()["acme"]["by_status"]
-    assert by_status == {"200": 116}
 
 
 async def test_authorization_failures_are_typed(crm_double: CRMDouble, portal: Portal) -> None:

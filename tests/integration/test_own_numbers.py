@@ -11,7 +11,7 @@ import pytest
 from pipeline.devtools.samples import sample_calls, sample_tenants
 from schemas import EmployeeLink
 from tests.integration.stack import Stack, StackFactory
-from tests.integration.test_end_to_end import RESULT, actual_state, expected_state, same
+from tests.integration.support import RESULT, actual_state, expected_state, same
 
 pytestmark = pytest.mark.kafka
 

@@ -1,0 +1,52 @@
+"""The client's pacing against the double: the double never has to answer 503."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.devtools.crmdouble.admin import UserSpec, add_user
+from pipeline.devtools.crmdouble.server import CRMDouble
+from pipeline.devtools.crmdouble.state import Portal
+from tests.integration.support import MODULE, client
+
+
+@pytest.fixture
+def crm_double() -> Iterator[CRMDouble]:
+    """The double on an event loop and a thread of its own, as a portal is: it counts a request
+    when the request arrives, not when this test's loop, busy with the client's hundred
+    concurrent calls, gets round to handling it (that delay varies by more than the pacing's
+    guard on a loaded machine, and it is the test's, not the network's)."""
+    double = CRMDouble()
+    double.start_in_thread()
+    yield double
+    double.stop_thread()
+
+
+async def test_paging_through_users_within_the_rate_limit(crm_double: CRMDouble,
+                                                          portal: Portal) -> None:
+    for n in range(230):
+        add_user(portal, UserSpec(firstName=f"U{n}"))
+    async with client(crm_double) as crm:
+        seen: list[int] = []
+        page = 1
+        while True:
+            result = await crm.users(page=page, limit=20)
+            seen += [u.id for u in result.users]
+            if page >= result.pagination.totalPageCount:
+                break
+            page += 1
+    assert len(seen) == len(set(seen)) == 234
+    assert crm_double.state.stats()["acme"]["by_status"] == {"200": 12}
+
+
+async def test_pacing_keeps_the_double_from_ever_answering_503(crm_double: CRMDouble,
+                                                              portal: Portal) -> None:
+    async with client(crm_double) as crm:
+        await asyncio.gather(*(crm.user_groups() for _ in range(25)))
+        await crm.edit_integration_module(MODULE)
+        await asyncio.gather(*(crm.telephony_manager("+380501112233") for _ in range(90)))
+    by_status = crm_double.state.stats()["acme"]["by_status"]
+    assert by_status == {"200": 116}
