@@ -34,7 +34,7 @@ class HoleFiller:
 
     def __init__(self, gate: OffsetGate, *, group_id: str, client_options: Mapping[str, Any],
                  accept: Accept, assigned: Assigned, ready: Callable[[], bool],
-                 idle_seconds: float = 15.0, batch: int = 200) -> None:
+                 idle_seconds: float = 5.0, batch: int = 200) -> None:
         self.gate = gate
         self.group_id = group_id
         self.client_options = dict(client_options)
