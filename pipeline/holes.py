@@ -80,7 +80,13 @@ class HoleFiller:
                 if end is not None:
                     self.gate.watch(key, generation, end, idle=self.idle_seconds, now=now)
             await self._look_up_bases(consumer)  # of partitions the watch began
+        # One sweep a partition, from its first hole to the end of its last: a producer that
+        # writes in transactions leaves a marker (an offset with no record) after each one.
+        sweeps: dict[tuple[PartitionKey, int], tuple[int, int]] = {}
         for key, generation, start, end in self.gate.holes():
+            first, last = sweeps.get((key, generation), (start, end))
+            sweeps[(key, generation)] = (min(first, start), max(last, end))
+        for (key, generation), (start, end) in sweeps.items():
             if not self.ready():
                 return
             await self._fill(consumer, key, generation, start, end)

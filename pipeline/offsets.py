@@ -181,8 +181,10 @@ class OffsetGate:
                 # Faust skipped these (it drops records it fetched under the generation
                 # before, and ones that arrive while its flow control is paused).
                 part.add_hole(expected, offset)
-                log.info("%s[%d]: offsets %d..%d were not handed out; they are read apart",
-                         topic, partition, expected, offset - 1)
+                # One offset is most often a transaction's commit marker (it holds no record).
+                log.log(logging.DEBUG if offset - expected == 1 else logging.INFO,
+                        "%s[%d]: offsets %d..%d were not handed out; they are read apart",
+                        topic, partition, expected, offset - 1)
             part.next_read = offset + 1
             if part.first is None:
                 part.first = offset
@@ -252,8 +254,11 @@ class OffsetGate:
         if part is None or part.generation != generation:
             return
         for lo, hi in part.close_hole(start, end):
-            log.warning("%s[%d]: offsets %d..%d hold no record (deleted by retention, or "
-                        "markers); the commit point passes them", key[0], key[1], lo, hi - 1)
+            # A transaction's commit marker is one offset; records deleted by retention are more.
+            log.log(logging.DEBUG if hi - lo == 1 else logging.WARNING,
+                    "%s[%d]: offsets %d..%d hold no record (deleted by retention, or "
+                    "transaction markers); the commit point passes them", key[0], key[1], lo,
+                    hi - 1)
 
     def revoke(self, keys: Iterable[PartitionKey]) -> None:
         """No work of these partitions may start any more; what runs may still settle."""

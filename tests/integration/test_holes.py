@@ -108,3 +108,52 @@ async def test_nothing_is_read_while_the_worker_is_not_steady(
     finally:
         await filler.close()
     assert handed == {} and gate.unbased() == [((topic_name, 0), 1)]
+
+
+async def test_transaction_markers_are_passed_not_waited_for(
+        kafka_bootstrap: str, topic_name: str) -> None:
+    """A producer that publishes in transactions leaves a commit marker after each: an offset
+    that holds no record. Faust hands out the records around it; the gap the marker leaves is
+    read apart once, found empty, and the commit point passes it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap,
+                                transactional_id=f"{topic_name}-tx")
+    await producer.start()
+    try:
+        for n in range(3):
+            async with producer.transaction():
+                await producer.send_and_wait(topic_name, f"tx-{n}".encode(), key=b"k",
+                                             partition=0)
+    finally:
+        await producer.stop()
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False,
+                              auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        tp = TopicPartition(topic_name, 0)
+        reader.assign([tp])
+        records = (await reader.getmany(tp, timeout_ms=5000)).get(tp, [])
+        end = (await reader.end_offsets([tp]))[tp]
+    finally:
+        await reader.stop()
+    offsets = [r.offset for r in records]
+    assert offsets == [0, 2, 4] and end == 6, "one marker after each record"
+    gate = OffsetGate()
+    for offset in offsets:  # as Faust hands them out
+        gate.read(topic_name, 0, offset, generation=1, stamp=0.0).settle()
+    handed: dict[int, bytes] = {}
+    filler = _filler(gate, kafka_bootstrap, f"{topic_name}-tx", topic_name, handed)
+    try:
+        await filler.step()  # base 0 (never committed); holes 1 and 3 hold markers only
+        assert gate.holes() == [] and handed == {}
+        assert gate.commit_points() == {(topic_name, 0): 5}
+        await asyncio.sleep(0.6)
+        await filler.step()  # the last marker, at the log's end, once idle
+    finally:
+        await filler.close()
+    assert handed == {} and gate.commit_points() == {(topic_name, 0): 6}
