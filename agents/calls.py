@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from pipeline.app import app, calls_topic, settings
 from pipeline.committer import Committer
 from pipeline.delivery import SourceRef
-from pipeline.holes import HoleFiller
+from pipeline.holes import HoleFiller, InOrder
 from pipeline.intake import accept_call, divert
 from pipeline.observability.metrics import EVENTS_CONSUMED
 from pipeline.offsets import Lease, OffsetGate, PartitionKey
@@ -62,6 +63,18 @@ async def _accept(raw: bytes | None, key: bytes | None, source: SourceRef, lease
                      reason=f"internal:{type(exc).__name__}", tenant_id=None, ack=lease.settle)
 
 
+async def _admit(raw: bytes | None, key: bytes | None, source: SourceRef, lease: Lease) -> None:
+    """A live record goes to its lane in offset order: after any record below it that is still
+    to be read (pipeline/holes.py)."""
+    if not lease.live:
+        return
+    partition = (source.topic, source.partition)
+    if gate.behind(partition, source.offset):
+        holes.wake()
+    await order.admit(partition, source.offset, functools.partial(_accept, raw, key, source,
+                                                                  lease))
+
+
 @app.agent(calls_topic)
 async def deliver_calls(stream: Any) -> None:
     async for event in stream.events():
@@ -70,14 +83,14 @@ async def deliver_calls(stream: Any) -> None:
         lease = gate.read(message.topic, message.partition, message.offset,
                           generation=message.generation_id or 0,
                           stamp=_seconds(message.timestamp))
-        await _accept(event.value, event.key,
-                      SourceRef(message.topic, message.partition, message.offset), lease)
+        await _admit(event.value, event.key,
+                     SourceRef(message.topic, message.partition, message.offset), lease)
 
 
 async def _accept_unhanded(record: Any, lease: Lease) -> None:
     EVENTS_CONSUMED.labels(record.topic).inc()
-    await _accept(record.value, record.key,
-                  SourceRef(record.topic, record.partition, record.offset), lease)
+    await _admit(record.value, record.key,
+                 SourceRef(record.topic, record.partition, record.offset), lease)
 
 
 def _assigned() -> list[tuple[PartitionKey, int]]:
@@ -93,8 +106,9 @@ def _steady() -> bool:
 
 
 # Offsets Faust skipped (see pipeline/offsets.py) are read apart and handed to the lanes.
+order = InOrder(gate)
 holes = HoleFiller(gate, group_id=settings.app_id, client_options=settings.kafka.client_options(),
-                   accept=_accept_unhanded, assigned=_assigned, ready=_steady)
+                   accept=_accept_unhanded, assigned=_assigned, ready=_steady, order=order)
 
 
 @app.task  # type: ignore[untyped-decorator]
@@ -125,6 +139,7 @@ async def _release(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> No
     keys = [(tp.topic, tp.partition) for tp in revoked if tp.topic == topic]
     gate.revoke(keys)
     lanes.drop_stale()
+    await order.release_all()  # what waited for a hole of these is no longer this worker's
     try:
         await committer.release(keys, wait=_release_wait())
     except Exception:

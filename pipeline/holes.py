@@ -1,8 +1,10 @@
-"""HoleFiller: reads the call-topic offsets Faust never handed out, with a consumer of its own."""
+"""HoleFiller reads the call-topic offsets Faust never handed out; InOrder keeps offset order."""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -13,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.offsets import Lease, OffsetGate, PartitionKey
 
-__all__ = ["HoleFiller"]
+__all__ = ["HoleFiller", "InOrder"]
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +36,24 @@ class HoleFiller:
 
     def __init__(self, gate: OffsetGate, *, group_id: str, client_options: Mapping[str, Any],
                  accept: Accept, assigned: Assigned, ready: Callable[[], bool],
-                 idle_seconds: float = 5.0, batch: int = 200) -> None:
+                 order: InOrder | None = None, idle_seconds: float = 5.0,
+                 batch: int = 200) -> None:
         self.gate = gate
         self.group_id = group_id
         self.client_options = dict(client_options)
         self.accept = accept
         self.assigned = assigned
         self.ready = ready
+        self.order = order
         self.idle_seconds = idle_seconds
         self.batch = batch
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Step now, not at the next interval (records wait for a start or a hole)."""
+        self._wake.set()
 
     async def run(self, *, interval: float = 1.0) -> None:
         try:
@@ -55,7 +64,9 @@ class HoleFiller:
                     raise
                 except Exception:
                     log.exception("reading the call topic's holes failed; trying again")
-                await asyncio.sleep(interval)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), interval)
         finally:
             await self.close()
 
@@ -71,6 +82,7 @@ class HoleFiller:
             return
         consumer = await self._reader()
         await self._look_up_bases(consumer)
+        await self._release()
         assigned = self.assigned()
         if assigned:
             ends = await consumer.end_offsets([TopicPartition(*key) for key, _ in assigned])
@@ -90,6 +102,11 @@ class HoleFiller:
             if not self.ready():
                 return
             await self._fill(consumer, key, generation, start, end)
+            await self._release()
+
+    async def _release(self) -> None:
+        if self.order is not None:
+            await self.order.release_all()
 
     async def _reader(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -145,3 +162,50 @@ class HoleFiller:
 
 def _seconds(timestamp_ms: int | None) -> float:
     return timestamp_ms / 1000 if timestamp_ms and timestamp_ms > 0 else time.time()
+
+
+Hand = Callable[[], Awaitable[None]]
+
+
+class InOrder:
+    """Hands a partition's records on in offset order across holes: a record above an offset
+    still to be read (a hole, or a generation whose start is being looked up) waits until the
+    hole's record was handed on, so that a caller's first call still makes the lead."""
+
+    def __init__(self, gate: OffsetGate, *, max_waiting: int = 5000) -> None:
+        self.gate = gate
+        self.max_waiting = max_waiting
+        self._waiting: dict[PartitionKey, list[tuple[int, int, Hand]]] = {}
+        self._locks: dict[PartitionKey, asyncio.Lock] = {}
+        self._released = asyncio.Event()
+        self._seq = 0  # ties (a record handed out twice) keep their arrival order
+
+    def waiting(self, key: PartitionKey) -> int:
+        return len(self._waiting.get(key, ()))
+
+    async def admit(self, key: PartitionKey, offset: int, hand: Hand) -> None:
+        """Hand the record on now if nothing below it is still to be read, else once it is.
+        Waits (back-pressure on the agent) while too many records of the partition wait."""
+        while self.waiting(key) >= self.max_waiting and self.gate.behind(key, offset):
+            self._released.clear()
+            await self._released.wait()
+        self._seq += 1
+        bisect.insort(self._waiting.setdefault(key, []), (offset, self._seq, hand),
+                      key=lambda entry: entry[:2])
+        await self.release(key)
+
+    async def release(self, key: PartitionKey) -> None:
+        """Hand on, in offset order, the waiting records nothing below is still missing for."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            waiting = self._waiting.get(key, [])
+            while waiting and not self.gate.behind(key, waiting[0][0]):
+                _, _, hand = waiting.pop(0)
+                self._released.set()
+                await hand()
+            if not waiting:
+                self._waiting.pop(key, None)
+
+    async def release_all(self) -> None:
+        for key in list(self._waiting):
+            await self.release(key)

@@ -230,6 +230,14 @@ class OffsetGate:
         log.warning("%s[%d]: offsets %d..%d were not handed out in %.0f s; they are read apart",
                     key[0], key[1], expected, end - 1, now - part.last_read)
 
+    def behind(self, key: PartitionKey, offset: int) -> bool:
+        """Is an offset below this one still to be read (or where reading starts unknown)? Its
+        record then waits, so that a tenant's calls reach its lane in offset order."""
+        part = self._parts.get(key)
+        if part is None or part.closing:
+            return False
+        return part.base is None or bool(part.holes and part.holes[0][0] < offset)
+
     def holes(self) -> list[tuple[PartitionKey, int, int, int]]:
         """(partition, generation, start, end) of every hole to read, the lowest first."""
         return [(key, part.generation, start, end) for key, part in self._parts.items()

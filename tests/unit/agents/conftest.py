@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agents import calls
 from pipeline import runtime
+from pipeline.offsets import Lease
 from tests.unit.trust import KEYRING, OPERATOR_KEY, RECORD_KEY
 
 
 @pytest.fixture(autouse=True)
-def fresh_gate() -> None:
+def fresh_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's records start a partition's reading anew (`test_context` hands every test
-    the same offsets, which one worker's gate would rightly take for reads of the same record)."""
-    calls.gate.__init__()  # type: ignore[misc]
+    the same offsets, which one worker's gate would rightly take for reads of the same record),
+    and a generation starts at its first record, as the hole filler (not running here) would
+    look up for a partition never committed."""
+    gate = calls.gate
+    gate.__init__()  # type: ignore[misc]
+    read = gate.read
+
+    def read_from_the_start(topic: str, partition: int, offset: int, **kw: Any) -> Lease:
+        lease = read(topic, partition, offset, **kw)
+        for key, generation in gate.unbased():
+            gate.set_base(key, generation, offset)
+        return lease
+
+    monkeypatch.setattr(gate, "read", read_from_the_start)
 
 
 @pytest.fixture(autouse=True)
