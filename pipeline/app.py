@@ -111,11 +111,15 @@ dead_letter_topic = _topic(_topics.dead_letter, partitions=_partitions,
 control_topic = _topic(_topics.control, partitions=_partitions, retention=timedelta(days=7))
 results_topic = _topic(_topics.results, partitions=1, retention=timedelta(days=7))
 
-# Values are JSON objects (the app's default serializer), read through callsync's own models.
-integrations = app.Table("integrations", partitions=_partitions, key_type=str)
-mappings = app.Table("mappings", partitions=_partitions, key_type=str)
+# The tenant records are kept as their JSON bytes (pipeline.signing.stored_form) and parsed
+# only for the tenants that use them: as dicts they were most of a worker's memory. The bytes
+# are what the JSON serializer wrote before, so either changelog reads into the other.
+integrations = app.Table("integrations", partitions=_partitions, key_type=str,
+                         value_type=bytes)
+mappings = app.Table("mappings", partitions=_partitions, key_type=str, value_type=bytes)
 rosters = app.tables.add(TenantTable(app, name="rosters", partitions=_partitions,
-                                     key_type=str, beacon=app.tables.beacon))
+                                     key_type=str, value_type=bytes, beacon=app.tables.beacon))
+# Values are JSON objects (the app's default serializer), read through callsync's own models.
 tenant_state = app.tables.add(TenantTable(app, name="tenant-state", partitions=_partitions,
                                           key_type=str, beacon=app.tables.beacon))
 ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partitions,

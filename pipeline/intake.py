@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,20 +42,25 @@ def describe_invalid(exc: ValidationError) -> str:
 class TenantDirectory:
     """Parsed views of the integrations, mappings and rosters tables, re-parsed on change.
     Stored configs and mappings are signed records; a config's key is decrypted here, in the
-    memory of the worker that owns the tenant, and nowhere else."""
+    memory of the worker that owns the tenant, and nowhere else. The tables hold every
+    tenant's records as bytes; only tenants in use are parsed, and a tenant nobody asked
+    about for a while is let go again (`evict_idle`)."""
 
     def __init__(self, integrations: Mapping[str, Any], mappings: Mapping[str, Any],
                  rosters: Mapping[str, Any] | None = None, *, keyring: KeyRing | None = None,
-                 record_key: bytes | None = None) -> None:
+                 record_key: bytes | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._integrations = integrations
         self._mappings = mappings
         self._rosters = rosters if rosters is not None else {}
         self.keyring = keyring
         self.record_key = record_key
+        self.clock = clock
         self._configs: dict[str, tuple[Any, IntegrationConfig | None]] = {}
         self._stored_maps: dict[str, tuple[Any, EmployeeMapping]] = {}
         self._maps: dict[str, tuple[Any, Any, EmployeeMapping, dict[str, str]]] = {}
         self._roster_cache: dict[str, tuple[Any, Roster]] = {}
+        self._used: dict[str, float] = {}  # tenant -> when a parsed view of it was last kept
         self.fallbacks: dict[str, dict[str, str]] = {}  # tenant -> employee -> why
 
     def open_config(self, stored: object) -> IntegrationConfig:
@@ -69,23 +75,29 @@ class TenantDirectory:
         body = open_record(stored, kind="mapping", key=self.record_key)
         return EmployeeMapping.model_validate(body.record)
 
-    def config(self, tenant_id: str) -> IntegrationConfig | None:
+    def config(self, tenant_id: str, *, keep: bool = True) -> IntegrationConfig | None:
+        """The tenant's config, its key decrypted. `keep=False` is for sweeps over every
+        tenant (the roster sync): a config not already held is opened for that use only."""
         stored = self._integrations.get(tenant_id)
         if not stored:
             return None
         cached = self._configs.get(tenant_id)
-        if cached is None or cached[0] != stored:
-            try:
-                config: IntegrationConfig | None = self.open_config(stored)
-            except (RecordRefused, SecretError, ValidationError, ValueError) as exc:
-                log.error("the stored integration of %s cannot be used: %s", tenant_id,
-                          self._why(exc))
-                config = None
-            cached = (stored, config)
-            self._configs[tenant_id] = cached
-            if config is not None:
-                redactor.register(config.api_key.get_secret_value())
-        return cached[1]
+        if cached is not None and cached[0] == stored:
+            if keep:
+                self._used[tenant_id] = self.clock()
+            return cached[1]
+        try:
+            config: IntegrationConfig | None = self.open_config(stored)
+        except (RecordRefused, SecretError, ValidationError, ValueError) as exc:
+            log.error("the stored integration of %s cannot be used: %s", tenant_id,
+                      self._why(exc))
+            config = None
+        if config is not None:
+            redactor.register(config.api_key.get_secret_value())
+        if keep or config is None:  # a refusal is kept either way: it is logged once
+            self._configs[tenant_id] = (stored, config)
+            self._used[tenant_id] = self.clock()
+        return config
 
     @staticmethod
     def _why(exc: Exception) -> str:  # never an input value: the key may be one
@@ -100,6 +112,7 @@ class TenantDirectory:
         stored = self._mappings.get(tenant_id)
         if not stored:
             return EmployeeMapping(tenant_id=tenant_id)
+        self._used[tenant_id] = self.clock()
         cached = self._stored_maps.get(tenant_id)
         if cached is None or cached[0] != stored:
             try:
@@ -116,9 +129,12 @@ class TenantDirectory:
         stored = self._rosters.get(tenant_id)
         if not stored:
             return None
+        self._used[tenant_id] = self.clock()
         cached = self._roster_cache.get(tenant_id)
         if cached is None or cached[0] != stored:
-            cached = (stored, Roster.model_validate(stored))
+            roster = Roster.model_validate_json(stored) if isinstance(stored, bytes | str) \
+                else Roster.model_validate(stored)
+            cached = (stored, roster)
             self._roster_cache[tenant_id] = cached
         return cached[1]
 
@@ -126,6 +142,7 @@ class TenantDirectory:
         """The mapping calls use: links to users who left the managers drop out."""
         stored = self._mappings.get(tenant_id)
         roster_raw = self._rosters.get(tenant_id)
+        self._used[tenant_id] = self.clock()
         cached = self._maps.get(tenant_id)
         if cached is None or cached[0] != stored or cached[1] != roster_raw:
             effective, dropped = effective_mapping(self.stored_mapping(tenant_id),
@@ -133,6 +150,23 @@ class TenantDirectory:
             cached = (stored, roster_raw, effective, dropped)
             self._maps[tenant_id] = cached
         return cached[2]
+
+    def held(self) -> int:
+        """How many tenants have parsed views here."""
+        return len(self._used)
+
+    def evict_idle(self, after: float, *, keep: Container[str] = ()) -> int:
+        """Let go of the parsed config (its decrypted key too) and mappings of tenants nobody
+        asked about for `after` seconds, but those in `keep` (tenants with a lane); the next
+        call parses them again from the tables. Returns how many were let go."""
+        now = self.clock()
+        idle = [tenant_id for tenant_id, used in self._used.items()
+                if now - used > after and tenant_id not in keep]
+        for tenant_id in idle:
+            del self._used[tenant_id]
+            for cache in (self._configs, self._stored_maps, self._maps, self._roster_cache):
+                cache.pop(tenant_id, None)
+        return len(idle)
 
     def note_fallback(self, event: CallEvent, mapping: EmployeeMapping) -> None:
         """Count a call whose employee is not (or no longer) linked to an active manager."""
