@@ -22,7 +22,7 @@ from pipeline.secrets import KeyRing, SecretError
 from pipeline.signing import RecordRefused, open_record
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
-from schemas.mapping import EmployeeMapping
+from schemas.mapping import EmployeeMapping, Routes, Routing
 
 __all__ = ["TenantDirectory", "accept_call", "describe_invalid", "divert"]
 
@@ -58,7 +58,7 @@ class TenantDirectory:
         self.clock = clock
         self._configs: dict[str, tuple[Any, IntegrationConfig | None]] = {}
         self._stored_maps: dict[str, tuple[Any, EmployeeMapping]] = {}
-        self._maps: dict[str, tuple[Any, Any, EmployeeMapping, dict[str, str]]] = {}
+        self._maps: dict[str, tuple[Any, Any, Routing, dict[str, str]]] = {}
         self._roster_cache: dict[str, tuple[Any, Roster]] = {}
         self._used: dict[str, float] = {}  # tenant -> when a parsed view of it was last kept
         self.fallbacks: dict[str, dict[str, str]] = {}  # tenant -> employee -> why
@@ -115,15 +115,16 @@ class TenantDirectory:
         self._used[tenant_id] = self.clock()
         cached = self._stored_maps.get(tenant_id)
         if cached is None or cached[0] != stored:
-            try:
-                mapping = self.open_mapping(stored)
-            except (RecordRefused, ValidationError) as exc:
-                log.error("the stored mapping of %s cannot be used: %s", tenant_id,
-                          self._why(exc))
-                mapping = EmployeeMapping(tenant_id=tenant_id)
-            cached = (stored, mapping)
+            cached = (stored, self._open_stored_mapping(tenant_id, stored))
             self._stored_maps[tenant_id] = cached
         return cached[1]
+
+    def _open_stored_mapping(self, tenant_id: str, stored: object) -> EmployeeMapping:
+        try:
+            return self.open_mapping(stored)
+        except (RecordRefused, ValidationError) as exc:
+            log.error("the stored mapping of %s cannot be used: %s", tenant_id, self._why(exc))
+            return EmployeeMapping(tenant_id=tenant_id)
 
     def roster(self, tenant_id: str) -> Roster | None:
         stored = self._rosters.get(tenant_id)
@@ -138,16 +139,18 @@ class TenantDirectory:
             self._roster_cache[tenant_id] = cached
         return cached[1]
 
-    def mapping(self, tenant_id: str) -> EmployeeMapping:
-        """The mapping calls use: links to users who left the managers drop out."""
+    def mapping(self, tenant_id: str) -> Routing:
+        """The mapping calls use: links to users who left the managers drop out. Kept as a
+        Routing (the operators' model is parsed for it and let go)."""
         stored = self._mappings.get(tenant_id)
         roster_raw = self._rosters.get(tenant_id)
         self._used[tenant_id] = self.clock()
         cached = self._maps.get(tenant_id)
         if cached is None or cached[0] != stored or cached[1] != roster_raw:
-            effective, dropped = effective_mapping(self.stored_mapping(tenant_id),
-                                                   self.roster(tenant_id))
-            cached = (stored, roster_raw, effective, dropped)
+            operators = self._open_stored_mapping(tenant_id, stored) if stored else \
+                EmployeeMapping(tenant_id=tenant_id)
+            effective, dropped = effective_mapping(operators, self.roster(tenant_id))
+            cached = (stored, roster_raw, effective.routing(), dropped)
             self._maps[tenant_id] = cached
         return cached[2]
 
@@ -168,7 +171,7 @@ class TenantDirectory:
                 cache.pop(tenant_id, None)
         return len(idle)
 
-    def note_fallback(self, event: CallEvent, mapping: EmployeeMapping) -> None:
+    def note_fallback(self, event: CallEvent, mapping: Routes) -> None:
         """Count a call whose employee is not (or no longer) linked to an active manager."""
         employee = event.employee
         if employee is None or employee.id in mapping.employees:
