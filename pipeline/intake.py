@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Container, Mapping
@@ -27,6 +28,13 @@ from schemas.mapping import EmployeeMapping, Routes, Routing
 __all__ = ["TenantDirectory", "accept_call", "describe_invalid", "divert"]
 
 log = logging.getLogger(__name__)
+
+
+def _version(stored: object) -> object:
+    """What a cached view remembers of the stored record it was parsed from: a digest of its
+    bytes (the tables hand out a fresh copy on every read), or the record itself."""
+    return hashlib.blake2b(stored, digest_size=16).digest() if isinstance(stored, bytes) \
+        else stored
 
 
 def describe_invalid(exc: ValidationError) -> str:
@@ -81,8 +89,9 @@ class TenantDirectory:
         stored = self._integrations.get(tenant_id)
         if not stored:
             return None
+        version = _version(stored)
         cached = self._configs.get(tenant_id)
-        if cached is not None and cached[0] == stored:
+        if cached is not None and cached[0] == version:
             if keep:
                 self._used[tenant_id] = self.clock()
             return cached[1]
@@ -95,7 +104,7 @@ class TenantDirectory:
         if config is not None:
             redactor.register(config.api_key.get_secret_value())
         if keep or config is None:  # a refusal is kept either way: it is logged once
-            self._configs[tenant_id] = (stored, config)
+            self._configs[tenant_id] = (version, config)
             self._used[tenant_id] = self.clock()
         return config
 
@@ -113,9 +122,10 @@ class TenantDirectory:
         if not stored:
             return EmployeeMapping(tenant_id=tenant_id)
         self._used[tenant_id] = self.clock()
+        version = _version(stored)
         cached = self._stored_maps.get(tenant_id)
-        if cached is None or cached[0] != stored:
-            cached = (stored, self._open_stored_mapping(tenant_id, stored))
+        if cached is None or cached[0] != version:
+            cached = (version, self._open_stored_mapping(tenant_id, stored))
             self._stored_maps[tenant_id] = cached
         return cached[1]
 
@@ -131,11 +141,12 @@ class TenantDirectory:
         if not stored:
             return None
         self._used[tenant_id] = self.clock()
+        version = _version(stored)
         cached = self._roster_cache.get(tenant_id)
-        if cached is None or cached[0] != stored:
+        if cached is None or cached[0] != version:
             roster = Roster.model_validate_json(stored) if isinstance(stored, bytes | str) \
                 else Roster.model_validate(stored)
-            cached = (stored, roster)
+            cached = (version, roster)
             self._roster_cache[tenant_id] = cached
         return cached[1]
 
@@ -143,14 +154,14 @@ class TenantDirectory:
         """The mapping calls use: links to users who left the managers drop out. Kept as a
         Routing (the operators' model is parsed for it and let go)."""
         stored = self._mappings.get(tenant_id)
-        roster_raw = self._rosters.get(tenant_id)
+        versions = _version(stored), _version(self._rosters.get(tenant_id))
         self._used[tenant_id] = self.clock()
         cached = self._maps.get(tenant_id)
-        if cached is None or cached[0] != stored or cached[1] != roster_raw:
+        if cached is None or cached[:2] != versions:
             operators = self._open_stored_mapping(tenant_id, stored) if stored else \
                 EmployeeMapping(tenant_id=tenant_id)
             effective, dropped = effective_mapping(operators, self.roster(tenant_id))
-            cached = (stored, roster_raw, effective.routing(), dropped)
+            cached = (*versions, effective.routing(), dropped)
             self._maps[tenant_id] = cached
         return cached[2]
 

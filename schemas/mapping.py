@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -35,7 +36,9 @@ class EmployeeMapping(BaseModel):
         return link.crm_user_id if link else None
 
     def routing(self) -> Routing:
-        return Routing({employee: Link(link.crm_user_id, link.extension)
+        # Extensions repeat across tenants (101, 102, …): one string each.
+        return Routing({employee: Link(link.crm_user_id, sys.intern(link.extension)
+                                       if link.extension else None)
                         for employee, link in self.employees.items()}, self.senior_manager_id)
 
 
@@ -47,7 +50,7 @@ class Link(NamedTuple):
 @dataclass(frozen=True, slots=True, eq=False)
 class Routing:
     """A mapping as the calls use it, kept for every tenant with calls: a tuple a link where
-    the model has a model (50 links: about 6 KB instead of 28)."""
+    the model has a model (50 links: about 10 KB instead of 28)."""
 
     employees: Mapping[str, Link]
     senior_manager_id: int | None
