@@ -1,5 +1,5 @@
 """Housekeeping timers: sync_rosters (each owned tenant's CRM managers), evict_idle_lanes
-and prune_ledger."""
+(and the tenants' parsed configs) and prune_ledger."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ async def _sync_rosters() -> None:
     for tenant_id in sorted(set(directory.configured())):
         if tenant_partition(tenant_id, settings.topics.partitions) not in owned:
             continue
-        config = directory.config(tenant_id)
+        # Opened for the sync only: the configs kept are those of tenants with calls.
+        config = directory.config(tenant_id, keep=False)
         if config is None or states.get(tenant_id).state != "active":
             continue
         lane = lanes.lanes.get(tenant_id)  # no lane is made for a sync: memory follows calls
@@ -49,14 +50,17 @@ async def _sync_rosters() -> None:
 
 @app.timer(interval=60.0)  # type: ignore[untyped-decorator]
 async def evict_idle_lanes() -> None:
-    """Lanes and clients of tenants quiet for CALLSYNC_LANE_IDLE_SECONDS are let go."""
+    """Lanes, clients and parsed configs and mappings (decrypted keys too) of tenants quiet
+    for CALLSYNC_LANE_IDLE_SECONDS are let go."""
     try:
         evicted = await lanes.evict_idle(settings.lane_idle_seconds)
+        forgotten = directory.evict_idle(settings.lane_idle_seconds, keep=lanes.lanes)
     except Exception:
         log.exception("evicting idle lanes failed")
         return
-    if evicted:
-        log.info("let %d idle tenant lanes go (%d still open)", evicted, len(lanes.lanes))
+    if evicted or forgotten:
+        log.info("let %d idle tenant lanes and %d tenants' parsed configs go (%d lanes still "
+                 "open)", evicted, forgotten, len(lanes.lanes))
 
 
 @app.timer(interval=3600.0)  # type: ignore[untyped-decorator]

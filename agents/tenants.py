@@ -15,7 +15,7 @@ from pipeline.intake import describe_invalid, divert
 from pipeline.observability.metrics import TENANT_UPDATES
 from pipeline.runtime import directory, outlets
 from pipeline.secrets import SecretError
-from pipeline.signing import RecordKind, RecordRefused, signed_at_of
+from pipeline.signing import RecordKind, RecordRefused, signed_at_of, stored_form
 
 log = logging.getLogger(__name__)
 SECRET_FIELDS = frozenset({"api_key"})
@@ -98,7 +98,7 @@ async def _store(event: Any, table: Any, kind: RecordKind) -> None:
         await refuse(f"stale: signed at {signed_at.isoformat()}, before the stored record "
                      f"({stored_at.isoformat()})", tenant_id)
         return
-    table[tenant_id] = value
+    table[tenant_id] = stored_form(value)  # kept as compact bytes, parsed where used
     TENANT_UPDATES.labels(table.name).inc()
     log.info("%s updated for tenant %s from %s", table.name, tenant_id, source)
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import load_settings
 from pipeline.observability.logs import logging_config, redactor
 from pipeline.observability.metrics import READY
-from pipeline.tables import TenantTable
+from pipeline.tables import CompactTable, CompactTenantTable, TenantTable
 
 __all__ = [
     "app", "calls_topic", "control_topic", "dead_letter_topic", "integrations",
@@ -111,11 +111,19 @@ dead_letter_topic = _topic(_topics.dead_letter, partitions=_partitions,
 control_topic = _topic(_topics.control, partitions=_partitions, retention=timedelta(days=7))
 results_topic = _topic(_topics.results, partitions=1, retention=timedelta(days=7))
 
+# The tenant records are kept as their JSON bytes (pipeline.signing.stored_form), compressed in
+# memory, and parsed only for the tenants in use: as dicts they were most of a worker's memory.
+# The changelog carries the bytes the JSON serializer wrote before, so either reads the other.
+integrations = CompactTable(app, name="integrations", partitions=_partitions, key_type=str,
+                            value_type=bytes, beacon=app.tables.beacon)
+mappings = CompactTable(app, name="mappings", partitions=_partitions, key_type=str,
+                        value_type=bytes, beacon=app.tables.beacon)
+app.tables.add(integrations)
+app.tables.add(mappings)
+rosters = app.tables.add(CompactTenantTable(app, name="rosters", partitions=_partitions,
+                                            key_type=str, value_type=bytes,
+                                            beacon=app.tables.beacon))
 # Values are JSON objects (the app's default serializer), read through callsync's own models.
-integrations = app.Table("integrations", partitions=_partitions, key_type=str)
-mappings = app.Table("mappings", partitions=_partitions, key_type=str)
-rosters = app.tables.add(TenantTable(app, name="rosters", partitions=_partitions,
-                                     key_type=str, beacon=app.tables.beacon))
 tenant_state = app.tables.add(TenantTable(app, name="tenant-state", partitions=_partitions,
                                           key_type=str, beacon=app.tables.beacon))
 ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partitions,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,11 +23,18 @@ from pipeline.secrets import KeyRing, SecretError
 from pipeline.signing import RecordRefused, open_record
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
-from schemas.mapping import EmployeeMapping
+from schemas.mapping import EmployeeMapping, Routes, Routing
 
 __all__ = ["TenantDirectory", "accept_call", "describe_invalid", "divert"]
 
 log = logging.getLogger(__name__)
+
+
+def _version(stored: object) -> object:
+    """What a cached view remembers of the stored record it was parsed from: a digest of its
+    bytes (the tables hand out a fresh copy on every read), or the record itself."""
+    return hashlib.blake2b(stored, digest_size=16).digest() if isinstance(stored, bytes) \
+        else stored
 
 
 def describe_invalid(exc: ValidationError) -> str:
@@ -41,20 +50,25 @@ def describe_invalid(exc: ValidationError) -> str:
 class TenantDirectory:
     """Parsed views of the integrations, mappings and rosters tables, re-parsed on change.
     Stored configs and mappings are signed records; a config's key is decrypted here, in the
-    memory of the worker that owns the tenant, and nowhere else."""
+    memory of the worker that owns the tenant, and nowhere else. The tables hold every
+    tenant's records as bytes; only tenants in use are parsed, and a tenant nobody asked
+    about for a while is let go again (`evict_idle`)."""
 
     def __init__(self, integrations: Mapping[str, Any], mappings: Mapping[str, Any],
                  rosters: Mapping[str, Any] | None = None, *, keyring: KeyRing | None = None,
-                 record_key: bytes | None = None) -> None:
+                 record_key: bytes | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._integrations = integrations
         self._mappings = mappings
         self._rosters = rosters if rosters is not None else {}
         self.keyring = keyring
         self.record_key = record_key
+        self.clock = clock
         self._configs: dict[str, tuple[Any, IntegrationConfig | None]] = {}
         self._stored_maps: dict[str, tuple[Any, EmployeeMapping]] = {}
-        self._maps: dict[str, tuple[Any, Any, EmployeeMapping, dict[str, str]]] = {}
+        self._maps: dict[str, tuple[Any, Any, Routing, dict[str, str]]] = {}
         self._roster_cache: dict[str, tuple[Any, Roster]] = {}
+        self._used: dict[str, float] = {}  # tenant -> when a parsed view of it was last kept
         self.fallbacks: dict[str, dict[str, str]] = {}  # tenant -> employee -> why
 
     def open_config(self, stored: object) -> IntegrationConfig:
@@ -69,23 +83,30 @@ class TenantDirectory:
         body = open_record(stored, kind="mapping", key=self.record_key)
         return EmployeeMapping.model_validate(body.record)
 
-    def config(self, tenant_id: str) -> IntegrationConfig | None:
+    def config(self, tenant_id: str, *, keep: bool = True) -> IntegrationConfig | None:
+        """The tenant's config, its key decrypted. `keep=False` is for sweeps over every
+        tenant (the roster sync): a config not already held is opened for that use only."""
         stored = self._integrations.get(tenant_id)
         if not stored:
             return None
+        version = _version(stored)
         cached = self._configs.get(tenant_id)
-        if cached is None or cached[0] != stored:
-            try:
-                config: IntegrationConfig | None = self.open_config(stored)
-            except (RecordRefused, SecretError, ValidationError, ValueError) as exc:
-                log.error("the stored integration of %s cannot be used: %s", tenant_id,
-                          self._why(exc))
-                config = None
-            cached = (stored, config)
-            self._configs[tenant_id] = cached
-            if config is not None:
-                redactor.register(config.api_key.get_secret_value())
-        return cached[1]
+        if cached is not None and cached[0] == version:
+            if keep:
+                self._used[tenant_id] = self.clock()
+            return cached[1]
+        try:
+            config: IntegrationConfig | None = self.open_config(stored)
+        except (RecordRefused, SecretError, ValidationError, ValueError) as exc:
+            log.error("the stored integration of %s cannot be used: %s", tenant_id,
+                      self._why(exc))
+            config = None
+        if config is not None:
+            redactor.register(config.api_key.get_secret_value())
+        if keep or config is None:  # a refusal is kept either way: it is logged once
+            self._configs[tenant_id] = (version, config)
+            self._used[tenant_id] = self.clock()
+        return config
 
     @staticmethod
     def _why(exc: Exception) -> str:  # never an input value: the key may be one
@@ -100,41 +121,68 @@ class TenantDirectory:
         stored = self._mappings.get(tenant_id)
         if not stored:
             return EmployeeMapping(tenant_id=tenant_id)
+        self._used[tenant_id] = self.clock()
+        version = _version(stored)
         cached = self._stored_maps.get(tenant_id)
-        if cached is None or cached[0] != stored:
-            try:
-                mapping = self.open_mapping(stored)
-            except (RecordRefused, ValidationError) as exc:
-                log.error("the stored mapping of %s cannot be used: %s", tenant_id,
-                          self._why(exc))
-                mapping = EmployeeMapping(tenant_id=tenant_id)
-            cached = (stored, mapping)
+        if cached is None or cached[0] != version:
+            cached = (version, self._open_stored_mapping(tenant_id, stored))
             self._stored_maps[tenant_id] = cached
         return cached[1]
+
+    def _open_stored_mapping(self, tenant_id: str, stored: object) -> EmployeeMapping:
+        try:
+            return self.open_mapping(stored)
+        except (RecordRefused, ValidationError) as exc:
+            log.error("the stored mapping of %s cannot be used: %s", tenant_id, self._why(exc))
+            return EmployeeMapping(tenant_id=tenant_id)
 
     def roster(self, tenant_id: str) -> Roster | None:
         stored = self._rosters.get(tenant_id)
         if not stored:
             return None
+        self._used[tenant_id] = self.clock()
+        version = _version(stored)
         cached = self._roster_cache.get(tenant_id)
-        if cached is None or cached[0] != stored:
-            cached = (stored, Roster.model_validate(stored))
+        if cached is None or cached[0] != version:
+            roster = Roster.model_validate_json(stored) if isinstance(stored, bytes | str) \
+                else Roster.model_validate(stored)
+            cached = (version, roster)
             self._roster_cache[tenant_id] = cached
         return cached[1]
 
-    def mapping(self, tenant_id: str) -> EmployeeMapping:
-        """The mapping calls use: links to users who left the managers drop out."""
+    def mapping(self, tenant_id: str) -> Routing:
+        """The mapping calls use: links to users who left the managers drop out. Kept as a
+        Routing (the operators' model is parsed for it and let go)."""
         stored = self._mappings.get(tenant_id)
-        roster_raw = self._rosters.get(tenant_id)
+        versions = _version(stored), _version(self._rosters.get(tenant_id))
+        self._used[tenant_id] = self.clock()
         cached = self._maps.get(tenant_id)
-        if cached is None or cached[0] != stored or cached[1] != roster_raw:
-            effective, dropped = effective_mapping(self.stored_mapping(tenant_id),
-                                                   self.roster(tenant_id))
-            cached = (stored, roster_raw, effective, dropped)
+        if cached is None or cached[:2] != versions:
+            operators = self._open_stored_mapping(tenant_id, stored) if stored else \
+                EmployeeMapping(tenant_id=tenant_id)
+            effective, dropped = effective_mapping(operators, self.roster(tenant_id))
+            cached = (*versions, effective.routing(), dropped)
             self._maps[tenant_id] = cached
         return cached[2]
 
-    def note_fallback(self, event: CallEvent, mapping: EmployeeMapping) -> None:
+    def held(self) -> int:
+        """How many tenants have parsed views here."""
+        return len(self._used)
+
+    def evict_idle(self, after: float, *, keep: Container[str] = ()) -> int:
+        """Let go of the parsed config (its decrypted key too) and mappings of tenants nobody
+        asked about for `after` seconds, but those in `keep` (tenants with a lane); the next
+        call parses them again from the tables. Returns how many were let go."""
+        now = self.clock()
+        idle = [tenant_id for tenant_id, used in self._used.items()
+                if now - used > after and tenant_id not in keep]
+        for tenant_id in idle:
+            del self._used[tenant_id]
+            for cache in (self._configs, self._stored_maps, self._maps, self._roster_cache):
+                cache.pop(tenant_id, None)
+        return len(idle)
+
+    def note_fallback(self, event: CallEvent, mapping: Routes) -> None:
         """Count a call whose employee is not (or no longer) linked to an active manager."""
         employee = event.employee
         if employee is None or employee.id in mapping.employees:

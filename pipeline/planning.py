@@ -21,7 +21,7 @@ from schemas.crm import (
     TaskPayload,
 )
 from schemas.integration import IntegrationConfig
-from schemas.mapping import EmployeeMapping
+from schemas.mapping import Routes
 from schemas.phone import matches_any, own_number_form
 
 __all__ = [
@@ -115,7 +115,7 @@ def _custom_fields(utm: Utm, fields: dict[str, str]) -> dict[str, str] | None:
 
 
 def _popups(event: CallEvent, config: IntegrationConfig,
-            mapping: EmployeeMapping) -> tuple[Popup, ...]:
+            mapping: Routes) -> tuple[Popup, ...]:
     employee_id = event.employee.id if event.employee else None
     user_id = mapping.crm_user_for(employee_id) or mapping.senior_manager_id
     codes = [event.employee.extension] if event.employee and event.employee.extension else None
@@ -139,7 +139,7 @@ def _popups(event: CallEvent, config: IntegrationConfig,
 
 
 def _status_change(event: CallEvent, config: IntegrationConfig,
-                   mapping: EmployeeMapping) -> StatusChange | None:
+                   mapping: Routes) -> StatusChange | None:
     user_id = mapping.crm_user_for(event.employee.id if event.employee else None)
     if not config.options.status_sync or user_id is None:
         return None
@@ -155,7 +155,7 @@ def _status_change(event: CallEvent, config: IntegrationConfig,
                         not_after=at + timedelta(seconds=config.options.popup_max_age_seconds))
 
 
-def _extension_numbers(mapping: EmployeeMapping) -> list[str]:
+def _extension_numbers(mapping: Routes) -> list[str]:
     """The linked employees' extensions that are full phone numbers (a mobile as extension)."""
     numbers: list[str] = []
     for link in mapping.employees.values():
@@ -169,7 +169,7 @@ def _extension_numbers(mapping: EmployeeMapping) -> list[str]:
 
 
 def is_own_number(event: CallEvent, config: IntegrationConfig,
-                  mapping: EmployeeMapping) -> bool:
+                  mapping: Routes) -> bool:
     """The client side of the call is the tenant itself: the very tracking number the call
     came in on, one of the tenant's `own_numbers`, or a linked employee's extension."""
     if event.client_phone == event.tracking_number:
@@ -181,7 +181,7 @@ def is_own_number(event: CallEvent, config: IntegrationConfig,
     return matches_any(event.client_phone, numbers)
 
 
-def plan_call(event: CallEvent, config: IntegrationConfig, mapping: EmployeeMapping) -> CallPlan:
+def plan_call(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> CallPlan:
     """Everything the call needs that can be decided before asking the CRM anything."""
     popups = _popups(event, config, mapping)
     status_change = _status_change(event, config, mapping)

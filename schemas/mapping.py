@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EmployeeLink", "EmployeeMapping"]
+__all__ = ["EmployeeLink", "EmployeeMapping", "Link", "Routes", "Routing"]
 
 
 class EmployeeLink(BaseModel):
@@ -29,3 +34,31 @@ class EmployeeMapping(BaseModel):
     def crm_user_for(self, employee_id: str | None) -> int | None:
         link = self.employees.get(employee_id) if employee_id else None
         return link.crm_user_id if link else None
+
+    def routing(self) -> Routing:
+        # Extensions repeat across tenants (101, 102, …): one string each.
+        return Routing({employee: Link(link.crm_user_id, sys.intern(link.extension)
+                                       if link.extension else None)
+                        for employee, link in self.employees.items()}, self.senior_manager_id)
+
+
+class Link(NamedTuple):
+    crm_user_id: int
+    extension: str | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Routing:
+    """A mapping as the calls use it, kept for every tenant with calls: a tuple a link where
+    the model has a model (50 links: about 10 KB instead of 28)."""
+
+    employees: Mapping[str, Link]
+    senior_manager_id: int | None
+
+    def crm_user_for(self, employee_id: str | None) -> int | None:
+        link = self.employees.get(employee_id) if employee_id else None
+        return link.crm_user_id if link else None
+
+
+# What planning reads a mapping through: the model, or the view of it.
+Routes = EmployeeMapping | Routing

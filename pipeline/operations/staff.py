@@ -51,7 +51,7 @@ class Staff:
         except e.RetailCRMError:
             ROSTER_SYNCS.labels("failed").inc()
             raise
-        self.rosters[config.tenant_id] = roster.model_dump(mode="json")
+        self.rosters[config.tenant_id] = roster.model_dump_json().encode()
         ROSTER_SYNCS.labels("ok").inc()
         return roster
 

@@ -270,3 +270,15 @@ def test_an_outbound_call_to_an_own_number_carries_no_attribution() -> None:
     assert plan.upload is not None and plan.upload.source is None
     assert plan.upload.clientId is None and plan.upload.recordUrl is not None
 
+
+
+@pytest.mark.parametrize("changes", [
+    {}, MISSED, {"employee": {"id": "emp-9", "extension": "109"}},
+    {"client_phone": "+380671234567", **MISSED}, {"stage": "answered"},
+    {"direction": "out"}])
+def test_the_routing_kept_for_calls_plans_as_the_mapping_does(changes: dict[str, Any]) -> None:
+    mapping = MAPPING.model_copy(update={"employees": {
+        **MAPPING.employees, "emp-2": EmployeeLink(crm_user_id=28, extension="0671234567")}})
+    tenant = config(status_sync=True)
+    assert plan_call(event(**changes), tenant, mapping.routing()) == \
+        plan_call(event(**changes), tenant, mapping)

@@ -114,7 +114,7 @@ async def test_the_writer_signs_stores_publishes_and_moves_time_forward() -> Non
     await writer.write_mapping(EmployeeMapping(tenant_id="acme", senior_manager_id=28))
     assert [(k, key) for k, key, _ in published] == [("integration", b"acme"),
                                                       ("mapping", b"acme")]
-    assert json.loads(published[0][2]) == integrations["acme"]
+    assert published[0][2] == integrations["acme"], "the bytes stored are those published"
     assert b"k-acme-123456" not in published[0][2]
     directory = TenantDirectory(integrations, mappings, keyring=KEYRING, record_key=RECORD_KEY)
     assert directory.stored_mapping("acme").senior_manager_id == 28

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +51,7 @@ async def test_without_an_operator_key_every_command_is_refused() -> None:
 async def test_a_forged_or_altered_command_is_refused_and_changes_nothing() -> None:
     worker = fixed()
     await worker.set_up()
-    before = json.dumps([worker.integrations, worker.mappings, worker.states_table])
+    before = copy.deepcopy([worker.integrations, worker.mappings, worker.states_table])
     forged = issued(worker, "deactivate", command_id="forged-1")
     raw = json.dumps({"command": forged, "signature": sign(forged, b"not the operator key")})
     result = await worker.desk.handle(raw.encode(), b"acme")
@@ -61,7 +62,7 @@ async def test_a_forged_or_altered_command_is_refused_and_changes_nothing() -> N
                "signature": sign(signed, OPERATOR_KEY)}
     result = await worker.desk.handle(json.dumps(altered).encode(), b"acme")
     assert result.message == "bad signature"
-    assert json.dumps([worker.integrations, worker.mappings, worker.states_table]) == before
+    assert [worker.integrations, worker.mappings, worker.states_table] == before
     assert worker.lanes.deactivated == [] and len(worker.portal.edits) == 1
 
 
