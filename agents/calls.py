@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from pipeline.app import app, calls_topic, settings
+from pipeline.app import app, calls_topic, is_steady, owns, settings
 from pipeline.committer import Committer
 from pipeline.delivery import SourceRef
 from pipeline.holes import HoleFiller, InOrder
@@ -15,7 +15,6 @@ from pipeline.intake import accept_call, divert
 from pipeline.observability.metrics import EVENTS_CONSUMED
 from pipeline.offsets import Lease, OffsetGate, PartitionKey
 from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
-from pipeline.tables import tenant_partition
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +38,10 @@ def _seconds(timestamp: float | None) -> float:
     return float(timestamp) if timestamp and timestamp > 0 else time.time()
 
 
-def owns(tenant_id: str) -> bool:
-    """This worker reads the tenant's partition of the call topic (and so owns its lane)."""
-    partition = tenant_partition(tenant_id, settings.topics.partitions)
-    topic = calls_topic.get_topic_name()
-    return any(tp.topic == topic and tp.partition == partition
-               for tp in app.assignor.assigned_actives())
-
-
-# A replay stops where its tenant moved to another worker; the new owner resumes it.
+# A replay stops where its tenant moved to another worker (the new owner resumes it), and
+# waits while a rebalance or a table recovery is under way.
 replays.owns = owns
+replays.steady = is_steady
 
 
 async def _accept(raw: bytes | None, key: bytes | None, source: SourceRef, lease: Lease) -> None:
@@ -100,15 +93,10 @@ def _assigned() -> list[tuple[PartitionKey, int]]:
             if tp.topic == topic]
 
 
-def _steady() -> bool:
-    """No rebalance under way and the tables recovered (Faust's flow control resumed)."""
-    return not app.rebalancing and app.flow_control.is_active()
-
-
 # Offsets Faust skipped (see pipeline/offsets.py) are read apart and handed to the lanes.
 order = InOrder(gate)
 holes = HoleFiller(gate, group_id=settings.app_id, client_options=settings.kafka.client_options(),
-                   accept=_accept_unhanded, assigned=_assigned, ready=_steady, order=order)
+                   accept=_accept_unhanded, assigned=_assigned, ready=is_steady, order=order)
 
 
 @app.task  # type: ignore[untyped-decorator]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.app import app, calls_topic, control_topic, settings
+from pipeline.app import app, control_topic, is_steady, owns
 from pipeline.runtime import desk, replays
-from pipeline.tables import tenant_partition
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +25,12 @@ async def handle_commands(stream: Any) -> None:
                  result.tenant_id, result.status, result.message)
 
 
-def _owns(tenant_id: str) -> bool:
-    partition = tenant_partition(tenant_id, settings.topics.partitions)
-    return any(tp.topic == calls_topic.get_topic_name() and tp.partition == partition
-               for tp in app.assignor.assigned_actives())
-
-
 @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
 async def resume_replays() -> None:
+    if not is_steady():  # the tenant tables may be half recovered: the next tick
+        return
     try:
-        replays.resume(_owns)
-        await replays.replay_outages(_owns)
+        replays.resume(owns)
+        await replays.replay_outages(owns)
     except Exception:
         log.exception("resuming replays failed; trying again on the next tick")

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import load_settings
 from pipeline.observability.logs import logging_config, redactor
 from pipeline.observability.metrics import READY
-from pipeline.tables import CompactTable, CompactTenantTable, TenantTable
+from pipeline.tables import CompactTable, CompactTenantTable, TenantTable, tenant_partition
 
 __all__ = [
     "app", "calls_topic", "control_topic", "dead_letter_topic", "integrations",
@@ -134,6 +134,22 @@ ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partit
 async def metrics(web: View, request: Request) -> Response:
     READY.set(1 if is_ready() else 0)
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def owns(tenant_id: str) -> bool:
+    """This worker reads the tenant's partition of the call topic (and so owns its lane)."""
+    partition = tenant_partition(tenant_id, settings.topics.partitions)
+    topic = calls_topic.get_topic_name()
+    return any(tp.topic == topic and tp.partition == partition
+               for tp in app.assignor.assigned_actives())
+
+
+def is_steady() -> bool:
+    """No rebalance under way and the tables recovered (Faust's flow control resumed). Work
+    that reads the tenant tables outside an agent's stream waits for it: during a recovery a
+    tenant's integration can be back while its mapping is not, and a call planned then has no
+    senior manager."""
+    return not app.rebalancing and app.flow_control.is_active()
 
 
 def is_ready() -> bool:

@@ -63,6 +63,9 @@ class ReplayManager:
         self._active: dict[str, ReplayProgress] = {}
         # Does this worker own the tenant (its partition of the call topic)? Set by the worker.
         self.owns: Callable[[str], bool] = lambda tenant_id: True
+        # Is the worker steady (no rebalance, tables recovered)? Set by the worker. A replay
+        # reads nothing while it is not: the tenant's mapping may not be back yet.
+        self.steady: Callable[[], bool] = lambda: True
 
     async def start(self, tenant_id: str, command_id: str, window: ReplayWindow, *,
                     from_offsets: Mapping[str, int] | None = None) -> None:
@@ -228,7 +231,6 @@ class ReplayManager:
         move on; done once all is read and settled and the reach stands still."""
         window = ReplayWindow.from_dict(progress.window)
         lane = self.lanes.lane_for(config)
-        mapping = self.directory.mapping(tenant_id)
         trackers = {int(p): _Tracker(o) for p, o in progress.next.items()}
         consumer = AIOKafkaConsumer(**self.client_options, enable_auto_commit=False,
                                     max_poll_records=500)
@@ -246,10 +248,19 @@ class ReplayManager:
                     log.info("replay %s of %s stops here: the tenant moved to another worker",
                              progress.command_id, tenant_id)
                     return
+                if not self.steady():
+                    await asyncio.sleep(0.2)
+                    continue
                 open_tps = [tps[p] for p, t in trackers.items()
                             if t.read_to < progress.reach_of(str(p))]
                 if open_tps:
                     batch = await consumer.getmany(*open_tps, timeout_ms=500)
+                    if not self.steady():  # it changed while fetching: read these again
+                        for tp in batch:
+                            consumer.seek(tp, trackers[tp.partition].read_to)
+                        continue
+                    # The mapping as it is now, each fetch: an operator's change applies.
+                    mapping = self.directory.mapping(tenant_id)
                     for tp, messages in batch.items():
                         tracker = trackers[tp.partition]
                         if await self._take(tp, messages, tenant_id, window, config, mapping,

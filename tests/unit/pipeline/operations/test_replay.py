@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -16,7 +18,7 @@ from pipeline.operations.window import ReplayWindow
 from pipeline.tenantstate import ReplayProgress
 from schemas.control import CommandResult
 from tests.unit.pipeline.fakes import Lanes
-from tests.unit.pipeline.operations.desk import Portal, Worker
+from tests.unit.pipeline.operations.desk import SENIOR, Portal, Worker
 from tests.unit.pipeline.operations.fakekafka import TOPIC, CallLog, call_json
 from tests.waiting import wait_until
 
@@ -173,3 +175,25 @@ async def test_a_replay_stops_when_its_tenant_moves_to_another_worker(
     await wait_until(lambda: replays.manager.running["acme"].done(), "the replay to stop")
     assert replays.lanes.lane.works == [] and not replays.progress.done
     assert replays.progress.next == {"0": 0, "1": 0}
+
+
+async def test_a_replay_reads_nothing_while_the_worker_is_not_steady(
+        replays: Replays, log: CallLog) -> None:
+    """A rebalance's table recovery can bring a tenant's integration back before its mapping;
+    a missed call planned then had no senior manager, and its task was parked (NoPerformer:
+    CI's rebalance scenario lost one task so)."""
+    at = NOW - timedelta(hours=1)
+    missed = json.loads(call_json("missed-1", at))
+    missed |= {"direction": "in", "status": "no_answer", "talk_seconds": 0, "employee": None}
+    log.append(0, b"acme", json.dumps(missed).encode(), at)
+    mapping = replays.worker.mappings.pop("acme")  # recovered so far: the integration only
+    steady = [False]
+    replays.manager.steady = lambda: steady[0]
+    await replays.manager.start("acme", "r-1", WINDOW)
+    await asyncio.sleep(0.5)
+    assert replays.lanes.lane.works == [] and replays.progress.scanned == 0
+    replays.worker.mappings["acme"] = mapping
+    steady[0] = True
+    await replays.finished()
+    (work,) = replays.lanes.lane.works
+    assert work.plan.task is not None and work.plan.task.senior_manager_id == SENIOR
