@@ -21,22 +21,14 @@ from pipeline.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
 from pipeline.ledger import Ledger
 from pipeline.observability.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
 from pipeline.offsets import Lease
-from pipeline.planning import (
-    CallPlan,
-    is_new_lead,
-    order_for,
-    task_for,
-    task_performer,
-)
+from pipeline.planning import CallPlan, is_new_lead
 from schemas.call_event import CallEvent
-from schemas.crm import CustomerRef, TaskPayload
+from schemas.crm import CustomerRef
 
-__all__ = ["Revoked", "SourceRef", "StepFailed", "Steps", "Work", "caller_key", "finished"]
+__all__ = ["Lead", "Revoked", "SourceRef", "StepFailed", "Steps", "Work", "at_most_once",
+           "caller_key", "finished", "or_zero"]
 
 T = TypeVar("T")
-# How far a look-up for a task made earlier reads (100 a page): a caller's missed calls to one
-# performer, with the same text.
-MAX_TASK_PAGES = 20
 LATE_RECORDING = (
     "late_recording: the call was uploaded without a recording, and retailCRM keeps a call's "
     "first upload (calls are de-duplicated by externalId and cannot be edited); publish a "
@@ -102,6 +94,24 @@ class Work:
         return False
 
 
+@dataclass
+class Lead:
+    """A call whose lookup is done, on its way through its batch's customers, orders and tasks
+    (pipeline/leads.py)."""
+
+    work: Work
+    facts: dict[str, Any]  # the ledger's, as they were when the call began
+    lookup: ManagerLookup
+    new_lead: bool
+    seen: bool  # delivered before: what it makes may exist although the ledger missed it
+    customer: CustomerRef | None = None
+
+    @property
+    def decided(self) -> bool:
+        """Its lead decision was recorded now (not read from an earlier delivery)."""
+        return not self.seen
+
+
 class Revoked(Exception):
     """The record's partition was revoked while its work ran. The work stops before its next
     CRM request, so that two owners never write for one record at once: the next owner reads
@@ -138,10 +148,15 @@ class Steps:
         self.known_callers: TTLCache[str, ManagerLookup] = TTLCache(maxsize=10_000, ttl=600)
         # Methods the key was refused: parked without asking again until the key changes.
         self.denied: set[str] = set()
+        # Optional methods the key was refused (BATCH_METHODS): done another way from then on.
+        self.unavailable: set[str] = set()
         self.on_denied: Callable[[str], None] | None = None
 
     async def call(self, method: str, fn: Callable[[], Awaitable[T]], *,
-                   deadline: datetime | None = None, work: Work | None = None) -> T:
+                   deadline: datetime | None = None, work: Work | None = None,
+                   optional: bool = False) -> T:
+        """`fn` under the error policy. An `optional` method the key is refused is noted in
+        `unavailable` (the caller does without it), not as the tenant's denied method."""
         if method in self.denied:
             raise StepFailed(DeadLetter(reason="AccessDenied", broken=False, method=method))
         attempt = 0
@@ -155,6 +170,9 @@ class Steps:
                 action = decide(exc, attempt=attempt, max_attempts=self.settings.max_attempts,
                                 base=self.settings.backoff_base_seconds,
                                 cap=self.settings.backoff_max_seconds, rand=self.rand)
+            if isinstance(action, DeadLetter) and action.reason == "AccessDenied" and optional:
+                self.unavailable.add(method)
+                raise StepFailed(action)
             if isinstance(action, DeadLetter) and action.reason == "AccessDenied":
                 self.denied.add(action.method or method)
                 if self.on_denied is not None:
@@ -181,7 +199,7 @@ class Steps:
             return dataclasses.replace(exhausted, broken=True)
         return exhausted
 
-    async def _guard(self, work: Work, step: str, method: str,
+    async def guard(self, work: Work, step: str, method: str,
                      fn: Callable[[], Awaitable[T]]) -> T | None:
         """Run a step; a rejection or a parked method is noted on the work, broken re-raises."""
         try:
@@ -210,8 +228,9 @@ class Steps:
         await self._popups(work, facts)
         await self._status(work, facts)
 
-    async def per_call(self, work: Work) -> None:
-        """Everything else a call needs but its upload: lookup, customer, order, task."""
+    async def begin(self, work: Work) -> Lead | None:
+        """A call's steps up to knowing whether it is a new lead (its lookup); the rest are
+        its batch's (pipeline/leads.py), which holds no two calls of one caller."""
         plan = work.plan
         facts = self.ledger.facts(plan.tenant_id, plan.call_id)
         if plan.upload is not None:  # an ended record: the call's first one wins
@@ -220,28 +239,22 @@ class Steps:
                 self.ledger.record(plan.tenant_id, plan.call_id, record=digest)
             elif claimed != digest:
                 work.undeliverable = CONFLICTING_RECORD  # no step of it: not a task, nothing
-                return
+                return None
         if facts.get(done_tag(work)):  # delivered before, every step: nothing to ask the CRM
-            return
+            return None
         if not plan.lookup:
-            return
+            return None
         lookup = self._known_caller(plan)
         if lookup is None:
-            lookup = await self._guard(work, "lookup", "/api/telephony/manager",
-                                       lambda: self._lookup(plan))
+            lookup = await self.guard(work, "lookup", "/api/telephony/manager",
+                                      lambda: self._lookup(plan))
         if lookup is None:
-            return
+            return None
         seen = "lead" in facts
         new_lead = bool(facts["lead"]) if seen else is_new_lead(lookup)
         if not seen:
             self.ledger.record(plan.tenant_id, plan.call_id, lead=new_lead)
-            if new_lead:
-                # Durable before the customer is made: after a crash the lookup would find
-                # that customer and take the call for a known caller's, losing its order.
-                await self.ledger.sync()
-        customer = await self._customer(work, facts, lookup, new_lead=new_lead, seen=seen)
-        await self._order(work, facts, customer, new_lead=new_lead, seen=seen)
-        await self._task(work, facts, lookup, customer)
+        return Lead(work=work, facts=facts, lookup=lookup, new_lead=new_lead, seen=seen)
 
     def _known_caller(self, plan: CallPlan) -> ManagerLookup | None:
         """A caller the CRM has a customer for, known from an earlier call (the ledger keeps
@@ -258,7 +271,7 @@ class Steps:
     def _caller(self, plan: CallPlan) -> str:
         return caller_key(plan.tenant_id, self.client.base_url, plan.phone)
 
-    def _remember_caller(self, plan: CallPlan, customer_id: int) -> None:
+    def remember_caller(self, plan: CallPlan, customer_id: int) -> None:
         key = self._caller(plan)
         if self.ledger.facts(plan.tenant_id, key).get("customer_id") != customer_id:
             self.ledger.record(plan.tenant_id, key, customer_id=customer_id)
@@ -271,7 +284,7 @@ class Steps:
                                                      ignore_status=True)
         if lookup.customer is not None:
             self.known_callers[plan.phone] = lookup
-            self._remember_caller(plan, lookup.customer.id)
+            self.remember_caller(plan, lookup.customer.id)
         return lookup
 
     async def _popups(self, work: Work, facts: dict[str, Any]) -> None:
@@ -325,116 +338,6 @@ class Steps:
                 raise
             # A status is worth nothing later, like a pop-up: counted, never parked.
             POPUPS_SKIPPED.labels("status:" + failed.action.reason.split(":")[0][:30]).inc()
-
-    async def _customer(self, work: Work, facts: dict[str, Any], lookup: ManagerLookup, *,
-                        new_lead: bool, seen: bool) -> CustomerRef | None:
-        plan = work.plan
-        if lookup.customer is not None:
-            return CustomerRef(id=lookup.customer.id)
-        if facts.get("customer_id"):
-            return CustomerRef(id=int(facts["customer_id"]))
-        if plan.customer is None or not new_lead or plan.customer.externalId is None:
-            return None
-        external_id = plan.customer.externalId
-        existing: Customer | None = None
-        if seen:  # delivered before: the customer may exist although the ledger missed it
-            existing = await self._guard(work, "customer", "/api/customers/{externalId}",
-                                         lambda: self._customer_or_none(external_id))
-        if existing is not None:
-            customer_id: int | None = existing.id
-        else:
-            customer = plan.customer
-
-            async def find() -> int | None:
-                found = await self._customer_or_none(external_id)
-                return found.id if found is not None else None
-
-            customer_id = await self._guard(
-                work, "customer", "/api/customers/create", at_most_once(
-                    lambda: self.client.create_customer(customer, site=plan.site), find))
-        if customer_id is None:
-            return None
-        self.ledger.record(plan.tenant_id, plan.call_id, customer_id=customer_id)
-        self._remember_caller(plan, customer_id)
-        return CustomerRef(id=customer_id)
-
-    async def _customer_or_none(self, external_id: str) -> Customer | None:
-        try:
-            return await self.client.customer(external_id)
-        except e.NotFound:
-            return None
-
-    async def _order(self, work: Work, facts: dict[str, Any], customer: CustomerRef | None, *,
-                     new_lead: bool, seen: bool) -> None:
-        plan = work.plan
-        order = order_for(plan, new_lead=new_lead, customer=customer)
-        if order is None or facts.get("order") or order.externalId is None:
-            return
-        external_id = order.externalId
-
-        async def find() -> int | None:
-            found = await self.client.orders(filter={"externalIds": [external_id]}, limit=20)
-            return found.orders[0].id if found.orders else None
-
-        async def create() -> int:
-            return (await self.client.create_order(order, site=plan.site)).id
-
-        if seen:
-            existing = await self._guard(work, "order", "/api/orders", lambda: _or_zero(find))
-            if existing is None:
-                return
-            if existing:
-                self.ledger.record(plan.tenant_id, plan.call_id, order=existing)
-                return
-        created = await self._guard(work, "order", "/api/orders/create",
-                                    at_most_once(create, find))
-        if created is not None:
-            self.ledger.record(plan.tenant_id, plan.call_id, order=created)
-
-    async def _task(self, work: Work, facts: dict[str, Any], lookup: ManagerLookup,
-                    customer: CustomerRef | None) -> None:
-        plan = work.plan
-        if plan.task is None or facts.get("task"):
-            return
-        performer = task_performer(plan, lookup)
-        if performer is None:
-            work.parked.append(DeadLetter(reason="task:NoPerformer", broken=False,
-                                          method="/api/tasks/create"))
-            return
-        task = task_for(plan, performer=performer, customer=customer)
-        if task is None:
-            return
-        async def find() -> int | None:
-            return await self._find_task(plan, task)
-
-        if facts.get("task_pending"):  # a crash came between create and record: look first
-            found = await self._guard(work, "task", "/api/tasks", lambda: _or_zero(find))
-            if found is None:  # the lookup failed: parked or rejected, noted on the work
-                return
-            if found:
-                self.ledger.record(plan.tenant_id, plan.call_id, task=found)
-                return
-        # retailCRM does not de-duplicate tasks: the intent is made durable before the create.
-        self.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
-        await self.ledger.sync()
-        task_id = await self._guard(work, "task", "/api/tasks/create", at_most_once(
-            lambda: self.client.create_task(task, site=plan.site), find))
-        if task_id is not None:
-            self.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
-
-    async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int | None:
-        """The id of the task made for this call earlier, if there is one."""
-        marker = f"Call {plan.call_id} "
-        page, pages = 1, 1
-        while page <= min(pages, MAX_TASK_PAGES):  # a caller's many missed calls: every page
-            found = await self.client.tasks(
-                filter={"performers": [task.performerId], "text": task.text}, page=page,
-                limit=100)
-            match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
-            if match is not None:
-                return match.id
-            page, pages = page + 1, found.pagination.totalPageCount
-        return None
 
     # -- batched -------------------------------------------------------------------------------
 
@@ -530,8 +433,8 @@ def at_most_once(create: Callable[[], Awaitable[int]], find: Callable[[], Awaita
     return attempt
 
 
-async def _or_zero(find: Callable[[], Awaitable[int | None]]) -> int:
-    """A look-up for `_guard`, whose None means the step failed: 0 for "not there"."""
+async def or_zero(find: Callable[[], Awaitable[int | None]]) -> int:
+    """A look-up for `guard`, whose None means the step failed: 0 for "not there"."""
     return await find() or 0
 
 

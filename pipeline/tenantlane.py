@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import Protocol
 
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD
-from pipeline.delivery import Revoked, SourceRef, StepFailed, Steps, Work, finished
+from pipeline.delivery import Lead, Revoked, SourceRef, StepFailed, Steps, Work, finished
 from pipeline.errorpolicy import DeadLetter
+from pipeline.leads import Leads
 from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
 from pipeline.outlets import Outlets
 
@@ -218,13 +219,7 @@ class TenantLane:
         for work in batch:  # pop-ups first, for the whole batch: they are worth only now
             if self.broken is None and not work.prepared:
                 await self._step(self.steps.announce, work)
-        for work in batch:
-            if self.broken is not None:
-                work.broken = self.broken
-                continue
-            if not work.prepared and not work.revoked:
-                await self._step(self.steps.per_call, work)
-            work.prepared = True
+        await self._leads(batch)
         batch = self._hold_uploads(self._drop_revoked(batch))
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
@@ -238,6 +233,38 @@ class TenantLane:
                 self.hooks.on_broken(self.tenant_id, self.broken)
         for work in batch:
             await self._finish(work)
+
+    async def _leads(self, batch: list[Work]) -> None:
+        """Each call's lookup, then its batch's customers, orders and tasks (pipeline/leads.py),
+        in rounds that hold one call of a caller each: a caller's later call is looked up once
+        the customer its first call made exists."""
+        for round_ in _rounds(batch):
+            leads: list[Lead] = []
+
+            async def begin(work: Work, leads: list[Lead] = leads) -> None:
+                lead = await self.steps.begin(work)
+                if lead is not None:
+                    leads.append(lead)
+
+            for work in round_:
+                if self.broken is not None:
+                    work.broken = self.broken
+                    continue
+                if not work.prepared and not work.revoked:
+                    await self._step(begin, work)
+                work.prepared = True
+            leads = [lead for lead in leads if lead.work.broken is None and not lead.work.revoked]
+            if not leads:
+                continue
+            if self.broken is not None:
+                for lead in leads:
+                    lead.work.broken = self.broken
+                continue
+            try:
+                await Leads(self.steps, self._step).run(leads)
+            except Exception as exc:  # noqa: BLE001 - a broken integration, or a bug: none vanish
+                for lead in leads:
+                    self._failed(lead.work, exc)
 
     async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
         if work.revoked:
@@ -304,6 +331,19 @@ class TenantLane:
                 log.exception("could not write the outcome of %s; retrying", work.source)
                 await asyncio.sleep(1)
         work.ack()
+
+
+def _rounds(batch: list[Work]) -> list[list[Work]]:
+    """The batch in rounds, each with at most one call of a caller, in the batch's order."""
+    rounds: list[list[Work]] = []
+    calls: dict[str, int] = {}
+    for work in batch:
+        n = calls.get(work.plan.phone, 0)
+        calls[work.plan.phone] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(work)
+    return rounds
 
 
 def _urgent(work: Work) -> bool:

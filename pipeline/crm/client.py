@@ -20,6 +20,7 @@ from pipeline.crm.errors import (
     CRMMalformedResponse,
     CRMResponseTooLarge,
     CRMTransportError,
+    PartialUpload,
     error_from_response,
 )
 from pipeline.crm.models import (
@@ -42,6 +43,7 @@ from pipeline.crm.models import (
     StatusGroup,
     StatusGroupsResult,
     TasksPage,
+    UploadResult,
     User,
     UserResult,
     UsersPage,
@@ -58,11 +60,12 @@ from schemas.crm import (
 )
 
 __all__ = [
-    "MAX_CALLS_PER_UPLOAD", "MAX_RESPONSE_BYTES", "PAGE_LIMITS", "RequestObserver",
-    "RetailCRMClient",
+    "MAX_CALLS_PER_UPLOAD", "MAX_PER_UPLOAD", "MAX_RESPONSE_BYTES", "PAGE_LIMITS",
+    "RequestObserver", "RetailCRMClient",
 ]
 
 MAX_CALLS_PER_UPLOAD = 50
+MAX_PER_UPLOAD = 50  # customers/upload, orders/upload
 # The largest answers the pipeline asks for (100 users or tasks a page) are a few hundred KB; a
 # page of 100 full orders about 1 MB. Anything far past that is a broken or hostile portal.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
@@ -307,6 +310,33 @@ class RetailCRMClient:
             form={"customer": customer, "by": by, "site": site})
         return edited.id
 
+    async def upload_customers(self, customers: list[CustomerPayload], *,
+                               site: str | None = None) -> UploadResult:
+        """Up to 50 customers in one request. A 460 (some failed) is an answer, not an error:
+        the result lists what was made and what failed."""
+        return await self._upload("customers", customers, site)
+
+    async def _upload(self, kind: Literal["customers", "orders"],
+                      items: list[CustomerPayload] | list[OrderPayload],
+                      site: str | None) -> UploadResult:
+        if not items:
+            raise ValueError(f"upload_{kind} needs at least one item")
+        if len(items) > MAX_PER_UPLOAD:
+            raise ValueError(f"retailCRM takes at most {MAX_PER_UPLOAD} {kind} per upload")
+        name = kind[:-1].capitalize() + "s"  # uploadedCustomers, failedOrders
+
+        def parse(body: dict[str, Any]) -> UploadResult:
+            return UploadResult.of(body.get(f"uploaded{name}"), body.get(f"failed{name}"))
+
+        try:
+            return await self._call(parse, "POST", f"{kind}/upload", method=f"/api/{kind}/upload",
+                                    form={kind: items, "site": site})
+        except PartialUpload as partial:
+            try:
+                return UploadResult.of(partial.uploaded, partial.failed, partial.errors)
+            except ValidationError as exc:
+                raise _malformed(partial.method, 460, exc) from None
+
     # -- orders, tasks, references -------------------------------------------------------------
 
     async def orders(self, *, filter: Params | None = None, page: int = 1,
@@ -317,6 +347,11 @@ class RetailCRMClient:
     async def create_order(self, order: OrderPayload, *, site: str | None = None) -> OrderCreated:
         return await self._call(OrderCreated.model_validate, "POST", "orders/create",
                                 method="/api/orders/create", form={"order": order, "site": site})
+
+    async def upload_orders(self, orders: list[OrderPayload], *,
+                            site: str | None = None) -> UploadResult:
+        """Up to 50 orders in one request; a 460 comes back as the result, as for customers."""
+        return await self._upload("orders", orders, site)
 
     async def tasks(self, *, filter: Params | None = None, page: int = 1,
                     limit: int = 100) -> TasksPage:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["REFERENCE_SITES", "REQUIRED_METHODS", "TELEPHONY_UPLOAD_METHODS"]
+__all__ = ["BATCH_METHODS", "REFERENCE_SITES", "REQUIRED_METHODS", "TELEPHONY_UPLOAD_METHODS"]
 
 # The 16 methods the integration's key must reach (shared/seed, the original setup guide).
 REQUIRED_METHODS: tuple[str, ...] = (
@@ -28,6 +28,13 @@ REQUIRED_METHODS: tuple[str, ...] = (
 TELEPHONY_UPLOAD_METHODS: tuple[str, ...] = (
     "/api/telephony/calls/upload",
     "/api/telephony/call/event",
+)
+
+# Optional: where the key reaches them, new leads' customers and orders go up to 50 to a request
+# (a lane's backlog); a key without them gets one create per customer and per order.
+BATCH_METHODS: tuple[str, ...] = (
+    "/api/customers/upload",
+    "/api/orders/upload",
 )
 
 # Optional: where the key has it, activation asks it whether the tenant's shop exists (a key with

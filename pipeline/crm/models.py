@@ -31,6 +31,7 @@ __all__ = [
     "Task",
     "TasksPage",
     "TelephonyManager",
+    "UploadResult",
     "User",
     "UserGroup",
     "UserResult",
@@ -173,6 +174,36 @@ class ManagerLookup(_Read):
 class CallsUploadResult(_Read):
     processedCallsCount: int = 0
     duplicateCalls: list[str] = Field(default_factory=list)
+
+
+class UploadResult(_Read):
+    """customers/upload, orders/upload: the ids made, by externalId, and the externalIds that
+    failed (a 460 answer lists both; `errors` says why, in retailCRM's words)."""
+
+    uploaded: dict[str, int] = Field(default_factory=dict)
+    failed: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, uploaded: Any, failed: Any, errors: Any = None) -> UploadResult:
+        """From the answer's lists: `[{id, externalId}]`, `[{externalId}]`; anything else in
+        them is malformed (a ValidationError)."""
+        made = [_UploadedItem.model_validate(item) for item in _listed(uploaded)]
+        lost = [_UploadedItem.model_validate(item).externalId for item in _listed(failed)]
+        notes = errors if isinstance(errors, list) else \
+            [f"{k}: {v}" for k, v in errors.items()] if isinstance(errors, dict) else []
+        return cls(uploaded={i.externalId: i.id for i in made if i.externalId and i.id},
+                   failed=[x for x in lost if x], errors=[str(n)[:300] for n in notes[:50]])
+
+
+def _listed(value: Any) -> list[Any]:
+    """An answer's list, or none (what is not listed as made is looked for, then made)."""
+    return value if isinstance(value, list) else []
+
+
+class _UploadedItem(_Read):
+    id: int | None = None
+    externalId: str | None = None
 
 
 class CallEventResult(_Read):

@@ -8,6 +8,7 @@ __all__ = [
     "BATCH_SIZE", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS", "CRM_REQUESTS",
     "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
     "EVENTS_CONSUMED", "FALLBACKS", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG",
+    "LEAD_BATCH_SIZE",
     "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
     "REPLAY_SUBMITTED",
     "RETRIES", "ROSTER_SYNCS", "STATUS_SYNC", "TENANT_UPDATES", "observe_crm_request",
@@ -30,6 +31,9 @@ RATE_LIMIT_WAIT = Counter("callsync_crm_rate_limit_wait_seconds_total",
 RETRIES = Counter("callsync_crm_retries_total", "Retried retailCRM requests", ["method"])
 BATCH_SIZE = Histogram("callsync_call_upload_batch_size", "Calls per telephony/calls/upload",
                        buckets=(1, 2, 5, 10, 20, 30, 40, 50))
+LEAD_BATCH_SIZE = Histogram("callsync_lead_upload_batch_size",
+                            "New leads' customers or orders per customers/upload or orders/upload",
+                            ["step"], buckets=(2, 5, 10, 20, 30, 40, 50))
 POPUPS_SKIPPED = Counter("callsync_popups_skipped_total", "Pop-ups not sent", ["reason"])
 TENANT_UPDATES = Counter("callsync_tenant_updates_total",
                          "Integration configs and mappings stored", ["table"])

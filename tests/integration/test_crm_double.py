@@ -243,6 +243,37 @@ async def test_order_external_id_is_unique_and_order_method_must_exist(
     assert len(portal.orders) == 1
 
 
+async def test_customers_and_orders_upload_fifty_at_most_and_answer_460_for_what_failed(
+        http: httpx.AsyncClient, portal: Portal) -> None:
+    def customers(*ids: str) -> dict[str, str]:
+        return {"site": "main", "customers": json.dumps(
+            [{"externalId": i, "phones": [{"number": "+3805"}]} for i in ids])}
+
+    r = await http.post("/api/v5/customers/upload", data=customers("a", "b"))
+    assert r.status_code == 200 and r.json()["success"] is True
+    made = {c["externalId"]: c["id"] for c in r.json()["uploadedCustomers"]}
+    assert set(made) == {"a", "b"} and len(portal.customers) == 2
+    r = await http.post("/api/v5/customers/upload", data=customers("b", "c"))
+    assert r.status_code == 460 and error(r) == "Customers are loaded with errors"
+    body = r.json()
+    assert [c["externalId"] for c in body["uploadedCustomers"]] == ["c"]
+    assert body["failedCustomers"] == [{"externalId": "b"}]
+    assert isinstance(body["errors"], list) and "b already exists" in body["errors"][0]
+    r = await http.post("/api/v5/customers/upload",
+                        data=customers(*[f"x{n}" for n in range(51)]))
+    assert r.status_code == 400 and error(r) == "Errors in the input parameters"
+    assert len(portal.customers) == 3
+
+    orders = [{"externalId": "o-1", "orderMethod": "phone", "customer": {"id": made["a"]}},
+              {"externalId": "o-2", "orderMethod": "fax"}]
+    r = await http.post("/api/v5/orders/upload", data={"orders": json.dumps(orders)})
+    assert r.status_code == 460 and error(r) == "Orders are loaded with errors"
+    assert [o["externalId"] for o in r.json()["uploadedOrders"]] == ["o-1"]
+    assert r.json()["failedOrders"] == [{"externalId": "o-2"}]
+    [order] = portal.orders.values()
+    assert order["customer"]["id"] == made["a"]
+
+
 async def test_tasks_need_a_performer_and_are_never_deduplicated(http: httpx.AsyncClient,
                                                                  portal: Portal) -> None:
     r = await http.post("/api/v5/tasks/create", data={"task": json.dumps({"text": "x"})})

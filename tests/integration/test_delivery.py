@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -406,8 +407,8 @@ async def test_a_portal_that_is_down_parks_its_tenant_until_it_answers_again(
 
 async def test_one_request_that_keeps_failing_parks_only_its_step(
         crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
-    crm_double.state.faults.append(Fault(portal="acme", method="/api/orders/create",
-                                         status=500))
+    for method in ("/api/orders/upload", "/api/orders/create"):
+        crm_double.state.faults.append(Fault(portal="acme", method=method, status=500))
     await harness.deliver(call(1), call(2))
     assert harness.lane.broken is None, "the portal answers: no outage, no stalled tenant"
     assert sorted(portal.calls) == ["c1", "c2"] and len(portal.customers) == 2
@@ -717,3 +718,118 @@ async def test_a_timed_out_task_is_found_past_the_first_page(
     mine = [t for t in portal.tasks.values() if "Call c1 " in str(t.get("commentary"))]
     assert late == [0] and len(mine) == 1 and len(portal.tasks) == 131
     assert harness.acked == ["c1"] and harness.outlets.dead == []
+
+
+# -- new leads in batches (customers/upload, orders/upload) ----------------------------------------
+
+def by_method(double: CRMDouble) -> dict[str, int]:
+    return {method: n for (portal, method), n in double.state.by_method.items()
+            if portal == "acme"}
+
+
+async def test_a_batch_s_new_leads_share_one_customers_upload_and_one_orders_upload(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    before = requests(portal, crm_double)
+    await harness.deliver(call(1), call(2, status="no_answer", talk_seconds=0),
+                          call(3, employee=None))
+    assert requests(portal, crm_double) - before == 3 + 1 + 1 + 1 + 1  # lookups, uploads, task
+    asked = by_method(crm_double)
+    assert asked.get("/api/customers/upload") == 1 and asked.get("/api/orders/upload") == 1
+    assert "/api/customers/create" not in asked and "/api/orders/create" not in asked
+    managers = {c["externalId"]: c["managerId"] for c in portal.customers.values()}
+    assert managers == {"cs-acme-380501110001": 27, "cs-acme-380501110002": 27,
+                        "cs-acme-380501110003": 28}
+    orders = {o["externalId"]: o["customer"]["externalId"] for o in portal.orders.values()}
+    assert orders == {f"cs-acme-call-c{n}": f"cs-acme-38050111000{n}" for n in (1, 2, 3)}
+    [task] = portal.tasks.values()
+    assert task["performerId"] == 27 and task["customer"]["id"] == next(
+        c["id"] for c in portal.customers.values() if c["externalId"].endswith("0002"))
+    assert harness.outlets.dead == [] and sorted(harness.acked) == ["c1", "c2", "c3"]
+    # Delivered again (a restart before the commit): nothing is asked, nothing made twice.
+    asked_total = requests(portal, crm_double)
+    await harness.deliver(call(1), call(2, status="no_answer", talk_seconds=0),
+                          call(3, employee=None))
+    assert requests(portal, crm_double) == asked_total
+    assert (len(portal.customers), len(portal.orders), len(portal.tasks)) == (3, 3, 1)
+
+
+async def test_a_caller_twice_in_one_batch_makes_one_customer_and_one_order(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    """Both calls are looked up before the customer exists: the second follows the first, and
+    its task goes to the customer's manager (the first call's), not to its own employee's."""
+    first = call(1, status="no_answer", talk_seconds=0, employee=None)  # the senior manager's
+    again = call(2, status="no_answer", talk_seconds=0, client_phone=first.client_phone)
+    await harness.deliver(first, again, call(3))
+    assert len(portal.customers) == 2 and len(portal.orders) == 2
+    customer = next(c for c in portal.customers.values()
+                    if c["externalId"] == "cs-acme-380501110001")
+    assert customer["managerId"] == 28
+    assert {o["externalId"] for o in portal.orders.values()} == {"cs-acme-call-c1",
+                                                                 "cs-acme-call-c3"}
+    tasks = sorted(portal.tasks.values(), key=lambda t: t["id"])
+    assert [(t["performerId"], t["customer"]["id"]) for t in tasks] == [
+        (28, customer["id"]), (28, customer["id"])]
+    assert harness.outlets.dead == [] and harness.outlets.rejected == []
+
+
+async def test_a_key_without_the_upload_methods_makes_each_one_by_one(
+        crm_double: CRMDouble, portal: Portal) -> None:
+    """customers/upload and orders/upload are not among the setup guide's 16 methods: a key
+    without them is no broken integration and no denied method, only a dearer one."""
+    portal.keys["guide"] = ApiKey("guide", {m for m in portal.keys["acme-key"].methods
+                                            if not m.endswith("/upload")
+                                            or m.startswith("/api/telephony")}, "guide")
+    h = Harness(crm_double, key="guide")
+    await h.client.edit_integration_module(IntegrationModulePayload(
+        code="ringostat-rs", integrationCode="ringostat", active=True,
+        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await h.deliver(call(1), call(2))
+    await h.deliver(call(3), call(4))
+    await h.client.aclose()
+    assert len(portal.customers) == 4 and len(portal.orders) == 4
+    assert h.outlets.dead == [] and h.lane.broken is None and h.steps.denied == set()
+    asked = by_method(crm_double)
+    assert asked["/api/customers/upload"] == asked["/api/orders/upload"] == 1, \
+        "each asked once, then done without"
+    assert asked["/api/customers/create"] == 4 and asked["/api/orders/create"] == 4
+
+
+async def test_an_upload_whose_answer_is_lost_after_the_write_makes_nothing_twice(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    for method in ("/api/customers/upload", "/api/orders/upload"):
+        crm_double.state.faults.append(Fault(portal="acme", method=method, status=500,
+                                             apply_first=True, remaining=1))
+    await harness.deliver(call(1), call(2), call(3))
+    assert len(portal.customers) == 3 and len(portal.orders) == 3
+    assert harness.outlets.dead == [] and harness.outlets.rejected == []
+    assert all(o["customer"].get("id") for o in portal.orders.values())
+
+
+async def test_an_item_the_upload_refuses_is_found_or_refused_on_its_own(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    """A 460: the customer made before (by a try whose answer was lost) is found, not made
+    again; the others of the batch are made."""
+    payload = harness.work(call(2)).plan.customer
+    assert payload is not None
+    # Made by an earlier try, but not found by the caller's number (a number since edited).
+    made = await harness.client.create_customer(payload.model_copy(update={"phones": []}))
+    await harness.deliver(call(1), call(2), call(3))
+    assert len(portal.customers) == 3 and len(portal.orders) == 3
+    order2 = next(o for o in portal.orders.values() if o["externalId"] == "cs-acme-call-c2")
+    assert order2["customer"]["id"] == made
+    assert harness.outlets.dead == [] and harness.outlets.rejected == []
+
+
+async def test_a_customer_the_upload_refuses_rejects_only_its_own_call(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    works = [harness.work(call(n), n) for n in (1, 2, 3)]
+    bad = works[1].plan.customer
+    assert bad is not None  # a manager the portal does not have: refused in the upload
+    works[1].plan = dataclasses.replace(works[1].plan,
+                                        customer=bad.model_copy(update={"managerId": 999}))
+    await harness.lane.deliver(works)
+    assert sorted(c["externalId"][-1] for c in portal.customers.values()) == ["1", "3"]
+    [(call_id, reason)] = harness.outlets.rejected
+    assert call_id == "c2" and reason.startswith("crm_rejected: customer:")
+    assert by_method(crm_double)["/api/customers/create"] == 1, "the refused one, on its own"
+    assert sorted(harness.acked) == ["c1", "c2", "c3"] and harness.outlets.dead == []

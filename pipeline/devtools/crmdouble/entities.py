@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.devtools.crmdouble.handlers import (
+    MAX_UPLOAD,
     Call,
     Reply,
     as_list,
@@ -17,8 +18,9 @@ from pipeline.devtools.crmdouble.handlers import (
 )
 
 __all__ = [
-    "customer_create", "customer_edit", "customer_get", "customers", "module_edit", "module_get",
-    "order_create", "orders", "sites", "status_groups", "task_create", "tasks",
+    "customer_create", "customer_edit", "customer_get", "customers", "customers_upload",
+    "module_edit", "module_get", "order_create", "orders", "orders_upload", "sites",
+    "status_groups", "task_create", "tasks",
 ]
 
 MSG_CODE_PREFIX = "Code prefix must match integrationCode"
@@ -88,8 +90,7 @@ def _check_customer(c: Call, data: Mapping[str, Any]) -> None:
         raise entity({"phones": "Each phone needs a number."})
 
 
-async def customer_create(c: Call) -> tuple[int, dict[str, Any]]:
-    data = _object(c, "customer")
+def _make_customer(c: Call, data: dict[str, Any]) -> int:
     site = c.site(data)
     _check_customer(c, data)
     if data.get("externalId") and c.portal.customer_by_external_id(data["externalId"]):
@@ -98,7 +99,46 @@ async def customer_create(c: Call) -> tuple[int, dict[str, Any]]:
     new_id = c.portal.next_id()
     c.portal.customers[new_id] = {**data, "id": new_id, "site": site,
                                   "createdAt": c.portal.now()}
-    return 201, {"success": True, "id": new_id}
+    return new_id
+
+
+async def customer_create(c: Call) -> tuple[int, dict[str, Any]]:
+    return 201, {"success": True, "id": _make_customer(c, _object(c, "customer"))}
+
+
+def _upload(c: Call, field: str, kind: str,
+            make: Callable[[Call, dict[str, Any]], int]) -> tuple[int, dict[str, Any]]:
+    """customers/upload, orders/upload: each item made on its own; those that cannot be are
+    listed as failed with their errors, and then the answer is 460 (the others are made)."""
+    items = c.json_field(field)
+    if not isinstance(items, list):
+        raise invalid(**{field: "This value should be of type array."})
+    if not items or len(items) > MAX_UPLOAD:
+        raise invalid(**{field: f"This collection should contain 1 element or more and "
+                                f"{MAX_UPLOAD} elements or less."})
+    uploaded: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise invalid(**{field: "Each element should be of type object."})
+        try:
+            uploaded.append({"id": make(c, item), "externalId": item.get("externalId")})
+        except Reply as refused:
+            failed.append({"externalId": item.get("externalId")})
+            found = refused.body.get("errors") or {}
+            errors += [str(v) for v in (found.values() if isinstance(found, dict) else found)] \
+                or [refused.body["errorMsg"]]
+    name = kind.capitalize() + "s"
+    body: dict[str, Any] = {f"uploaded{name}": uploaded}
+    if not failed:
+        return 200, {"success": True, **body}
+    return 460, {"success": False, "errorMsg": f"{name} are loaded with errors",
+                 "errors": errors, **body, f"failed{name}": failed}
+
+
+async def customers_upload(c: Call) -> tuple[int, dict[str, Any]]:
+    return _upload(c, "customers", "customer", _make_customer)
 
 
 async def customer_edit(c: Call) -> tuple[int, dict[str, Any]]:
@@ -127,7 +167,15 @@ async def orders(c: Call) -> tuple[int, dict[str, Any]]:
 
 
 async def order_create(c: Call) -> tuple[int, dict[str, Any]]:
-    data = _object(c, "order")
+    order = _make_order(c, _object(c, "order"))
+    return 201, {"success": True, "id": order["id"], "order": order}
+
+
+async def orders_upload(c: Call) -> tuple[int, dict[str, Any]]:
+    return _upload(c, "orders", "order", lambda call, data: int(_make_order(call, data)["id"]))
+
+
+def _make_order(c: Call, data: dict[str, Any]) -> dict[str, Any]:
     site = c.site(data)
     errors: dict[str, str] = {}
     if data.get("externalId") and c.portal.order_by_external_id(data["externalId"]):
@@ -145,7 +193,7 @@ async def order_create(c: Call) -> tuple[int, dict[str, Any]]:
              "customer": {"id": customer["id"], "externalId": customer.get("externalId")}
              if customer else {}}
     c.portal.orders[new_id] = order
-    return 201, {"success": True, "id": new_id, "order": order}
+    return order
 
 
 async def tasks(c: Call) -> tuple[int, dict[str, Any]]:

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.crm.methods import REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
+from pipeline.crm.methods import BATCH_METHODS, REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
 
 __all__ = ["ALL_METHODS", "ApiKey", "DoubleState", "Fault", "Portal"]
 
-ALL_METHODS: tuple[str, ...] = (*REQUIRED_METHODS, *TELEPHONY_UPLOAD_METHODS)
+ALL_METHODS: tuple[str, ...] = (*REQUIRED_METHODS, *TELEPHONY_UPLOAD_METHODS, *BATCH_METHODS)
 DEFAULT_ORDER_METHODS = ("phone", "missed-call", "call-request", "shopping-cart", "one-click")
 DEFAULT_STATUS_GROUPS: dict[str, dict[str, Any]] = {
     "new": {"name": "New", "code": "new", "active": True, "ordering": 10, "process": False,

@@ -100,6 +100,14 @@ METHODS: list[tuple[str, Call, str, str, dict[str, Any], Callable[[Any], bool]]]
         site="main"), "POST", "/api/v5/customers/create", {"id": 7}, lambda r: r == 7),
     ("edit_customer", lambda c: c.edit_customer("x", CustomerPayload(managerId=27)), "POST",
      "/api/v5/customers/x/edit", {"id": 7}, lambda r: r == 7),
+    ("upload_customers", lambda c: c.upload_customers([CustomerPayload(externalId="a")],
+                                                      site="main"),
+     "POST", "/api/v5/customers/upload", {"uploadedCustomers": [{"id": 1, "externalId": "a"}]},
+     lambda r: r.uploaded == {"a": 1} and r.failed == []),
+    ("upload_orders", lambda c: c.upload_orders([OrderPayload(externalId="o1")]),
+     "POST", "/api/v5/orders/upload",
+     {"uploadedOrders": [{"id": 3, "externalId": "o1"}], "orders": [{"id": 3}]},
+     lambda r: r.uploaded == {"o1": 3}),
     ("orders", lambda c: c.orders(filter={"externalIds": ["o1"]}), "GET", "/api/v5/orders",
      {"pagination": PAGE, "orders": [{"id": 3, "externalId": "o1"}]},
      lambda r: r.orders[0].externalId == "o1"),
@@ -248,6 +256,33 @@ async def test_partial_upload_carries_uploaded_and_failed_items() -> None:
             await client.orders()
     assert caught.value.uploaded == [{"id": 1, "externalId": "a"}]
     assert caught.value.failed == [{"externalId": "b"}]
+
+
+async def test_a_460_to_an_upload_is_its_answer_what_was_made_and_what_failed() -> None:
+    recorder = Recorder(460, {"success": False, "errorMsg": "Customers are loaded with errors",
+                              "uploadedCustomers": [{"id": 1, "externalId": "a"}],
+                              "failedCustomers": [{"externalId": "b"}],
+                              "errors": ["Customer with externalId=b already exists."]})
+    async with client_for(recorder) as client:
+        result = await client.upload_customers(
+            [CustomerPayload(externalId="a"), CustomerPayload(externalId="b")], site="main")
+        with pytest.raises(ValueError, match="at most 50"):
+            await client.upload_customers([CustomerPayload(externalId="x")] * 51)
+    assert (result.uploaded, result.failed) == ({"a": 1}, ["b"])
+    assert result.errors == ["Customer with externalId=b already exists."]
+    assert [c["externalId"] for c in json.loads(recorder.form()["customers"])] == ["a", "b"]
+    assert recorder.form()["site"] == "main"
+
+
+async def test_a_460_whose_lists_are_nonsense_is_malformed_not_a_crash() -> None:
+    recorder = Recorder(460, {"success": False, "errorMsg": "Orders are loaded with errors",
+                              "uploadedOrders": [{"id": "not a number"}], "failedOrders": 7})
+    async with client_for(recorder) as client:
+        with pytest.raises(e.CRMMalformedResponse):
+            await client.upload_orders([OrderPayload(externalId="o1")])
+        recorder.status, recorder.body = 200, {"success": True, "uploadedOrders": "seven"}
+        nothing = await client.upload_orders([OrderPayload(externalId="o1")])
+    assert nothing.uploaded == {}, "none listed as made: each is looked for, then made"
 
 
 async def test_validation_error_exposes_field_errors_in_both_shapes() -> None:
