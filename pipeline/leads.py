@@ -169,9 +169,15 @@ class Leads:
         for chunk in _chunks(batch, MAX_PER_UPLOAD):
             result = UploadResult()
             look = True
+
+            async def attempt(chunk: list[Lead] = chunk) -> UploadResult:
+                # Each try sends only the calls still this worker's: a record whose partition
+                # moved is its next owner's to make (it stops here, unsettled, one by one).
+                live = [lead for lead in chunk if lead.work.live]
+                return await send(live) if live else UploadResult()
+
             try:
-                result = await self.steps.call(method, lambda c=chunk: send(c),  # type: ignore[misc]
-                                               optional=True)
+                result = await self.steps.call(method, attempt, optional=True)
                 LEAD_BATCH_SIZE.labels(step).observe(len(chunk))
             except StepFailed as failed:
                 action = failed.action
