@@ -23,7 +23,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     options = settings.ingest
-    logging.config.dictConfig(logging_config(json_lines=settings.log_json))
     tokens = TokenFile(Path(options.tokens_file))
     try:
         count = tokens.load()
@@ -31,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise SettingsError(f"invalid callsync settings:\n  CALLSYNC_INGEST__TOKENS_FILE: "
                             f"{exc} (add a producer: python -m pipeline ingest-token add)"
                             ) from None
+    logging.config.dictConfig(logging_config(json_lines=settings.log_json))
     kafka = settings.kafka.client_options()
 
     def producer() -> Any:
