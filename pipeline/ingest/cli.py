@@ -13,13 +13,12 @@ __all__ = ["add_ingest_parsers"]
 
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
-    from aiokafka import AIOKafkaProducer
 
     from pipeline.config import SettingsError, load_settings
     from pipeline.ingest.app import Ingest, make_app
-    from pipeline.ingest.publisher import CallPublisher
+    from pipeline.ingest.publisher import kafka_publisher
     from pipeline.ingest.tokens import TokenError, TokenFile
-    from pipeline.observability.logs import logging_config
+    from pipeline.observability.logs import logging_config, redactor
 
     settings = load_settings()
     options = settings.ingest
@@ -31,16 +30,10 @@ def _serve(args: argparse.Namespace) -> int:
                             f"{exc} (add a producer: python -m pipeline ingest-token add)"
                             ) from None
     logging.config.dictConfig(logging_config(json_lines=settings.log_json))
-    kafka = settings.kafka.client_options()
-
-    def producer() -> Any:
-        return AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True, linger_ms=5,
-                                request_timeout_ms=int(options.send_timeout_seconds * 1000))
-
-    publisher = CallPublisher(producer_factory=producer, topic=settings.topics.calls,
-                              max_in_flight=options.max_in_flight,
-                              send_timeout=options.send_timeout_seconds,
-                              retry_after=options.retry_after_seconds)
+    redactor.mask_phones = not settings.log_phone_numbers
+    if settings.kafka.sasl_password is not None:
+        redactor.register(settings.kafka.sasl_password.get_secret_value())
+    publisher = kafka_publisher(settings)
     print(f"callsync ingest on http://{options.host}:{options.port}/v1/calls → "
           f"{settings.topics.calls} ({count} producers in {options.tokens_file})", flush=True)
     web.run_app(make_app(Ingest(settings=options, tokens=tokens, publisher=publisher)),

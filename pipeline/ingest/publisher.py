@@ -15,12 +15,15 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from pipeline.config import Settings
 from pipeline.observability.metrics import INGEST_IN_FLIGHT
 from pipeline.producing import Record
 
-__all__ = ["Busy", "CallPublisher", "ProducerLike", "PublishRefused", "Unavailable"]
+__all__ = ["Busy", "CallPublisher", "ProducerLike", "PublishRefused", "Unavailable",
+           "kafka_publisher"]
 
 log = logging.getLogger(__name__)
 UNAVAILABLE_FACTOR = 5  # a 503 asks for a longer pause than a 429
@@ -170,3 +173,20 @@ class CallPublisher:
     def _unavailable(self, why: str) -> Unavailable:
         log.warning("publishing to %s: %s", self.topic, why)
         return Unavailable(why, retry_after=self.retry_after * UNAVAILABLE_FACTOR)
+
+
+def kafka_publisher(settings: Settings) -> CallPublisher:
+    """The ingest's publisher: acks from all in-sync replicas, idempotent, and a record the
+    brokers could not take within the send timeout expires in the producer too."""
+    options, kafka = settings.ingest, settings.kafka.client_options()
+
+    def producer() -> ProducerLike:
+        made: ProducerLike = AIOKafkaProducer(
+            **kafka, acks="all", enable_idempotence=True, linger_ms=5,
+            request_timeout_ms=int(options.send_timeout_seconds * 1000))
+        return made
+
+    return CallPublisher(producer_factory=producer, topic=settings.topics.calls,
+                         max_in_flight=options.max_in_flight,
+                         send_timeout=options.send_timeout_seconds,
+                         retry_after=options.retry_after_seconds)
