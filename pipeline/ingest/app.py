@@ -127,8 +127,8 @@ async def post_calls(request: web.Request) -> web.Response:
                           headers={"Retry-After": str(exc.retry_after)}) from None
     except Refusal as refusal:
         INGEST_REQUESTS.labels(refusal.outcome).inc()
-        log.info("POST /v1/calls from %s: %s %s", producer.name if producer else "(no token)",
-                 refusal.status, refusal.outcome)
+        who = producer.name if producer else "(no valid token)"
+        log.info("POST /v1/calls from %s: %s %s", who, refusal.status, refusal.outcome)
         return web.json_response(refusal.body, status=refusal.status, headers=refusal.headers)
     INGEST_REQUESTS.labels("accepted").inc()
     INGEST_ACCEPTED.labels(producer.name).inc(len(events))
