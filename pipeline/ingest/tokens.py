@@ -71,7 +71,8 @@ class TokenFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None
+        self._seen: tuple[int, int, int] | None = None  # the file as last read
+        self._failed: tuple[int, int, int] | None = None  # the file as last refused
         self._raw: dict[str, dict[str, Any]] = {}
         self._by_hash: list[tuple[str, Producer]] = []
 
@@ -83,10 +84,11 @@ class TokenFile:
             return len(self._raw)
 
     def _refresh(self, *, strict: bool) -> None:
+        seen: tuple[int, int, int] | None = None  # None: no file to stat
         try:
             stat = self.path.stat()
             seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-            if seen == self._seen:
+            if seen == self._seen or (seen == self._failed and not strict):
                 return
             data = json.loads(self.path.read_text())
             producers = data.get("producers") if isinstance(data, dict) else None
@@ -97,12 +99,12 @@ class TokenFile:
             why = exc if isinstance(exc, TokenError) else type(exc).__name__
             if strict:
                 raise TokenError(f"the tokens file {self.path} cannot be used: {why}") from None
-            if self._seen is not None:  # logged once per change
+            if seen != self._failed or (seen is None and self._seen is not None):
                 log.error("the tokens file %s cannot be used (%s); the last good one stays in "
                           "force", self.path, why)
-                self._seen = None
+            self._failed, self._seen = seen, None
             return
-        self._raw, self._by_hash, self._seen = dict(producers), by_hash, seen
+        self._raw, self._by_hash, self._seen, self._failed = dict(producers), by_hash, seen, None
 
     def authenticate(self, token: str) -> Producer | None:
         """The producer whose token this is. Every stored hash is compared, in constant time."""
