@@ -123,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_operator_parsers(sub)
 
+    from pipeline.ingest.cli import add_ingest_parsers
+
+    add_ingest_parsers(sub)
+
     p = sub.add_parser("schema", help="print, --write or --check the call event JSON Schema")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--write", action="store_true")

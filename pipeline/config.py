@@ -21,8 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.secrets import KeyRing
 
-__all__ = ["CRMSettings", "KafkaSettings", "SecretsSettings", "Settings", "SettingsError",
-           "TopicSettings", "load_settings", "require_worker_secrets"]
+__all__ = ["CRMSettings", "IngestSettings", "KafkaSettings", "SecretsSettings", "Settings",
+           "SettingsError", "TopicSettings", "load_settings", "require_worker_secrets"]
 
 ENV_PREFIX = "CALLSYNC_"
 
@@ -169,6 +169,38 @@ class SecretsSettings(_Section):
         return KeyRing.parse(self.keys.get_secret_value()) if self.keys is not None else None
 
 
+class IngestSettings(_Section):
+    """`python -m pipeline ingest`: the HTTP way in for producers that cannot speak Kafka."""
+
+    host: str = Field(default="127.0.0.1", min_length=1,
+                      description="CALLSYNC_INGEST__HOST: address to listen on")
+    port: int = Field(default=8790, ge=1, le=65535, description="CALLSYNC_INGEST__PORT")
+    tokens_file: str = Field(
+        default=".callsync/ingest-tokens.json", min_length=1,
+        description="CALLSYNC_INGEST__TOKENS_FILE: the producers' tokens, hashed "
+        "(`python -m pipeline ingest-token`); re-read when it changes")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=67_108_864,
+                                description="CALLSYNC_INGEST__MAX_BODY_BYTES: larger: 413")
+    max_events: int = Field(default=500, ge=1, le=10_000,
+                            description="CALLSYNC_INGEST__MAX_EVENTS: per request; more: 413")
+    max_in_flight: int = Field(
+        default=5000, ge=1, le=1_000_000, description="CALLSYNC_INGEST__MAX_IN_FLIGHT: records "
+        "sent and not yet acknowledged by the brokers; a request that would pass it: 429")
+    send_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="CALLSYNC_INGEST__SEND_TIMEOUT_SECONDS: how "
+        "long a request waits for the brokers' acknowledgements before 503")
+    retry_after_seconds: int = Field(
+        default=1, ge=1, le=3600, description="CALLSYNC_INGEST__RETRY_AFTER_SECONDS: "
+        "Retry-After of a 429 (a 503 says 5 times as long)")
+
+    @model_validator(mode="after")
+    def _a_full_request_fits(self) -> IngestSettings:
+        if self.max_events > self.max_in_flight:
+            raise ValueError("CALLSYNC_INGEST__MAX_EVENTS must not exceed "
+                             "CALLSYNC_INGEST__MAX_IN_FLIGHT (such a request could never pass)")
+        return self
+
+
 class Settings(BaseSettings):
     """Built once at start-up (`load_settings`); tests construct it explicitly."""
 
@@ -182,6 +214,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     crm: CRMSettings = Field(default_factory=CRMSettings)
     secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     metrics_port: int = Field(default=9108, ge=0, le=65535,
                               description="CALLSYNC_METRICS_PORT: /metrics and health; 0 = off")
     operator_key: SecretStr | None = Field(

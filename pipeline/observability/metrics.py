@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
     "BATCH_SIZE", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS", "CRM_REQUESTS",
     "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
-    "EVENTS_CONSUMED", "FALLBACKS", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG",
-    "LEAD_BATCH_SIZE",
+    "EVENTS_CONSUMED", "FALLBACKS", "INGEST_ACCEPTED", "INGEST_IN_FLIGHT", "INGEST_REGISTRY",
+    "INGEST_REQUESTS", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG", "LEAD_BATCH_SIZE",
     "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
     "REPLAY_SUBMITTED",
     "RETRIES", "ROSTER_SYNCS", "STATUS_SYNC", "TENANT_UPDATES", "observe_crm_request",
@@ -64,6 +64,18 @@ ROSTER_SYNCS = Counter("callsync_roster_syncs_total", "CRM manager roster syncs"
 STATUS_SYNC = Counter("callsync_user_status_changes_total",
                       "CRM user statuses set by status sync", ["action"])
 LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
+
+# The HTTP ingest is a process of its own: its /metrics serves these alone, not the worker's.
+INGEST_REGISTRY = CollectorRegistry()
+INGEST_REQUESTS = Counter("callsync_ingest_requests_total",
+                          "POST /v1/calls answers by outcome (accepted, unauthorized, "
+                          "forbidden, invalid, too_large, busy, unavailable, …)", ["outcome"],
+                          registry=INGEST_REGISTRY)
+INGEST_ACCEPTED = Counter("callsync_ingest_events_accepted_total",
+                          "Call events the brokers acknowledged, by producer (token name)",
+                          ["producer"], registry=INGEST_REGISTRY)
+INGEST_IN_FLIGHT = Gauge("callsync_ingest_in_flight_records",
+                         "Records sent and not yet acknowledged", registry=INGEST_REGISTRY)
 
 
 def observe_crm_request(method: str, outcome: str, seconds: float, waited: float) -> None:
