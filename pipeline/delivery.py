@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
+from pipeline import callback
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
@@ -181,7 +182,7 @@ class Steps:
             return dataclasses.replace(exhausted, broken=True)
         return exhausted
 
-    async def _guard(self, work: Work, step: str, method: str,
+    async def guard(self, work: Work, step: str, method: str,
                      fn: Callable[[], Awaitable[T]]) -> T | None:
         """Run a step; a rejection or a parked method is noted on the work, broken re-raises."""
         try:
@@ -223,11 +224,12 @@ class Steps:
                 return
         if facts.get(done_tag(work)):  # delivered before, every step: nothing to ask the CRM
             return
+        await callback.complete_open_task(self, work, facts)
         if not plan.lookup:
             return
         lookup = self._known_caller(plan)
         if lookup is None:
-            lookup = await self._guard(work, "lookup", "/api/telephony/manager",
+            lookup = await self.guard(work, "lookup", "/api/telephony/manager",
                                        lambda: self._lookup(plan))
         if lookup is None:
             return
@@ -249,17 +251,17 @@ class Steps:
         whose performer is the customer's manager as the CRM has it now."""
         if plan.task is not None:
             return None
-        known = self.ledger.facts(plan.tenant_id, self._caller(plan))
+        known = self.ledger.facts(plan.tenant_id, self.caller(plan))
         customer_id = known.get("customer_id")
         if not isinstance(customer_id, int):
             return None
         return ManagerLookup(customer=Customer(id=customer_id))
 
-    def _caller(self, plan: CallPlan) -> str:
+    def caller(self, plan: CallPlan) -> str:
         return caller_key(plan.tenant_id, self.client.base_url, plan.phone)
 
     def _remember_caller(self, plan: CallPlan, customer_id: int) -> None:
-        key = self._caller(plan)
+        key = self.caller(plan)
         if self.ledger.facts(plan.tenant_id, key).get("customer_id") != customer_id:
             self.ledger.record(plan.tenant_id, key, customer_id=customer_id)
 
@@ -338,7 +340,7 @@ class Steps:
         external_id = plan.customer.externalId
         existing: Customer | None = None
         if seen:  # delivered before: the customer may exist although the ledger missed it
-            existing = await self._guard(work, "customer", "/api/customers/{externalId}",
+            existing = await self.guard(work, "customer", "/api/customers/{externalId}",
                                          lambda: self._customer_or_none(external_id))
         if existing is not None:
             customer_id: int | None = existing.id
@@ -349,7 +351,7 @@ class Steps:
                 found = await self._customer_or_none(external_id)
                 return found.id if found is not None else None
 
-            customer_id = await self._guard(
+            customer_id = await self.guard(
                 work, "customer", "/api/customers/create", at_most_once(
                     lambda: self.client.create_customer(customer, site=plan.site), find))
         if customer_id is None:
@@ -380,13 +382,13 @@ class Steps:
             return (await self.client.create_order(order, site=plan.site)).id
 
         if seen:
-            existing = await self._guard(work, "order", "/api/orders", lambda: _or_zero(find))
+            existing = await self.guard(work, "order", "/api/orders", lambda: _or_zero(find))
             if existing is None:
                 return
             if existing:
                 self.ledger.record(plan.tenant_id, plan.call_id, order=existing)
                 return
-        created = await self._guard(work, "order", "/api/orders/create",
+        created = await self.guard(work, "order", "/api/orders/create",
                                     at_most_once(create, find))
         if created is not None:
             self.ledger.record(plan.tenant_id, plan.call_id, order=created)
@@ -402,25 +404,28 @@ class Steps:
                                           method="/api/tasks/create"))
             return
         task = task_for(plan, performer=performer, customer=customer)
-        if task is None:
+        if task is None or await callback.note_on_open_task(self, work):
             return
+
         async def find() -> int | None:
             return await self._find_task(plan, task)
 
         if facts.get("task_pending"):  # a crash came between create and record: look first
-            found = await self._guard(work, "task", "/api/tasks", lambda: _or_zero(find))
+            found = await self.guard(work, "task", "/api/tasks", lambda: _or_zero(find))
             if found is None:  # the lookup failed: parked or rejected, noted on the work
                 return
             if found:
                 self.ledger.record(plan.tenant_id, plan.call_id, task=found)
+                callback.opened(self, work, found)
                 return
         # retailCRM does not de-duplicate tasks: the intent is made durable before the create.
         self.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
         await self.ledger.sync()
-        task_id = await self._guard(work, "task", "/api/tasks/create", at_most_once(
+        task_id = await self.guard(work, "task", "/api/tasks/create", at_most_once(
             lambda: self.client.create_task(task, site=plan.site), find))
         if task_id is not None:
             self.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
+            callback.opened(self, work, task_id)
 
     async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int | None:
         """The id of the task made for this call earlier, if there is one."""
@@ -531,7 +536,7 @@ def at_most_once(create: Callable[[], Awaitable[int]], find: Callable[[], Awaita
 
 
 async def _or_zero(find: Callable[[], Awaitable[int | None]]) -> int:
-    """A look-up for `_guard`, whose None means the step failed: 0 for "not there"."""
+    """A look-up for `guard`, whose None means the step failed: 0 for "not there"."""
     return await find() or 0
 
 
