@@ -34,7 +34,9 @@ def opened(steps: Steps, work: Work, task_id: int) -> None:
     known = steps.ledger.facts(plan.tenant_id, key)
     if known.get(CLOSED) == task_id or known.get(OPEN) == task_id:
         return
-    steps.ledger.record(plan.tenant_id, key, **{OPEN: task_id, SINCE: step.at.timestamp()})
+    # `at` anew: the ledger prunes by it, and the caller may have been recorded long before.
+    steps.ledger.record(plan.tenant_id, key, at=int(steps.clock().timestamp()),
+                        **{OPEN: task_id, SINCE: step.at.timestamp()})
 
 
 async def _open_task(steps: Steps, work: Work, step: str) -> tuple[int, Task | None] | None:

@@ -176,6 +176,15 @@ async def test_later_missed_calls_are_noted_on_the_one_open_task_once(
     assert harness.caller()["open_since"] == call("m1", 0).started_at.timestamp()
 
 
+async def test_an_open_task_outlives_a_prune_of_callers_first_seen_long_ago(
+        harness: Harness, portal: Portal) -> None:
+    key = caller_key("acme", harness.client.base_url, PHONE)
+    harness.ledger.data[f"acme|{key}"] = {"at": 1, "customer_id": 999}  # known for years
+    await harness.deliver(call("m1", 0))
+    harness.ledger.prune(older_than=datetime.now(UTC).timestamp() - 3600)
+    assert isinstance(harness.caller().get("open_task"), int)
+
+
 async def test_a_crash_after_a_note_does_not_add_it_again(harness: Harness,
                                                           portal: Portal) -> None:
     await harness.deliver(call("m1", 0))
