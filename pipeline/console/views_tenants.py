@@ -12,7 +12,7 @@ from pipeline.console.app import CONSOLE, Console, account_of, forbidden, render
 from pipeline.console.commands import Forbidden, Sent
 from pipeline.console.forms import IDENT, UTM_TAGS, ZONES, FormError, SettingsForm, settings_fields
 from pipeline.console.overview import TenantView
-from pipeline.crm.methods import REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
+from pipeline.crm.methods import CALLBACK_METHODS, REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
 from pipeline.observability.logs import redactor
 from pipeline.operations.operator import seal_api_key
 
@@ -130,6 +130,7 @@ def _settings_page(request: web.Request, tenant_id: str, form: SettingsForm, *,
     return render(request, "settings.html", status=status, title=f"{tenant_id}: settings",
                   view=view, form=form, zones=ZONES, utm_tags=UTM_TAGS, new=new,
                   methods=(*REQUIRED_METHODS, *TELEPHONY_UPLOAD_METHODS),
+                  callback_methods=CALLBACK_METHODS,
                   reactivatable=view.shown in REACTIVATABLE)
 
 
