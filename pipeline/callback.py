@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
+from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import TASK_EDIT
 from pipeline.crm.models import Task
+from pipeline.ledger import Ledger
 from pipeline.observability.metrics import CALLBACK_SECONDS
-from pipeline.planning import CallbackStep, callback_marker
+from pipeline.planning import CallbackStep, CallPlan, callback_marker
 from schemas.crm import TaskEdit
 
-if TYPE_CHECKING:
-    from pipeline.delivery import Steps, Work
-
 __all__ = ["complete_open_task", "note_on_open_task", "opened"]
+
+T = TypeVar("T")
+
+
+class Work(Protocol):
+    plan: CallPlan
+
+
+class Steps(Protocol):
+    """What the loop uses of `pipeline.delivery.Steps` (which calls it: no import back)."""
+
+    client: RetailCRMClient
+    ledger: Ledger
+    clock: Callable[[], datetime]
+
+    def caller(self, plan: CallPlan) -> str: ...
+
+    def guard(self, work: Any, step: str, method: str,
+              fn: Callable[[], Awaitable[T]]) -> Awaitable[T | None]: ...
 
 # The caller's facts in the ledger (under `caller_key`): the open task, when its first missed
 # call started (epoch seconds), and the task the last call-back completed.
