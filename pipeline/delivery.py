@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
+from pipeline import callback
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
@@ -242,6 +243,7 @@ class Steps:
                 return None
         if facts.get(done_tag(work)):  # delivered before, every step: nothing to ask the CRM
             return None
+        await callback.complete_open_task(self, work, facts)
         if not plan.lookup:
             return None
         lookup = self._known_caller(plan)
@@ -262,17 +264,17 @@ class Steps:
         whose performer is the customer's manager as the CRM has it now."""
         if plan.task is not None:
             return None
-        known = self.ledger.facts(plan.tenant_id, self._caller(plan))
+        known = self.ledger.facts(plan.tenant_id, self.caller(plan))
         customer_id = known.get("customer_id")
         if not isinstance(customer_id, int):
             return None
         return ManagerLookup(customer=Customer(id=customer_id))
 
-    def _caller(self, plan: CallPlan) -> str:
+    def caller(self, plan: CallPlan) -> str:
         return caller_key(plan.tenant_id, self.client.base_url, plan.phone)
 
     def remember_caller(self, plan: CallPlan, customer_id: int) -> None:
-        key = self._caller(plan)
+        key = self.caller(plan)
         if self.ledger.facts(plan.tenant_id, key).get("customer_id") != customer_id:
             self.ledger.record(plan.tenant_id, key, customer_id=customer_id)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from pipeline import callback
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_PER_UPLOAD
 from pipeline.crm.models import Customer, UploadResult
@@ -213,7 +214,7 @@ class Leads:
                                               method="/api/tasks/create"))
                 continue
             task = task_for(plan, performer=performer, customer=lead.customer)
-            if task is None:
+            if task is None or await self._noted(lead):
                 continue
             if lead.facts.get("task_pending"):  # a crash came between create and record
                 await self._one(lambda lead, _, t=task: self._recheck_task(lead, t),  # type: ignore[misc]
@@ -231,6 +232,17 @@ class Leads:
             await self._one(lambda lead, _, t=task: self._create_task(lead, t),  # type: ignore[misc]
                             lead, seen=False)
 
+    async def _noted(self, lead: Lead) -> bool:
+        """The call's line went on its caller's open task (the call-back loop) instead of a
+        task of its own; True too where that failed: never a second task for the caller."""
+        noted = [True]
+
+        async def step(_: Work) -> None:
+            noted[0] = await callback.note_on_open_task(self.steps, lead.work)
+
+        await self.each(step, lead.work)
+        return noted[0]
+
     async def _recheck_task(self, lead: Lead, task: TaskPayload) -> None:
         plan = lead.work.plan
         found = await self.steps.guard(lead.work, "task", "/api/tasks",
@@ -239,6 +251,7 @@ class Leads:
             return
         if found:
             self.steps.ledger.record(plan.tenant_id, plan.call_id, task=found)
+            callback.opened(self.steps, lead.work, found)
             return
         await self._create_task(lead, task)
 
@@ -249,6 +262,7 @@ class Leads:
             lambda: self._find_task(plan, task)))
         if task_id is not None:
             self.steps.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
+            callback.opened(self.steps, lead.work, task_id)
 
     async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int | None:
         """The id of the task made for this call earlier, if there is one."""

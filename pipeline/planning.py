@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from pipeline.crm.models import ManagerLookup
 from schemas.call_event import CallDirection, CallEvent, CallStage, CallStatus, Utm
@@ -25,8 +26,9 @@ from schemas.mapping import Routes
 from schemas.phone import matches_any, own_number_form
 
 __all__ = [
-    "CallPlan", "Popup", "StatusChange", "TaskDraft", "customer_external_id", "is_new_lead",
-    "is_own_number", "order_external_id", "order_for", "plan_call", "task_for", "task_performer",
+    "CallPlan", "CallbackStep", "Popup", "StatusChange", "TaskDraft", "callback_marker",
+    "customer_external_id", "is_new_lead", "is_own_number", "order_external_id", "order_for",
+    "plan_call", "task_for", "task_performer",
 ]
 
 CALL_RESULT = {
@@ -73,6 +75,18 @@ class TaskDraft:
 
 
 @dataclass(frozen=True)
+class CallbackStep:
+    """The call's part in the call-back loop (option `callback_loop`). A missed call
+    (`completes` False) notes `note` on its caller's open task, or opens one; a call that
+    reached the caller completes that task with `note` as its comment. `at`: when the missed
+    call started, or when the call-back was answered."""
+
+    at: datetime
+    note: str
+    completes: bool
+
+
+@dataclass(frozen=True)
 class CallPlan:
     tenant_id: str
     call_id: str
@@ -85,6 +99,7 @@ class CallPlan:
     customer: CustomerPayload | None = None  # created when the CRM does not know the caller
     order: OrderPayload | None = None  # for a new lead: the caller was unknown
     task: TaskDraft | None = None  # for a missed call
+    callback: CallbackStep | None = None  # option callback_loop
     # An answered call without a recording waits this long for a record that brings one.
     hold_upload_until: datetime | None = None
 
@@ -238,11 +253,35 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> C
             datetime=ended.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
             phone=event.client_phone, mapped_user_id=mapped,
             senior_manager_id=mapping.senior_manager_id)
+    callback = None
+    if options.callback_loop and task is not None:
+        callback = CallbackStep(at=event.started_at, note=task.commentary, completes=False)
+    elif options.callback_loop and not own and event.status is CallStatus.ANSWERED:
+        callback = _callback_step(event, mapped, zone)
     return CallPlan(
         tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
         site=config.site_code, popups=popups, status_change=status_change, upload=upload,
         lookup=customer is not None or order is not None or task is not None,
-        customer=customer, order=order, task=task, hold_upload_until=hold)
+        customer=customer, order=order, task=task, callback=callback, hold_upload_until=hold)
+
+
+def _callback_step(event: CallEvent, mapped: int | None, zone: ZoneInfo) -> CallbackStep:
+    """An answered call from the caller, or to them: it closes their open call-back task."""
+    answered = event.started_at + timedelta(seconds=event.wait_seconds)
+    local = answered.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    who = [f"CRM user {mapped}"] if mapped is not None else []
+    if event.employee is not None:
+        ext = f", ext {event.employee.extension}" if event.employee.extension else ""
+        who.append(f"employee {event.employee.id}{ext}")
+    by = (who[0] + (f" ({who[1]})" if len(who) > 1 else "")) if who else "an unknown employee"
+    verb = "Called back" if event.direction is CallDirection.OUTBOUND else "Answered again"
+    note = f"{verb} at {local} by {by} {callback_marker(event.call_id)}."
+    return CallbackStep(at=answered, note=note, completes=True)
+
+
+def callback_marker(call_id: str) -> str:
+    """Marks the comment a call-back adds: a completed task carrying it was completed by it."""
+    return f"(call {call_id})"
 
 
 def is_new_lead(lookup: ManagerLookup) -> bool:

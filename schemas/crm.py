@@ -21,6 +21,7 @@ __all__ = [
     "Integrations",
     "OrderPayload",
     "SourcePayload",
+    "TaskEdit",
     "TaskPayload",
     "TelephonyConfiguration",
 ]
@@ -142,6 +143,13 @@ class TaskPayload(_Payload):
     customer: CustomerRef | None = None
     phone: str | None = None
     phoneSite: str | None = None
+
+
+class TaskEdit(_Payload):
+    """`tasks/{id}/edit`: what changes; the rest of the task stays as it is."""
+
+    commentary: str | None = None
+    complete: bool | None = None
 
 
 class AdditionalCode(_Payload):

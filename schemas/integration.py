@@ -116,6 +116,10 @@ class IntegrationOptions(BaseModel):
 
     lead: LeadPolicy = Field(default_factory=LeadPolicy)
     missed_call_task: bool = Field(default=True, description="Create a task on a missed call")
+    callback_loop: bool = Field(
+        default=False, description="Close the call-back loop: a caller's missed calls share "
+        "one open task (a later one is noted on it); their next answered call, or a "
+        "successful call to them, completes it. Needs /api/tasks/{id}/edit for the key")
     order_method: str = Field(default="phone", description="orderMethod code for lead orders")
     popup_max_age_seconds: int = Field(
         default=60, ge=0, description="Never pop up a call event older than this")

@@ -12,7 +12,12 @@ from pipeline.console.app import CONSOLE, Console, account_of, forbidden, render
 from pipeline.console.commands import Forbidden, Sent
 from pipeline.console.forms import IDENT, UTM_TAGS, ZONES, FormError, SettingsForm, settings_fields
 from pipeline.console.overview import TenantView
-from pipeline.crm.methods import BATCH_METHODS, REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
+from pipeline.crm.methods import (
+    BATCH_METHODS,
+    CALLBACK_METHODS,
+    REQUIRED_METHODS,
+    TELEPHONY_UPLOAD_METHODS,
+)
 from pipeline.observability.logs import redactor
 from pipeline.operations.operator import seal_api_key
 
@@ -130,7 +135,7 @@ def _settings_page(request: web.Request, tenant_id: str, form: SettingsForm, *,
     return render(request, "settings.html", status=status, title=f"{tenant_id}: settings",
                   view=view, form=form, zones=ZONES, utm_tags=UTM_TAGS, new=new,
                   methods=(*REQUIRED_METHODS, *TELEPHONY_UPLOAD_METHODS),
-                  batch_methods=BATCH_METHODS,
+                  callback_methods=CALLBACK_METHODS, batch_methods=BATCH_METHODS,
                   reactivatable=view.shown in REACTIVATABLE)
 
 
@@ -167,7 +172,8 @@ async def save_settings(request: web.Request) -> web.Response:
                                      **{k: v for k, v in form.items() if k != "api_key"}},
                              errors=bad.errors)
         for box in ("lead_create_customer", "lead_create_order", "missed_call_task",
-                    "status_sync", "own_employee_extensions", "send_after_reactivation"):
+                    "callback_loop", "status_sync", "own_employee_extensions",
+                    "send_after_reactivation"):
             shown.values[box] = box in form
         return _settings_page(request, tenant_id, shown, status=400, new=current is None)
     redactor.register(fields["api_key"])  # no log line of this process can show it

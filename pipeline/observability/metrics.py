@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
-    "BATCH_SIZE", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS", "CRM_REQUESTS",
-    "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
+    "BATCH_SIZE", "CALLBACK_SECONDS", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS",
+    "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
     "EVENTS_CONSUMED", "FALLBACKS", "INGEST_ACCEPTED", "INGEST_IN_FLIGHT", "INGEST_REGISTRY",
     "INGEST_REQUESTS", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG", "LEAD_BATCH_SIZE",
     "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
@@ -63,6 +63,11 @@ ROSTER_SYNCS = Counter("callsync_roster_syncs_total", "CRM manager roster syncs"
                        ["outcome"])
 STATUS_SYNC = Counter("callsync_user_status_changes_total",
                       "CRM user statuses set by status sync", ["action"])
+CALLBACK_SECONDS = Histogram(
+    "callsync_callback_seconds",
+    "How long a caller waited from their first missed call to the call that completed its task "
+    "(option callback_loop); once per completed task",
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800))
 LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
 
 # The HTTP ingest is a process of its own: its /metrics serves these alone, not the worker's.

@@ -9,7 +9,12 @@ from pydantic import ValidationError
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crm.methods import REFERENCE_SITES, REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
+from pipeline.crm.methods import (
+    REFERENCE_SITES,
+    REQUIRED_METHODS,
+    TASK_EDIT,
+    TELEPHONY_UPLOAD_METHODS,
+)
 from pipeline.crm.models import Credentials
 from schemas.control import ActivateCommand
 from schemas.integration import IntegrationConfig, IntegrationOptions
@@ -76,6 +81,10 @@ async def check_key(crm: RetailCRMClient, config: IntegrationConfig) -> None:
         problems.append(f"the key lacks {', '.join(uploads)}: call history and pop-ups "
                         "are sent with them (they are not in the setup guide's list, but "
                         "the key needs them too)")
+    if config.options.callback_loop and TASK_EDIT not in credentials.credentials:
+        problems.append(f"the key lacks {TASK_EDIT}, which the callback_loop option needs to "
+                        "complete a missed call's task (not in the setup guide's list): allow "
+                        "it for the key, or turn the option off")
     if problems:
         raise Refused("; ".join(problems))
     await _check_shop(crm, config.site_code, credentials)

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,7 @@ async def test_set_up_a_tenant_and_see_its_first_call_land(world: World) -> None
     own_line = tenant.sample.tracking_numbers[-1]  # written as people write it
     await page.fill("#own_numbers", f"{own_line[:2]} {own_line[2:5]} {own_line[5:8]}-"
                     f"{own_line[8:10]}-{own_line[10:]}")
+    await page.check("input[name=callback_loop]")
     assert await page.locator("#send_after_reactivation").count() == 0, "not for a new one"
     await shot(page, "settings")
     await page.click("#activate")
@@ -226,9 +227,21 @@ async def test_set_up_a_tenant_and_see_its_first_call_land(world: World) -> None
              for call in sample_calls([tenant.sample], 1, seed=3)]
     own = {k: v for k, v in first[0].items() if k not in ("employee", "recording_url")}
     own.update(call_id=f"{tid}-own", client_phone=own_line, status="no_answer", talk_seconds=0)
-    await world.stack.publish_calls([*first, own])
-    await calls_landed(world, tid, {first[0]["call_id"], own["call_id"]})
+    # The call-back loop from the settings form: a missed call's task, completed by the next.
+    loop_phone = first[0]["client_phone"][:-3] + ("000" if first[0]["client_phone"][-3:] !=
+                                                  "000" else "001")
+    start = datetime.fromisoformat(first[0]["started_at"])
+    missed = {**own, "call_id": f"{tid}-missed", "client_phone": loop_phone,
+              "started_at": (start - timedelta(minutes=20)).isoformat()}
+    back = {**first[0], "call_id": f"{tid}-back", "client_phone": loop_phone,
+            "status": "answered", "talk_seconds": 30,
+            "started_at": (start - timedelta(minutes=5)).isoformat()}
+    await world.stack.publish_calls([missed, back, *first, own])
+    await calls_landed(world, tid, {first[0]["call_id"], own["call_id"], missed["call_id"],
+                                    back["call_id"]})
     portal = world.stack.double.state.portals[tid]
+    assert [t["complete"] for t in portal.tasks.values() if t.get("phone") == loop_phone] \
+        == [True], "the call-back loop from the settings form completed the missed call's task"
     assert [c for c in portal.customers.values() if c["phones"][0]["number"] == own_line] \
         == [] and [t for t in portal.tasks.values() if t.get("phone") == own_line] == [], \
         "an own number from the settings form is no lead"

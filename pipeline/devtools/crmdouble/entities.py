@@ -20,7 +20,7 @@ from pipeline.devtools.crmdouble.handlers import (
 __all__ = [
     "customer_create", "customer_edit", "customer_get", "customers", "customers_upload",
     "module_edit", "module_get", "order_create", "orders", "orders_upload", "sites",
-    "status_groups", "task_create", "tasks",
+    "status_groups", "task_create", "task_edit", "tasks",
 ]
 
 MSG_CODE_PREFIX = "Code prefix must match integrationCode"
@@ -224,6 +224,42 @@ async def task_create(c: Call) -> tuple[int, dict[str, Any]]:
         "performer": data["performerId"], "performerType": "user",
         "customer": {"id": customer["id"]} if customer else None}
     return 201, {"success": True, "id": new_id}
+
+
+async def task_edit(c: Call) -> tuple[int, dict[str, Any]]:
+    """retailcrm-api.md names the method only (§2.5); the rest is assumed from API v5: a `task`
+    form field with what changes, `complete` a bool, 404 `Not found` (§1.4) for no such task,
+    `{success, id}` as the customers' edit answers."""
+    ident = c.path_args["id"]
+    found = c.portal.tasks.get(int(ident)) if ident.isdigit() else None
+    if found is None:
+        raise Reply(404, "Not found")
+    data = _object(c, "task")
+    errors: dict[str, str] = {}
+    if "complete" in data and not isinstance(data["complete"], bool):
+        errors["complete"] = "This value should be of type bool."
+    if "text" in data and not data["text"]:
+        errors["text"] = "This value should not be blank."
+    if "performerId" in data and data["performerId"] in (None, ""):
+        errors["performerId"] = "This value should not be blank."
+    if errors:
+        raise entity(errors, "Task is not loaded")
+    if data.get("performerId") is not None:
+        user_of(c, data["performerId"], "performerId")
+    if data.get("datetime") is not None:
+        check_datetime(data["datetime"], "%Y-%m-%d %H:%M", "datetime")
+    customer = _customer_ref(c, data["customer"], "customer") if data.get("customer") else None
+    found.update({k: v for k, v in data.items() if k not in ("id", "customer")})
+    if customer is not None:
+        found["customer"] = {"id": customer["id"]}
+    if "performerId" in data:
+        found["performer"] = data["performerId"]
+    c.portal.task_edits.append({"id": found["id"], **data})
+    if data.get("complete") is True:
+        found.setdefault("completedAt", c.portal.now())
+    elif data.get("complete") is False:
+        found.pop("completedAt", None)
+    return ok(id=found["id"])
 
 
 async def status_groups(c: Call) -> tuple[int, dict[str, Any]]:

@@ -35,6 +35,7 @@ ROUTES: tuple[Route, ...] = (
     _r("POST", "orders/upload", "/api/orders/upload", entities.orders_upload),
     _r("GET", "tasks", "/api/tasks", entities.tasks),
     _r("POST", "tasks/create", "/api/tasks/create", entities.task_create),
+    _r("POST", "tasks/{id}/edit", "/api/tasks/{id}/edit", entities.task_edit),
     _r("GET", "reference/status-groups", "/api/reference/status-groups",
        entities.status_groups),
     _r("GET", "reference/sites", "/api/reference/sites", entities.sites),

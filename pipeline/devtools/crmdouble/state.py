@@ -8,11 +8,17 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.crm.methods import BATCH_METHODS, REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
+from pipeline.crm.methods import (
+    BATCH_METHODS,
+    CALLBACK_METHODS,
+    REQUIRED_METHODS,
+    TELEPHONY_UPLOAD_METHODS,
+)
 
 __all__ = ["ALL_METHODS", "ApiKey", "DoubleState", "Fault", "Portal"]
 
-ALL_METHODS: tuple[str, ...] = (*REQUIRED_METHODS, *TELEPHONY_UPLOAD_METHODS, *BATCH_METHODS)
+ALL_METHODS: tuple[str, ...] = (*REQUIRED_METHODS, *TELEPHONY_UPLOAD_METHODS,
+                                *CALLBACK_METHODS, *BATCH_METHODS)
 DEFAULT_ORDER_METHODS = ("phone", "missed-call", "call-request", "shopping-cart", "one-click")
 DEFAULT_STATUS_GROUPS: dict[str, dict[str, Any]] = {
     "new": {"name": "New", "code": "new", "active": True, "ordering": 10, "process": False,
@@ -90,6 +96,7 @@ class Portal:
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    task_edits: list[dict[str, Any]] = field(default_factory=list)  # each tasks/{id}/edit's task
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     call_events: list[dict[str, Any]] = field(default_factory=list)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -103,3 +103,12 @@ def test_own_numbers_are_a_line_each_and_refused_by_their_place() -> None:
     assert form.values["own_numbers"] == "+380443334400\n0443334401"
     assert form.values["own_employee_extensions"] is False
     assert SettingsForm.from_config(None).values["own_employee_extensions"] is True
+
+
+def test_the_callback_loop_is_a_box_off_unless_checked() -> None:
+    assert settings_fields("acme", FORM, None)["options"]["callback_loop"] is False
+    on = settings_fields("acme", {**FORM, "callback_loop": "on"}, None)
+    assert on["options"]["callback_loop"] is True
+    assert SettingsForm.from_config(None).values["callback_loop"] is False
+    form = SettingsForm.from_config({"options": {"callback_loop": True}})
+    assert form.values["callback_loop"] is True

@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.crm.methods import REFERENCE_SITES, REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
+from pipeline.crm.methods import (
+    REFERENCE_SITES,
+    REQUIRED_METHODS,
+    TASK_EDIT,
+    TELEPHONY_UPLOAD_METHODS,
+)
 from pipeline.operations.operator import build_command
 from schemas.control import CommandResult
 from schemas.integration import IntegrationConfig
@@ -83,6 +88,21 @@ async def test_a_key_missing_both_kinds_of_methods_names_all_of_them() -> None:
     assert refused(result, "lacks 1 of the 16 methods", "/api/tasks/create",
                    "/api/telephony/call/event"), result.message
     assert "/api/telephony/calls/upload" not in result.message
+
+
+async def test_the_callback_loop_needs_task_edit_and_is_refused_naming_it() -> None:
+    portal = Portal()
+    assert TASK_EDIT not in portal.methods  # the guide's 16 and the uploads: not enough
+    worker = Worker(portal)
+    result = await activate(worker, options_patch={"callback_loop": True})
+    assert refused(result, TASK_EDIT, "callback_loop"), result.message
+    assert "of the 16 methods" not in result.message
+    assert portal.edits == [] and worker.integrations == {}
+    result = await activate(worker)  # the option off: the same key is enough
+    assert result.status == "done", result.message
+    portal.methods.append(TASK_EDIT)
+    result = await activate(worker, options_patch={"callback_loop": True})
+    assert result.status == "done", result.message
 
 
 # -- the portal's address ---------------------------------------------------------------------
