@@ -76,6 +76,7 @@ class Work:
     # Nothing the CRM can take, for a reason of its own: the event goes to the invalid topic.
     undeliverable: str | None = None
     prepared: bool = False  # its per-call steps ran; only its upload is left (a held upload)
+    announced: bool = False  # its pop-ups left on arrival, while its batch gathered uploads
     # The live consumer's claim on the record; None for replayed work (the replay tracks it).
     lease: Lease | None = None
     replayed: bool = False
@@ -285,9 +286,17 @@ class Steps:
         lookup = await self.client.telephony_manager(plan.phone, details=True,
                                                      ignore_status=True)
         if lookup.customer is not None:
-            self.known_callers[plan.phone] = lookup
-            self.remember_caller(plan, lookup.customer.id)
+            self.known_caller(plan, lookup)
         return lookup
+
+    def known_caller(self, plan: CallPlan, lookup: ManagerLookup) -> None:
+        """The CRM has a customer for the caller (found, or made now): a later call of theirs
+        asks no lookup for the next 10 minutes (a task's performer is the customer's manager
+        as it was then), and none at all where it makes no task (the ledger keeps it)."""
+        if lookup.customer is None:
+            return
+        self.known_callers[plan.phone] = lookup
+        self.remember_caller(plan, lookup.customer.id)
 
     async def _popups(self, work: Work, facts: dict[str, Any]) -> None:
         for popup in work.plan.popups:

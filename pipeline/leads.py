@@ -10,7 +10,7 @@ from typing import Any
 from pipeline import callback
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_PER_UPLOAD
-from pipeline.crm.models import Customer, UploadResult
+from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager, UploadResult
 from pipeline.delivery import Lead, StepFailed, Steps, Work, at_most_once, or_zero
 from pipeline.errorpolicy import DeadLetter
 from pipeline.observability.metrics import LEAD_BATCH_SIZE
@@ -65,11 +65,18 @@ class Leads:
         payloads = [p for p in map(_customer_payload, chunk) if p is not None]
         return await self.steps.client.upload_customers(payloads, site=chunk[0].work.plan.site)
 
-    def _customer_made(self, lead: Lead, customer_id: int) -> None:
+    def _customer_made(self, lead: Lead, customer_id: int,
+                       existing: Customer | None = None) -> None:
         plan = lead.work.plan
         self.steps.ledger.record(plan.tenant_id, plan.call_id, customer_id=customer_id)
-        self.steps.remember_caller(plan, customer_id)
         lead.customer = CustomerRef(id=customer_id)
+        payload = plan.customer
+        manager = existing.managerId if existing is not None else \
+            payload.managerId if payload is not None else None
+        # What telephony/manager would answer now, as a lookup that found the customer is kept.
+        self.steps.known_caller(plan, ManagerLookup(
+            manager=TelephonyManager(id=manager) if manager else None,
+            customer=Customer(id=customer_id, managerId=manager)))
 
     async def _one_customer(self, lead: Lead, seen: bool) -> None:
         """One create (after a look for it where an earlier try may have made it)."""
@@ -82,7 +89,7 @@ class Leads:
             existing = await self.steps.guard(work, "customer", "/api/customers/{externalId}",
                                               lambda: self._customer_or_none(external_id))
         if existing is not None:
-            self._customer_made(lead, existing.id)
+            self._customer_made(lead, existing.id, existing)
             return
 
         async def find() -> int | None:

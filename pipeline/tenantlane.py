@@ -93,27 +93,41 @@ class TenantLane:
         return self._queue.qsize()
 
     async def _collect(self, wait: float | None = None) -> list[Work]:
-        """Up to one upload's worth of events; none if `wait` seconds pass without one."""
+        """Up to one upload's worth of events, gathered for `linger` seconds at most; none if
+        `wait` seconds pass without one. Pop-ups and on-call statuses leave on arrival
+        (`_announce_now`): only uploads (and the steps before them) linger to fill a batch."""
         try:
-            batch = [await asyncio.wait_for(self._queue.get(), wait)]
+            first = await asyncio.wait_for(self._queue.get(), wait)
         except TimeoutError:
             return []
+        LANE_BACKLOG.dec()
+        batch = [first]
+        await self._announce_now(first)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger
-        urgent = _urgent(batch[0])
         while len(batch) < MAX_CALLS_PER_UPLOAD:
             remaining = deadline - loop.time()
-            if (remaining <= 0 or urgent) and self._queue.empty():
-                # Only uploads linger to fill a batch; a pop-up leaves with what is there.
+            if remaining <= 0 and self._queue.empty():
                 break
             try:
-                batch.append(self._queue.get_nowait() if not self._queue.empty() else
-                             await asyncio.wait_for(self._queue.get(), remaining))
+                work = self._queue.get_nowait() if not self._queue.empty() else \
+                    await asyncio.wait_for(self._queue.get(), remaining)
             except TimeoutError:
                 break
-            urgent = urgent or _urgent(batch[-1])
-        LANE_BACKLOG.dec(len(batch))
+            LANE_BACKLOG.dec()
+            batch.append(work)
+            await self._announce_now(work)
         return batch
+
+    async def _announce_now(self, work: Work) -> None:
+        """A pop-up or an on-call status is worth something only now: it leaves at once, while
+        the batch it joins goes on gathering uploads. Not while the lane is broken (its batch
+        parks it), and not for a record a replay holds back."""
+        if self.broken is not None or not _urgent(work) or work.prepared:
+            return
+        if work.start() and not self._held_back(work):
+            await self._step(self.steps.announce, work)
+        work.announced = True
 
     async def _run(self) -> None:
         while True:
@@ -215,9 +229,10 @@ class TenantLane:
         # The probe first: a portal found back starts the replay of what its outage parked,
         # and this very batch's live events must then wait for it too.
         await self._probe()
-        batch = [w for w in batch if w.start() and not self._held_back(w)]
+        batch = [w for w in batch if (w.announced and w.live) or
+                 (not w.announced and w.start() and not self._held_back(w))]
         for work in batch:  # pop-ups first, for the whole batch: they are worth only now
-            if self.broken is None and not work.prepared:
+            if self.broken is None and not work.prepared and not work.announced:
                 await self._step(self.steps.announce, work)
         await self._leads(batch)
         batch = self._hold_uploads(self._drop_revoked(batch))
