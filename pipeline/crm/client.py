@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
 
 import httpx
-import qs_codec as qs
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import SecretStr, ValidationError
 
-from pipeline.crm import models
 from pipeline.crm.errors import (
     CRMAPIError,
-    CRMMalformedResponse,
-    CRMResponseTooLarge,
     CRMTransportError,
     PartialUpload,
-    error_from_response,
 )
 from pipeline.crm.models import (
     CallEventResult,
@@ -49,6 +41,18 @@ from pipeline.crm.models import (
     UsersPage,
 )
 from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS, SlidingWindowLimiter
+from pipeline.crm.wire import (
+    PAGE_LIMITS,
+    drop_none,
+    encode_form,
+    encode_query,
+    error_for,
+    json_object,
+    malformed,
+    page_params,
+    path_segment,
+    read_capped,
+)
 from pipeline.secrets import scrub_json
 from schemas.crm import (
     CallEventPayload,
@@ -70,7 +74,6 @@ MAX_PER_UPLOAD = 50  # customers/upload, orders/upload
 # The largest answers the pipeline asks for (100 users or tasks a page) are a few hundred KB; a
 # page of 100 full orders about 1 MB. Anything far past that is a broken or hostile portal.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-PAGE_LIMITS = (20, 50, 100)
 USER_STATUSES = ("free", "busy", "dinner", "break")
 # (method, outcome, seconds, waited_for_rate_limit) after every request; feeds the metrics.
 RequestObserver = Callable[[str, str, float, float], None]
@@ -79,48 +82,6 @@ Params = Mapping[str, Any]
 T = TypeVar("T")
 # The answer is decompressed here, within the cap, so only encodings zlib reads are asked for.
 ACCEPT_ENCODING = "gzip, deflate"
-JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
-              bool: "a boolean", type(None): "null"}
-# Field names a malformed-answer message may show; any other key came from the answer itself.
-FIELD_NAMES = frozenset(name for model in vars(models).values()
-                        if isinstance(model, type) and issubclass(model, BaseModel)
-                        for name in model.model_fields)
-
-
-def _wire_scalar(value: Any) -> Any:
-    # retailCRM reads booleans as 1/0 (the PHP client's NumericBoolean).
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, Mapping):
-        return {k: _wire_scalar(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_wire_scalar(v) for v in value]
-    return value
-
-
-def encode_query(params: Params) -> str:
-    """PHP-style brackets: filter[ids][]=1&filter[ids][]=2&filter[active]=1."""
-    return str(qs.encode(_wire_scalar(dict(params)),
-                         qs.EncodeOptions(list_format=qs.ListFormat.BRACKETS)))
-
-
-def encode_form(fields: Params) -> dict[str, str]:
-    """Scalars as plain fields; every nested structure JSON-encoded into one field."""
-    form: dict[str, str] = {}
-    for name, value in fields.items():
-        if value is None:
-            continue
-        if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json", by_alias=True, exclude_none=True)
-        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-            value = [v.model_dump(mode="json", by_alias=True, exclude_none=True) for v in value]
-        if isinstance(value, Mapping | list):
-            form[name] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        else:
-            form[name] = str(_wire_scalar(value))
-    return form
-
-
 class RetailCRMClient:
     """One portal, one key. Every method maps to one retailCRM call and raises from `errors`.
 
@@ -202,7 +163,7 @@ class RetailCRMClient:
                         data=encode_form(form) if form is not None else None,
                         extensions={"trace": trace},
                     ) as response:
-                        raw = await _read_capped(response, cap=self.max_response_bytes,
+                        raw = await read_capped(response, cap=self.max_response_bytes,
                                                  method=method)
             except (TimeoutError, httpx.TimeoutException) as exc:
                 outcome = "timeout"
@@ -214,16 +175,16 @@ class RetailCRMClient:
                 outcome = "transport_error"
                 raise CRMTransportError(f"retailCRM {method}: {type(exc).__name__}",
                                         method=method) from None
-            body, kind = _json_object(raw)
+            body, kind = json_object(raw)
             if not (response.is_success and body is not None and body.get("success") is True):
                 # A portal may echo the key in errorMsg or errors: never into an exception.
                 secrets = [self._key.get_secret_value()]
-                raise _error_for(method, response, scrub_json(body, secrets), kind, raw)
+                raise error_for(method, response, scrub_json(body, secrets), kind, raw)
             try:
                 result = parse(body)
             except ValidationError as exc:
                 # `from None`: the pydantic error quotes the answer's values.
-                raise _malformed(method, response.status_code, exc) from None
+                raise malformed(method, response.status_code, exc) from None
             outcome = "success"
             return result
         except CRMAPIError as exc:
@@ -244,7 +205,7 @@ class RetailCRMClient:
     async def users(self, *, filter: Params | None = None, page: int = 1,
                     limit: int = 100) -> UsersPage:
         return await self._call(UsersPage.model_validate, "GET", "users", method="/api/users",
-                                params=_page(filter, page, limit))
+                                params=page_params(filter, page, limit))
 
     async def user(self, user_id: int) -> User:
         found = await self._call(UserResult.model_validate, "GET", f"users/{user_id}",
@@ -259,7 +220,7 @@ class RetailCRMClient:
 
     async def user_groups(self, *, page: int = 1, limit: int = 100) -> GroupsPage:
         return await self._call(GroupsPage.model_validate, "GET", "user-groups",
-                                method="/api/user-groups", params=_page(None, page, limit))
+                                method="/api/user-groups", params=page_params(None, page, limit))
 
     # -- telephony -----------------------------------------------------------------------------
 
@@ -287,13 +248,13 @@ class RetailCRMClient:
     async def customers(self, *, filter: Params | None = None, page: int = 1,
                         limit: int = 100) -> CustomersPage:
         return await self._call(CustomersPage.model_validate, "GET", "customers",
-                                method="/api/customers", params=_page(filter, page, limit))
+                                method="/api/customers", params=page_params(filter, page, limit))
 
     async def customer(self, external_id: str, *, by: Literal["externalId", "id"] = "externalId",
                        site: str | None = None) -> Customer:
         found = await self._call(
-            CustomerResult.model_validate, "GET", f"customers/{_segment(external_id)}",
-            method="/api/customers/{externalId}", params=_drop_none({"by": by, "site": site}))
+            CustomerResult.model_validate, "GET", f"customers/{path_segment(external_id)}",
+            method="/api/customers/{externalId}", params=drop_none({"by": by, "site": site}))
         return found.customer
 
     async def create_customer(self, customer: CustomerPayload, *, site: str | None = None) -> int:
@@ -306,7 +267,7 @@ class RetailCRMClient:
                             by: Literal["externalId", "id"] = "externalId",
                             site: str | None = None) -> int:
         edited = await self._call(
-            Created.model_validate, "POST", f"customers/{_segment(external_id)}/edit",
+            Created.model_validate, "POST", f"customers/{path_segment(external_id)}/edit",
             method="/api/customers/{externalId}/edit",
             form={"customer": customer, "by": by, "site": site})
         return edited.id
@@ -336,14 +297,14 @@ class RetailCRMClient:
             try:
                 return UploadResult.of(partial.uploaded, partial.failed, partial.errors)
             except ValidationError as exc:
-                raise _malformed(partial.method, 460, exc) from None
+                raise malformed(partial.method, 460, exc) from None
 
     # -- orders, tasks, references -------------------------------------------------------------
 
     async def orders(self, *, filter: Params | None = None, page: int = 1,
                      limit: int = 100) -> OrdersPage:
         return await self._call(OrdersPage.model_validate, "GET", "orders", method="/api/orders",
-                                params=_page(filter, page, limit))
+                                params=page_params(filter, page, limit))
 
     async def create_order(self, order: OrderPayload, *, site: str | None = None) -> OrderCreated:
         return await self._call(OrderCreated.model_validate, "POST", "orders/create",
@@ -357,7 +318,7 @@ class RetailCRMClient:
     async def tasks(self, *, filter: Params | None = None, page: int = 1,
                     limit: int = 100) -> TasksPage:
         return await self._call(TasksPage.model_validate, "GET", "tasks", method="/api/tasks",
-                                params=_page(filter, page, limit))
+                                params=page_params(filter, page, limit))
 
     async def create_task(self, task: TaskPayload, *, site: str | None = None) -> int:
         created = await self._call(Created.model_validate, "POST", "tasks/create",
@@ -384,130 +345,16 @@ class RetailCRMClient:
 
     async def integration_module(self, code: str) -> IntegrationModule:
         found = await self._call(IntegrationModuleResult.model_validate, "GET",
-                                 f"integration-modules/{_segment(code)}",
+                                 f"integration-modules/{path_segment(code)}",
                                  method="/api/integration-modules/{code}")
         return found.integrationModule
 
     async def edit_integration_module(self, module: IntegrationModulePayload) -> ModuleEditResult:
         return await self._call(
             ModuleEditResult.model_validate, "POST",
-            f"integration-modules/{_segment(module.code)}/edit",
+            f"integration-modules/{path_segment(module.code)}/edit",
             method="/api/integration-modules/{code}/edit", form={"integrationModule": module})
-
-
-def _page(filter: Params | None, page: int, limit: int) -> dict[str, Any]:
-    if limit not in PAGE_LIMITS:
-        raise ValueError(f"retailCRM page limit must be one of {PAGE_LIMITS}")
-    if page < 1:
-        raise ValueError("pages start at 1")
-    params: dict[str, Any] = {"limit": limit, "page": page}
-    if filter:
-        params["filter"] = dict(filter)
-    return params
-
-
-def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
-
-
-async def _read_capped(response: httpx.Response, *, cap: int, method: str) -> bytes:
-    """The answer's bytes, at most `cap` of them once decompressed.
-
-    The decompression is done here, not by httpx, so that a small gzip cannot inflate to
-    gigabytes in one step before the cap is looked at.
-    """
-    def too_large() -> CRMResponseTooLarge:
-        return CRMResponseTooLarge(f"retailCRM {method}: the answer exceeds {cap} bytes",
-                                   method=method, status=response.status_code)
-
-    if response.is_stream_consumed:  # a transport that answered from memory (MockTransport)
-        if len(response.content) > cap:
-            raise too_large()
-        return response.content
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
-        raise CRMMalformedResponse(f"retailCRM {method}: the answer has an unsupported "
-                                   "Content-Encoding", method=method, status=response.status_code)
-    # wbits MAX_WBITS|32 reads a zlib or a gzip header (servers send both as "deflate").
-    inflate = None if encoding == "identity" else zlib.decompressobj(zlib.MAX_WBITS | 32)
-    declared = response.headers.get("content-length", "")
-    if inflate is None and declared.isdigit() and int(declared) > cap:
-        raise too_large()
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for data in response.aiter_raw():
-            while data:
-                if inflate is None:
-                    out, data = data, b""
-                else:
-                    out = inflate.decompress(data, cap + 1 - size)
-                    data = inflate.unconsumed_tail
-                size += len(out)
-                if size > cap:
-                    raise too_large()
-                chunks.append(out)
-        if inflate is not None and not inflate.eof:  # at its end all output has been given
-            raise zlib.error("truncated")
-    except zlib.error:
-        raise CRMMalformedResponse(f"retailCRM {method}: the answer's {encoding} stream is "
-                                   "corrupt or cut short", method=method,
-                                   status=response.status_code) from None
-    return b"".join(chunks)
-
-
-def _json_object(raw: bytes) -> tuple[dict[str, Any] | None, str]:
-    """The parsed answer if it is a JSON object, else None and what it was instead."""
-    if not raw.strip():
-        return None, "empty"
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
-        return None, "not JSON"
-    if isinstance(body, dict):
-        return body, "an object"
-    return None, JSON_KINDS.get(type(body), "not an object")
 
 
 def _as_is(body: dict[str, Any]) -> dict[str, Any]:
     return body
-
-
-def _error_for(method: str, response: httpx.Response, body: dict[str, Any] | None, kind: str,
-               raw: bytes) -> CRMAPIError:
-    """The exception for an answer that is not a success: the portal's own error, or garbage."""
-    status = response.status_code
-    # A 2xx that is no retailCRM envelope; one with `success: false` or an errorMsg is an error.
-    if response.is_success and (body is None or (body.get("success") is not False
-                                                 and "errorMsg" not in body)):
-        what = f"the answer is {kind}" if body is None else "the answer has no success flag"
-        return CRMMalformedResponse(f"retailCRM {method}: {what}", method=method, status=status)
-    return error_from_response(
-        method=method, status=status, body=body,
-        is_html=response.headers.get("content-type", "").startswith("text/html")
-        or raw.lstrip().startswith(b"<"))
-
-
-def _malformed(method: str, status: int, exc: ValidationError) -> CRMMalformedResponse:
-    """Name the fields that did not parse and why, never their values."""
-    problems = [f"{_field_path(err['loc'])} ({err['type']})"
-                for err in exc.errors(include_url=False, include_context=False,
-                                      include_input=False)]
-    shown = "; ".join(problems[:5]) + (f"; {len(problems) - 5} more" if len(problems) > 5 else "")
-    return CRMMalformedResponse(f"retailCRM {method}: malformed answer: {shown}", method=method,
-                                status=status, errors=problems)
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    # Keys that are no field of ours came from the answer (a status group's code): masked.
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += ("." if path else "") + (part if part in FIELD_NAMES else "*")
-    return path or "(answer)"
