@@ -24,127 +24,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-__all__ = ["Lease", "OffsetGate", "PartitionKey"]
+from pipeline.leases import Lease, PartitionKey, PartitionState
+
+__all__ = ["Lease", "OffsetGate", "PartitionKey"]  # the first and last re-exported
 
 log = logging.getLogger(__name__)
-
-PartitionKey = tuple[str, int]  # (topic, partition)
-
-
-@dataclass(eq=False)
-class Lease:
-    """One record read from a partition. Its work may start only while the lease is live;
-    `settle` once its outcome is durable (delivered, dead-lettered or invalid)."""
-
-    partition: _Partition
-    generation: int
-    offset: int
-    stamp: float  # the record's timestamp, epoch seconds
-    started: bool = False
-    settled: bool = False
-
-    @property
-    def live(self) -> bool:
-        part = self.partition
-        return not part.closing and part.generation == self.generation and not self.settled
-
-    def start(self) -> bool:
-        """Mark the work as under way; False if the partition has moved on without it."""
-        if not self.live:
-            return False
-        self.started = True
-        return True
-
-    def abandon(self) -> None:
-        """The lane dropped the work unstarted (its partition was revoked)."""
-        self.started = False
-        self.partition.changed.set()
-
-    def settle(self) -> None:
-        if self.settled:
-            return
-        self.settled = True
-        self.started = False
-        part = self.partition
-        part.changed.set()
-        if part.generation == self.generation:
-            part.pending.pop(self.offset, None)
-
-
-@dataclass(eq=False)
-class _Partition:
-    key: PartitionKey
-    generation: int
-    # Offsets read and not yet settled (in read order; holes filled late come after).
-    pending: dict[int, Lease] = field(default_factory=dict)
-    next_read: int | None = None  # the offset after the highest one read
-    first: int | None = None  # the first offset this generation was handed
-    # Where this generation must start: the group's committed offset (else the log's start)
-    # when it began. Unknown until looked up; no commit point before.
-    base: int | None = None
-    # Offsets this generation should have read and was not handed, as [start, end) ranges:
-    # the commit point waits at the first, and the hole filler reads them itself.
-    holes: list[list[int]] = field(default_factory=list)
-    committed: int | None = None  # the last commit point callsync committed
-    closing: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set on settle or abandon
-    last_read: float = field(default_factory=time.monotonic)
-
-    def expected(self) -> int | None:
-        return self.next_read if self.next_read is not None else self.base
-
-    def in_hole(self, offset: int) -> bool:
-        return any(start <= offset < end for start, end in self.holes)
-
-    def add_hole(self, start: int, end: int) -> None:
-        if start < end:
-            self.holes = _merged([*self.holes, [start, end]])
-
-    def close_hole(self, start: int, end: int) -> list[list[int]]:
-        """Take [start, end) out of the holes; the ranges that were taken."""
-        kept: list[list[int]] = []
-        taken: list[list[int]] = []
-        for lo, hi in self.holes:
-            if hi <= start or lo >= end:
-                kept.append([lo, hi])
-                continue
-            kept += [r for r in ([lo, start], [end, hi]) if r[0] < r[1]]
-            taken.append([max(lo, start), min(hi, end)])
-        self.holes = kept
-        return taken
-
-    def point(self) -> int | None:
-        if self.base is None:
-            return None
-        marks = [m for m in (self.next_read, min(self.pending, default=None),
-                             self.holes[0][0] if self.holes else None) if m is not None]
-        return max(self.base, min(marks, default=self.base))
-
-
-def _merged(ranges: list[list[int]]) -> list[list[int]]:
-    merged: list[list[int]] = []
-    for start, end in sorted(ranges):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return merged
-
 
 class OffsetGate:
     """Read and settled offsets per partition; the commit points derived from them."""
 
     def __init__(self) -> None:
-        self._parts: dict[PartitionKey, _Partition] = {}
+        self._parts: dict[PartitionKey, PartitionState] = {}
         self.generation = 0
 
     def _stub(self, key: PartitionKey, generation: int, offset: int, stamp: float) -> Lease:
         """A lease never live and never counted: a record read before or out of turn."""
-        return Lease(_Partition(key, generation, closing=True), generation, offset, stamp)
+        return Lease(PartitionState(key, generation, closing=True), generation, offset, stamp)
 
-    def _current(self, key: PartitionKey, generation: int) -> _Partition | None:
+    def _current(self, key: PartitionKey, generation: int) -> PartitionState | None:
         """The partition's state under `generation`, begun anew if that is a new one; None if
         `generation` is over (fetched before the last rebalance)."""
         part = self._parts.get(key)
@@ -158,7 +56,7 @@ class OffsetGate:
             # is no longer live.
             if part is not None:
                 part.closing = True
-            part = self._parts[key] = _Partition(key, generation, committed=(
+            part = self._parts[key] = PartitionState(key, generation, committed=(
                 part.committed if part is not None else None))
         return part
 
