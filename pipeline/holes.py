@@ -83,10 +83,12 @@ class HoleFiller:
         consumer = await self._reader()
         await self._look_up_bases(consumer)
         await self._release()
-        assigned = self.assigned()
+        now = time.monotonic()
+        # Only partitions that could have a tail hole: one that reads goes on by itself.
+        assigned = [(key, generation) for key, generation in self.assigned()
+                    if self.gate.quiet(key, generation, idle=self.idle_seconds, now=now)]
         if assigned:
             ends = await consumer.end_offsets([TopicPartition(*key) for key, _ in assigned])
-            now = time.monotonic()
             for key, generation in assigned:
                 end = ends.get(TopicPartition(*key))
                 if end is not None:

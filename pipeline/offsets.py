@@ -128,6 +128,16 @@ class OffsetGate:
         log.warning("%s[%d]: offsets %d..%d were not handed out in %.0f s; they are read apart",
                     key[0], key[1], expected, end - 1, now - part.last_read)
 
+    def quiet(self, key: PartitionKey, generation: int, *, idle: float, now: float) -> bool:
+        """Would `watch` look at this partition now (its log's end is worth asking for)? Yes
+        for one not begun under `generation`; else only when nothing was read or is pending
+        for `idle` seconds and no hole is open."""
+        part = self._parts.get(key)
+        if part is None or part.generation != generation:
+            return True
+        return not part.closing and part.base is not None and not part.pending \
+            and not part.holes and now - part.last_read >= idle
+
     def behind(self, key: PartitionKey, offset: int) -> bool:
         """Is an offset below this one still to be read (or where reading starts unknown)? Its
         record then waits, so that a tenant's calls reach its lane in offset order."""

@@ -266,6 +266,23 @@ def test_a_pending_partition_is_not_watched() -> None:
     assert gate.holes() == []
 
 
+def test_only_a_quiet_partition_s_log_end_is_worth_asking_for() -> None:
+    """The hole filler asks the brokers for the log's end of these only (not every assigned
+    partition every second)."""
+    gate = OffsetGate()
+    later = time.monotonic() + 100
+    assert gate.quiet((T, 0), 1, idle=10.0, now=later), "not begun: the watch begins it"
+    [lease] = read(gate, 0)
+    assert not gate.quiet((T, 0), 1, idle=10.0, now=later), "a record pending"
+    lease.settle()
+    assert not gate.quiet((T, 0), 1, idle=10.0, now=time.monotonic()), "read just now"
+    assert gate.quiet((T, 0), 1, idle=10.0, now=later)
+    assert gate.quiet((T, 0), 2, idle=10.0, now=later), "a new generation: begun anew"
+    gate.watch((T, 0), 1, 50, idle=10.0, now=later)
+    assert gate.holes() == [((T, 0), 1, 1, 50)]
+    assert not gate.quiet((T, 0), 1, idle=10.0, now=later), "a hole open: the filler reads it"
+
+
 def test_holes_of_a_partition_moved_away_are_not_read() -> None:
     gate = OffsetGate()
     read(gate, 0, 5)
