@@ -61,6 +61,11 @@ app = faust.App(
     web_stats_enabled=False,
     web_metrics_enabled=False,
     consumer_auto_offset_reset="earliest",
+    # No standby copies of other workers' table partitions: faust-streaming 0.15.3's recovery
+    # seeks a standby partition added while it runs to offset None and crashes the worker
+    # (seen in the fault suite's rebalance: `Offset must be a positive integer`). A partition
+    # taken over is read from its changelog instead, and no worker holds a second copy.
+    table_standby_replicas=0,
     producer_acks=-1,
     broker_credentials=settings.kafka.faust_credentials(),
     broker_session_timeout=settings.kafka.session_timeout_seconds,
