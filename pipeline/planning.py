@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -202,6 +203,8 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> C
     status_change = _status_change(event, config, mapping)
     base = CallPlan(tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
                     site=config.site_code, popups=popups, status_change=status_change)
+    if _lead_at_answer(event, config, mapping):
+        return _answered_lead(event, config, mapping, base)
     if event.stage is not CallStage.ENDED or event.status is CallStatus.IN_PROGRESS:
         return base
     zone = config.zone
@@ -229,19 +232,7 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> C
     hold = ended + timedelta(seconds=options.recording_wait_seconds) if (
         options.recording_wait_seconds and upload.result is CallResult.ANSWERED
         and upload.recordUrl is None) else None
-    customer = order = None
-    if from_client and options.lead.create_customer:
-        customer = CustomerPayload(
-            externalId=customer_external_id(event.tenant_id, event.client_phone),
-            phones=[CustomerPhone(number=event.client_phone)], managerId=manager,
-            site=config.site_code, source=source,
-            customFields=_custom_fields(event.utm, options.customer_utm_fields))
-    if from_client and options.lead.create_order:
-        order = OrderPayload(
-            externalId=order_external_id(event.tenant_id, event.call_id),
-            orderMethod=options.order_method, site=config.site_code, phone=event.client_phone,
-            managerId=manager, source=source,
-            customFields=_custom_fields(event.utm, options.order_utm_fields))
+    customer, order = _lead(event, config, manager, source) if from_client else (None, None)
     task = None
     if from_client and event.status is not CallStatus.ANSWERED and options.missed_call_task:
         local = event.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
@@ -263,6 +254,48 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> C
         site=config.site_code, popups=popups, status_change=status_change, upload=upload,
         lookup=customer is not None or order is not None or task is not None,
         customer=customer, order=order, task=task, callback=callback, hold_upload_until=hold)
+
+
+def _lead(event: CallEvent, config: IntegrationConfig, manager: int | None,
+          source: SourcePayload | None) -> tuple[CustomerPayload | None, OrderPayload | None]:
+    """The customer and order a new caller's call makes (if the CRM does not know them): the
+    same, by the same externalIds, whichever of the call's records plans them."""
+    options = config.options
+    customer = order = None
+    if options.lead.create_customer:
+        customer = CustomerPayload(
+            externalId=customer_external_id(event.tenant_id, event.client_phone),
+            phones=[CustomerPhone(number=event.client_phone)], managerId=manager,
+            site=config.site_code, source=source,
+            customFields=_custom_fields(event.utm, options.customer_utm_fields))
+    if options.lead.create_order:
+        order = OrderPayload(
+            externalId=order_external_id(event.tenant_id, event.call_id),
+            orderMethod=options.order_method, site=config.site_code, phone=event.client_phone,
+            managerId=manager, source=source,
+            customFields=_custom_fields(event.utm, options.order_utm_fields))
+    return customer, order
+
+
+def _lead_at_answer(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> bool:
+    """Option `lead.at_answer`: the `answered` record of a caller's call makes the lead."""
+    lead = config.options.lead
+    return (lead.at_answer and event.stage is CallStage.ANSWERED
+            and event.direction is CallDirection.INBOUND
+            and (lead.create_customer or lead.create_order)
+            and not is_own_number(event, config, mapping))
+
+
+def _answered_lead(event: CallEvent, config: IntegrationConfig, mapping: Routes,
+                   base: CallPlan) -> CallPlan:
+    """The lookup, customer and order while the manager is on the call; nothing else (the
+    call's upload, task and call-back step are its `ended` record's). The ledger's `lead`,
+    `customer_id` and `order` facts of the call id tell the `ended` record they are done."""
+    employee = event.employee
+    manager = mapping.crm_user_for(employee.id if employee else None) or \
+        mapping.senior_manager_id
+    customer, order = _lead(event, config, manager, _source(event.utm))
+    return dataclasses.replace(base, lookup=True, customer=customer, order=order)
 
 
 def _callback_step(event: CallEvent, mapped: int | None, zone: ZoneInfo) -> CallbackStep:

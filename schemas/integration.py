@@ -85,6 +85,11 @@ class LeadPolicy(BaseModel):
 
     create_customer: bool = True
     create_order: bool = True
+    at_answer: bool = Field(
+        default=False, description="Make a new caller's customer and order when the call is "
+        "answered (its `answered` record), so the manager sees them while still on the call; "
+        "the `ended` record then only completes the call history. A call whose `answered` "
+        "record never comes makes them at its end, as without the option")
 
 
 def _distinct(numbers: tuple[str, ...]) -> tuple[str, ...]:

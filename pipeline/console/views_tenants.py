@@ -171,7 +171,8 @@ async def save_settings(request: web.Request) -> web.Response:
         shown = SettingsForm(values={**SettingsForm.from_config(current).values,
                                      **{k: v for k, v in form.items() if k != "api_key"}},
                              errors=bad.errors)
-        for box in ("lead_create_customer", "lead_create_order", "missed_call_task",
+        for box in ("lead_create_customer", "lead_create_order", "lead_at_answer",
+                    "missed_call_task",
                     "callback_loop", "status_sync", "own_employee_extensions",
                     "send_after_reactivation"):
             shown.values[box] = box in form

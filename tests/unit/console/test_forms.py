@@ -27,7 +27,8 @@ def test_the_form_becomes_activate_fields_keeping_options_it_does_not_show() -> 
     assert fields["api_key"] == "key-1" and fields["module_code"] == "ringostat"
     assert fields["send_after_reactivation"] is True
     options = fields["options"]
-    assert options["lead"] == {"create_customer": False, "create_order": True}
+    assert options["lead"] == {"create_customer": False, "create_order": True,
+                               "at_answer": False}
     assert options["missed_call_task"] is False, "an unchecked box is off"
     assert options["send_after_reactivation"] is True, "not on the form: kept"
     assert options["order_method"] == "phone"
@@ -112,3 +113,12 @@ def test_the_callback_loop_is_a_box_off_unless_checked() -> None:
     assert SettingsForm.from_config(None).values["callback_loop"] is False
     form = SettingsForm.from_config({"options": {"callback_loop": True}})
     assert form.values["callback_loop"] is True
+
+
+def test_the_lead_at_answer_is_a_box_off_unless_checked() -> None:
+    assert settings_fields("acme", FORM, None)["options"]["lead"]["at_answer"] is False
+    on = settings_fields("acme", {**FORM, "lead_at_answer": "on"}, None)
+    assert on["options"]["lead"]["at_answer"] is True
+    assert SettingsForm.from_config(None).values["lead_at_answer"] is False
+    form = SettingsForm.from_config({"options": {"lead": {"at_answer": True}}})
+    assert form.values["lead_at_answer"] is True

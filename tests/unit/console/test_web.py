@@ -106,8 +106,8 @@ async def test_activation_sends_the_seed_form_and_never_shows_or_audits_the_key(
         "csrf_token": token, "portal_url": "https://acme.retailcrm.ru",
         "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": secret,
         "timezone": "Europe/Kyiv", "module_code": "ringostat", "lead_create_customer": "on",
-        "missed_call_task": "on", "order_method": "phone", "popup_max_age_seconds": "60",
-        "recording_wait_seconds": "120", "status_sync": "on",
+        "lead_at_answer": "on", "missed_call_task": "on", "order_method": "phone",
+        "popup_max_age_seconds": "60", "recording_wait_seconds": "120", "status_sync": "on",
         "utm_customer_source": "ringostat_utm_source", "utm_order_campaign": "utm_campaign"})
     assert response.status == 303, await response.text()
     command = next(c for c in web.worker.sent if c["type"] == "activate")
@@ -116,7 +116,8 @@ async def test_activation_sends_the_seed_form_and_never_shows_or_audits_the_key(
     keyring = web.console.settings.secrets.keyring()
     assert keyring is not None
     assert keyring.decrypt(command["api_key"], tenant_id="acme") == secret
-    assert command["options"]["lead"] == {"create_customer": True, "create_order": False}
+    assert command["options"]["lead"] == {"create_customer": True, "create_order": False,
+                                          "at_answer": True}
     assert command["options"]["recording_wait_seconds"] == 120
     assert command["options"]["status_sync"] is True
     assert command["options"]["customer_utm_fields"] == {"source": "ringostat_utm_source"}
