@@ -1,4 +1,4 @@
-"""Self-diagnosis (option `self_diagnosis`): a set-up fault becomes one task for the senior manager."""
+"""Self-diagnosis (option `self_diagnosis`): a set-up fault, one task for the senior manager."""
 
 from __future__ import annotations
 
