@@ -260,10 +260,12 @@ class TenantLane:
             self.broken = next((w.broken for w in batch if w.broken is not None), None)
             if self.broken is not None and self.hooks is not None:
                 self.hooks.on_broken(self.tenant_id, self.broken)
+        if self.broken is None:
+            # After the batch's CRM steps, before its acks: a committed record's problem was
+            # dealt with. It never fails a call (its failures are logged and counted).
+            await self.diagnosis.run()
         for work in batch:
             await self._finish(work)
-        if self.broken is None:  # after the calls are settled: it never holds one back
-            await self.diagnosis.run()
 
     async def _leads(self, batch: list[Work]) -> None:
         """Each call's lookup, then its batch's customers, orders and tasks (pipeline/leads.py),
