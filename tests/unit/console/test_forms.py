@@ -112,3 +112,12 @@ def test_the_callback_loop_is_a_box_off_unless_checked() -> None:
     assert SettingsForm.from_config(None).values["callback_loop"] is False
     form = SettingsForm.from_config({"options": {"callback_loop": True}})
     assert form.values["callback_loop"] is True
+
+
+def test_self_diagnosis_is_a_box_off_unless_checked() -> None:
+    assert settings_fields("acme", FORM, None)["options"]["self_diagnosis"] is False
+    on = settings_fields("acme", {**FORM, "self_diagnosis": "on"}, None)
+    assert on["options"]["self_diagnosis"] is True
+    assert SettingsForm.from_config(None).values["self_diagnosis"] is False
+    form = SettingsForm.from_config({"options": {"self_diagnosis": True}})
+    assert form.values["self_diagnosis"] is True
