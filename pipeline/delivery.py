@@ -153,6 +153,8 @@ class Steps:
         # Optional methods the key was refused (BATCH_METHODS): done another way from then on.
         self.unavailable: set[str] = set()
         self.on_denied: Callable[[str], None] | None = None
+        # Told of every refused request (pipeline/diagnosis.py looks for a refused shop).
+        self.on_rejected: Callable[[str, e.CRMRejectedError], None] | None = None
 
     async def call(self, method: str, fn: Callable[[], Awaitable[T]], *,
                    deadline: datetime | None = None, work: Work | None = None,
@@ -160,6 +162,8 @@ class Steps:
         """`fn` under the error policy. An `optional` method the key is refused is noted in
         `unavailable` (the caller does without it), not as the tenant's denied method."""
         if method in self.denied:
+            if self.on_denied is not None:  # every refusal: a recurrence for diagnosis
+                self.on_denied(method)
             raise StepFailed(DeadLetter(reason="AccessDenied", broken=False, method=method))
         attempt = 0
         while True:
@@ -169,6 +173,8 @@ class Steps:
             try:
                 return await fn()
             except e.RetailCRMError as exc:
+                if isinstance(exc, e.CRMRejectedError) and self.on_rejected is not None:
+                    self.on_rejected(method, exc)
                 action = decide(exc, attempt=attempt, max_attempts=self.settings.max_attempts,
                                 base=self.settings.backoff_base_seconds,
                                 cap=self.settings.backoff_max_seconds, rand=self.rand)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.delivery import SourceRef, Work
+from pipeline.diagnosis import unmapped_extension
 from pipeline.employees import Roster, effective_mapping
 from pipeline.lanes import LaneRegistry
 from pipeline.observability.logs import redactor
@@ -182,11 +183,12 @@ class TenantDirectory:
                 cache.pop(tenant_id, None)
         return len(idle)
 
-    def note_fallback(self, event: CallEvent, mapping: Routes) -> None:
-        """Count a call whose employee is not (or no longer) linked to an active manager."""
+    def note_fallback(self, event: CallEvent, mapping: Routes) -> str | None:
+        """Count a call whose employee is not (or no longer) linked to an active manager;
+        returns why it is not, None for a linked employee or none at all."""
         employee = event.employee
         if employee is None or employee.id in mapping.employees:
-            return
+            return None
         dropped = self._maps.get(event.tenant_id, (None, None, None, {}))[3]
         why = dropped.get(employee.id, "not linked to a CRM manager")
         seen = self.fallbacks.setdefault(event.tenant_id, {})
@@ -194,6 +196,7 @@ class TenantDirectory:
             seen[employee.id] = why
         FALLBACKS.labels(event.tenant_id, "inactive" if employee.id in dropped else
                          "unmapped").inc()
+        return why
 
 
 async def accept_call(*, raw: bytes | None, key: bytes | None, source: SourceRef,
@@ -226,12 +229,16 @@ async def accept_call(*, raw: bytes | None, key: bytes | None, source: SourceRef
         ack()
         return
     mapping = directory.mapping(event.tenant_id)
-    directory.note_fallback(event, mapping)
+    unlinked = directory.note_fallback(event, mapping)
     plan = plan_call(event, config, mapping)
     if plan.is_empty:
         ack()
         return
     lane = lanes.lane_for(config)
+    lane.diagnosis.configure(config, mapping.senior_manager_id)
+    if unlinked is not None and event.employee is not None:
+        lane.diagnosis.report(unmapped_extension(event.employee.id, event.employee.extension,
+                                                 unlinked))
     await lane.submit(Work(event=event, plan=plan, raw=raw, key=key, source=source, ack=ack,
                            lease=lease))
 

@@ -138,6 +138,7 @@ class LaneRegistry:
         elif self._fingerprints.get(config.tenant_id) != fingerprint:
             self._new_key(lane, config)
         self._fingerprints[config.tenant_id] = fingerprint
+        lane.diagnosis.config = config  # its option as the tenant has it now
         return lane
 
     def _apply_stored_state(self, lane: TenantLane, config: IntegrationConfig) -> None:

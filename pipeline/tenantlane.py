@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Protocol
 
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD
+from pipeline.crm.errors import CRMRejectedError
 from pipeline.delivery import Lead, Revoked, SourceRef, StepFailed, Steps, Work, finished
+from pipeline.diagnosis import Diagnosis, access_denied, site_error, site_refused
 from pipeline.errorpolicy import DeadLetter
 from pipeline.leads import Leads
 from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
@@ -56,13 +58,25 @@ class TenantLane:
         self.outage_probe_interval = outage_probe_interval
         self._last_probe = time.monotonic()
         self.broken: DeadLetter | None = None
-        if hooks is not None:
-            steps.on_denied = lambda method: hooks.on_denied(tenant_id, method)
+        self.diagnosis = Diagnosis(tenant_id=tenant_id, steps=steps)
+        steps.on_denied = self._denied
+        steps.on_rejected = self._rejected
         self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
         self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
         self._task: asyncio.Task[None] | None = None
         self._busy = False
         self._last_active = time.monotonic()
+
+    def _denied(self, method: str) -> None:
+        if self.hooks is not None:
+            self.hooks.on_denied(self.tenant_id, method)
+        self.diagnosis.report(access_denied(method))
+
+    def _rejected(self, method: str, exc: CRMRejectedError) -> None:
+        message = site_error(exc)
+        config = self.diagnosis.config
+        if message is not None and config is not None:
+            self.diagnosis.report(site_refused(method, config.site_code, message))
 
     def start(self) -> None:
         if self._task is None:
@@ -246,6 +260,10 @@ class TenantLane:
             self.broken = next((w.broken for w in batch if w.broken is not None), None)
             if self.broken is not None and self.hooks is not None:
                 self.hooks.on_broken(self.tenant_id, self.broken)
+        if self.broken is None:
+            # After the batch's CRM steps, before its acks: a committed record's problem was
+            # dealt with. It never fails a call (its failures are logged and counted).
+            await self.diagnosis.run()
         for work in batch:
             await self._finish(work)
 

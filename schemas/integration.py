@@ -125,6 +125,11 @@ class IntegrationOptions(BaseModel):
         default=False, description="Close the call-back loop: a caller's missed calls share "
         "one open task (a later one is noted on it); their next answered call, or a "
         "successful call to them, completes it. Needs /api/tasks/{id}/edit for the key")
+    self_diagnosis: bool = Field(
+        default=False, description="Tell the senior manager, with one CRM task a problem, of "
+        "a set-up fault only the operator can mend: an employee's extension linked to no "
+        "manager, a method the key is denied, a shop code retailCRM refuses. A new task only "
+        "if the problem recurs after its task was completed. Needs /api/tasks/create")
     order_method: str = Field(default="phone", description="orderMethod code for lead orders")
     popup_max_age_seconds: int = Field(
         default=60, ge=0, description="Never pop up a call event older than this")

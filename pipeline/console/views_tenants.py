@@ -172,9 +172,8 @@ async def save_settings(request: web.Request) -> web.Response:
                                      **{k: v for k, v in form.items() if k != "api_key"}},
                              errors=bad.errors)
         for box in ("lead_create_customer", "lead_create_order", "lead_at_answer",
-                    "missed_call_task",
-                    "callback_loop", "status_sync", "own_employee_extensions",
-                    "send_after_reactivation"):
+                    "missed_call_task", "callback_loop", "self_diagnosis", "status_sync",
+                    "own_employee_extensions", "send_after_reactivation"):
             shown.values[box] = box in form
         return _settings_page(request, tenant_id, shown, status=400, new=current is None)
     redactor.register(fields["api_key"])  # no log line of this process can show it

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = [
     "BATCH_SIZE", "CALLBACK_SECONDS", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS",
     "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
+    "DIAGNOSIS_FAILURES", "DIAGNOSIS_TASKS",
     "EVENTS_CONSUMED", "FALLBACKS", "INGEST_ACCEPTED", "INGEST_IN_FLIGHT", "INGEST_REGISTRY",
     "INGEST_REQUESTS", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG", "LEAD_BATCH_SIZE",
     "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
@@ -68,6 +69,14 @@ CALLBACK_SECONDS = Histogram(
     "How long a caller waited from their first missed call to the call that completed its task "
     "(option callback_loop); once per completed task",
     buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800))
+DIAGNOSIS_TASKS = Counter(
+    "callsync_diagnosis_tasks_total",
+    "Tasks made for the senior manager about a set-up problem (option self_diagnosis)",
+    ["problem"])
+DIAGNOSIS_FAILURES = Counter(
+    "callsync_diagnosis_failures_total",
+    "Set-up problems no diagnosis task could be made for (logged; no call is parked for it)",
+    ["problem"])
 LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
 
 # The HTTP ingest is a process of its own: its /metrics serves these alone, not the worker's.

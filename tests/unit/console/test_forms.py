@@ -122,3 +122,12 @@ def test_the_lead_at_answer_is_a_box_off_unless_checked() -> None:
     assert SettingsForm.from_config(None).values["lead_at_answer"] is False
     form = SettingsForm.from_config({"options": {"lead": {"at_answer": True}}})
     assert form.values["lead_at_answer"] is True
+
+
+def test_self_diagnosis_is_a_box_off_unless_checked() -> None:
+    assert settings_fields("acme", FORM, None)["options"]["self_diagnosis"] is False
+    on = settings_fields("acme", {**FORM, "self_diagnosis": "on"}, None)
+    assert on["options"]["self_diagnosis"] is True
+    assert SettingsForm.from_config(None).values["self_diagnosis"] is False
+    form = SettingsForm.from_config({"options": {"self_diagnosis": True}})
+    assert form.values["self_diagnosis"] is True

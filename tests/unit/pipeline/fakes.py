@@ -8,7 +8,21 @@ from typing import Any
 from pipeline.delivery import SourceRef, Work
 from pipeline.errorpolicy import DeadLetter
 
-__all__ = ["Lane", "Lanes", "Outlets"]
+__all__ = ["Diagnosis", "Lane", "Lanes", "Outlets"]
+
+
+class Diagnosis:
+    """A lane's self-diagnosis that only notes what intake reports."""
+
+    def __init__(self) -> None:
+        self.senior_manager_id: int | None = None
+        self.reported: list[Any] = []
+
+    def configure(self, config: Any, senior_manager_id: int | None) -> None:
+        self.senior_manager_id = senior_manager_id
+
+    def report(self, problem: Any) -> None:
+        self.reported.append(problem)
 
 
 class Lane:
@@ -17,6 +31,7 @@ class Lane:
     def __init__(self) -> None:
         self.works: list[Work] = []
         self.holding = False
+        self.diagnosis = Diagnosis()
 
     async def submit(self, work: Work) -> None:
         self.works.append(work)

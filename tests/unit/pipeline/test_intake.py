@@ -102,3 +102,12 @@ async def test_divert_tries_until_the_copy_is_stored_then_settles() -> None:
     assert outlets.failing == 0 and [c["reason"] for c in outlets.invalids] == [
         "internal:KeyError"]
     assert settled == [True]
+
+
+async def test_an_employee_linked_to_no_manager_is_reported_to_the_lane_s_diagnosis(
+        intake: Intake) -> None:
+    await intake.accept(GOOD, b"acme")  # emp-1 (ext 101): the desk's mapping links nobody
+    diagnosis = intake.lanes.lane.diagnosis
+    [problem] = diagnosis.reported
+    assert (problem.kind, problem.subject) == ("unmapped_extension", "101")
+    assert diagnosis.senior_manager_id == 28 and "not linked" in problem.commentary
