@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from pipeline.ledger import MemoryLedger
 from pipeline.offsets import OffsetGate
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
+from tests.crmlane import QUICK, Crash, CrashableLedger, enable_telephony
 from tests.integration.support import RecordingOutlets
 from tests.waiting import wait_until
 
@@ -48,25 +47,6 @@ def call(n: int, **changes: Any) -> CallEvent:
     return CallEvent.model_validate({**base, **changes})
 
 
-class CrashableLedger(MemoryLedger):
-    """Keeps only what was synced when the worker dies, as the changelog would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.durable: dict[str, Any] = {}
-
-    async def sync(self) -> None:
-        self.durable = copy.deepcopy(self.data)
-
-    def crash(self) -> None:
-        self.data.clear()
-        self.data.update(copy.deepcopy(self.durable))
-
-
-class Crash(BaseException):
-    """The worker dies here (SIGKILL): nothing catches it."""
-
-
 class Harness:
     def __init__(self, double: CRMDouble, *, key: str = "acme-key") -> None:
         self.double = double
@@ -76,8 +56,7 @@ class Harness:
         self.cfg = config(double, key)
         self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
                                       api_key=self.cfg.api_key)
-        settings = CRMSettings(max_attempts=4, backoff_base_seconds=0.01,
-                               backoff_max_seconds=0.05, upload_linger_seconds=0.05)
+        settings = QUICK
         self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
                            clock=lambda: datetime.now(UTC))
         self.lane = TenantLane(tenant_id="acme", steps=self.steps,
@@ -96,9 +75,7 @@ class Harness:
 @pytest.fixture
 async def harness(crm_double: CRMDouble, portal: Portal) -> AsyncIterator[Harness]:
     h = Harness(crm_double)
-    await h.client.edit_integration_module(IntegrationModulePayload(
-        code="ringostat-rs", integrationCode="ringostat", active=True,
-        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await enable_telephony(h.client)
     yield h
     await h.client.aclose()
 
@@ -259,9 +236,7 @@ async def test_access_denied_parks_only_the_step_that_needs_the_method(
     portal.keys["no-tasks"] = ApiKey("no-tasks", {m for m in portal.keys["acme-key"].methods
                                                  if m != "/api/tasks/create"}, "no-tasks")
     h = Harness(crm_double, key="no-tasks")
-    await h.client.edit_integration_module(IntegrationModulePayload(
-        code="ringostat-rs", integrationCode="ringostat", active=True,
-        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await enable_telephony(h.client)
     await h.deliver(call(1, status="no_answer", talk_seconds=0), call(2))
     await h.client.aclose()
     assert set(portal.calls) == {"c1", "c2"} and len(portal.orders) == 2
@@ -787,9 +762,7 @@ async def test_a_key_without_the_upload_methods_makes_each_one_by_one(
                                             if not m.endswith("/upload")
                                             or m.startswith("/api/telephony")}, "guide")
     h = Harness(crm_double, key="guide")
-    await h.client.edit_integration_module(IntegrationModulePayload(
-        code="ringostat-rs", integrationCode="ringostat", active=True,
-        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await enable_telephony(h.client)
     await h.deliver(call(1), call(2))
     await h.deliver(call(3), call(4))
     await h.client.aclose()

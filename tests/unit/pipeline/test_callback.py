@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import TASK_EDIT
 from pipeline.delivery import SourceRef, Steps, Work, caller_key
@@ -20,7 +19,7 @@ from pipeline.lanes import TenantLane
 from pipeline.ledger import MemoryLedger
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
+from tests.crmlane import QUICK, enable_telephony
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -107,8 +106,7 @@ class Harness:
         self.cfg = config(double.portal_url("acme"), loop=loop, key=key)
         self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
                                       api_key=self.cfg.api_key)
-        settings = CRMSettings(max_attempts=4, backoff_base_seconds=0.01,
-                               backoff_max_seconds=0.05, upload_linger_seconds=0.05)
+        settings = QUICK
         self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
                            clock=lambda: datetime.now(UTC))
         self.lane = TenantLane(tenant_id="acme", steps=self.steps, outlets=self.outlets,
@@ -130,9 +128,7 @@ class Harness:
 @pytest.fixture
 async def harness(crm_double: CRMDouble, portal: Portal) -> AsyncIterator[Harness]:
     h = Harness(crm_double)
-    await h.client.edit_integration_module(IntegrationModulePayload(
-        code="ringostat-rs", integrationCode="ringostat", active=True,
-        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await enable_telephony(h.client)
     yield h
     await h.client.aclose()
 
@@ -251,9 +247,7 @@ async def test_a_key_without_task_edit_parks_the_completion_naming_the_method(
                                    methods=set(portal.keys["acme-key"].methods) - {TASK_EDIT})
     h = Harness(crm_double, key="narrow")
     try:
-        await h.client.edit_integration_module(IntegrationModulePayload(
-            code="ringostat-rs", integrationCode="ringostat", active=True,
-            integrations=Integrations(telephony=TelephonyConfiguration())))
+        await enable_telephony(h.client)
         await h.deliver(call("m1", 0), call("m2", 5))
         [task] = portal.tasks.values()
         [(_, parked)] = [(w, a) for w, a in h.outlets.dead]
@@ -273,9 +267,7 @@ async def test_without_the_option_every_missed_call_has_its_own_task_and_none_co
         crm_double: CRMDouble, portal: Portal) -> None:
     h = Harness(crm_double, loop=False)
     try:
-        await h.client.edit_integration_module(IntegrationModulePayload(
-            code="ringostat-rs", integrationCode="ringostat", active=True,
-            integrations=Integrations(telephony=TelephonyConfiguration())))
+        await enable_telephony(h.client)
         await h.deliver(call("m1", 0), call("m2", 5), answered("a1", 10))
         assert len(portal.tasks) == 2 and portal.task_edits == []
         assert not any(t["complete"] for t in portal.tasks.values()) and h.caller() == \

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,31 +19,12 @@ from pipeline.lanes import TenantLane
 from pipeline.ledger import MemoryLedger
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
+from tests.crmlane import Crash, CrashableLedger, enable_telephony
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 MAPPING = EmployeeMapping(tenant_id="acme", senior_manager_id=28,
                           employees={"emp-1": EmployeeLink(crm_user_id=27, extension="101")})
-
-
-class CrashableLedger(MemoryLedger):
-    """Keeps only what was synced when the worker dies, as the changelog would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.durable: dict[str, Any] = {}
-
-    async def sync(self) -> None:
-        self.durable = copy.deepcopy(self.data)
-
-    def crash(self) -> None:
-        self.data.clear()
-        self.data.update(copy.deepcopy(self.durable))
-
-
-class Crash(BaseException):
-    """The worker dies here (SIGKILL): nothing catches it."""
 
 
 def config(portal_url: str, *, on: bool = True, key: str = "acme-key",
@@ -126,9 +106,7 @@ async def harness(crm_double: CRMDouble, portal: Portal) -> AsyncIterator[Harnes
 
 
 async def activate(h: Harness) -> None:
-    await h.client.edit_integration_module(IntegrationModulePayload(
-        code="ringostat-rs", integrationCode="ringostat", active=True,
-        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await enable_telephony(h.client)
 
 
 def diagnosis_tasks(portal: Portal) -> list[dict[str, Any]]:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
 from pipeline.delivery import SourceRef, Steps, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
 from pipeline.lanes import TenantLane
-from pipeline.ledger import MemoryLedger
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
+from tests.crmlane import QUICK, Crash, CrashableLedger, enable_telephony
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -88,25 +85,6 @@ def test_the_lead_options_still_choose_what_is_made() -> None:
 
 # -- delivery against the double --------------------------------------------------------------
 
-class CrashableLedger(MemoryLedger):
-    """Keeps only what was synced when the worker dies, as the changelog would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.durable: dict[str, Any] = {}
-
-    async def sync(self) -> None:
-        self.durable = copy.deepcopy(self.data)
-
-    def crash(self) -> None:
-        self.data.clear()
-        self.data.update(copy.deepcopy(self.durable))
-
-
-class Crash(BaseException):
-    """The worker dies here (SIGKILL): nothing catches it."""
-
-
 class Harness:
     def __init__(self, double: CRMDouble) -> None:
         self.ledger = CrashableLedger()
@@ -114,8 +92,7 @@ class Harness:
         self.cfg = config(double.portal_url("acme"))
         self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
                                       api_key=self.cfg.api_key)
-        settings = CRMSettings(max_attempts=4, backoff_base_seconds=0.01,
-                               backoff_max_seconds=0.05, upload_linger_seconds=0.05)
+        settings = QUICK
         self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
                            clock=lambda: datetime.now(UTC))
         self.lane = TenantLane(tenant_id="acme", steps=self.steps, outlets=self.outlets,
@@ -149,9 +126,7 @@ class Harness:
 @pytest.fixture
 async def harness(crm_double: CRMDouble, portal: Portal) -> AsyncIterator[Harness]:
     h = Harness(crm_double)
-    await h.client.edit_integration_module(IntegrationModulePayload(
-        code="ringostat-rs", integrationCode="ringostat", active=True,
-        integrations=Integrations(telephony=TelephonyConfiguration())))
+    await enable_telephony(h.client)
     yield h
     await h.client.aclose()
 

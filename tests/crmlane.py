@@ -1,0 +1,44 @@
+"""Support for tests of tenant lanes against the retailCRM double: a ledger that keeps only what
+was synced when the worker dies, the crash itself, quick retries, and the telephony module."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pipeline.config import CRMSettings
+from pipeline.crm.client import RetailCRMClient
+from pipeline.ledger import MemoryLedger
+from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
+
+__all__ = ["QUICK", "Crash", "CrashableLedger", "enable_telephony"]
+
+# Retries that give up within a test's patience.
+QUICK = CRMSettings(max_attempts=4, backoff_base_seconds=0.01, backoff_max_seconds=0.05,
+                    upload_linger_seconds=0.05)
+
+
+class CrashableLedger(MemoryLedger):
+    """Keeps only what was synced when the worker dies, as the changelog would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durable: dict[str, Any] = {}
+
+    async def sync(self) -> None:
+        self.durable = copy.deepcopy(self.data)
+
+    def crash(self) -> None:
+        self.data.clear()
+        self.data.update(copy.deepcopy(self.durable))
+
+
+class Crash(BaseException):
+    """The worker dies here (SIGKILL): nothing catches it."""
+
+
+async def enable_telephony(client: RetailCRMClient) -> None:
+    """The portal's telephony module, active: calls can be uploaded and pop-ups shown."""
+    await client.edit_integration_module(IntegrationModulePayload(
+        code="ringostat-rs", integrationCode="ringostat", active=True,
+        integrations=Integrations(telephony=TelephonyConfiguration())))
