@@ -128,7 +128,7 @@ def _baseline(stack: Stack, section: Section, expected: int) -> dict[str, Any]:
                    "url": str(d.config.portal_url), "key": d.config.api_key.get_secret_value(),
                    "manager": d.senior_manager_id} for d in devs}}
         started, own, children = time.monotonic(), _cpu(RUSAGE_SELF), _cpu(RUSAGE_CHILDREN)
-        proc = subprocess.run([sys.executable, "-m", "pipeline.bench_baseline"],
+        proc = subprocess.run([sys.executable, "-m", "pipeline.devtools.bench_baseline"],
                               input=json.dumps(job).encode(), capture_output=True,
                               timeout=1800, check=False)
         if proc.returncode != 0:
