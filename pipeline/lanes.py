@@ -104,7 +104,7 @@ class LaneRegistry:
         self.states = states
         self.probe_interval = probe_interval
         self.outage_probe_interval = outage_probe_interval
-        # One pool and TLS context for every tenant's client (pipeline/crm/transport.py).
+        # One TLS context for every tenant's client, a pool per portal (pipeline/crm/transport.py).
         self.transport = SharedTransport(transport)
         self.buffer = buffer
         self.clock = clock
@@ -235,6 +235,7 @@ class LaneRegistry:
             await lane.stop()
         in_use = {id(lane.steps.client) for lane in self.lanes.values()}
         await self.clients.evict_idle(after, keep=in_use)
+        await self.transport.sweep()  # the connection pools of portals nobody asks any more
         return len(lanes)
 
     async def stop(self) -> None:

@@ -41,6 +41,7 @@ from pipeline.crm.models import (
     UsersPage,
 )
 from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS, SlidingWindowLimiter
+from pipeline.crm.transport import PORTAL
 from pipeline.crm.wire import (
     PAGE_LIMITS,
     drop_none,
@@ -161,7 +162,7 @@ class RetailCRMClient:
                     async with self._http.stream(
                         verb, url, headers={"X-API-KEY": self._key.get_secret_value()},
                         data=encode_form(form) if form is not None else None,
-                        extensions={"trace": trace},
+                        extensions={"trace": trace, PORTAL: self.base_url},
                     ) as response:
                         raw = await read_capped(response, cap=self.max_response_bytes,
                                                  method=method)
