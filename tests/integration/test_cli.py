@@ -14,6 +14,7 @@ from pipeline.__main__ import main
 from pipeline.devtools.crmdouble.admin import KeySpec, PortalSpec, UserSpec, seed_portal
 from pipeline.devtools.samples import sample_tenants
 from tests.integration.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -47,13 +48,16 @@ async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str,
 
 async def listed(capsys: pytest.CaptureFixture[str], tenant: str) -> list[str]:
     """`tenants list` once it shows `tenant` (the desk's record is on its way to the topic)."""
-    for _ in range(20):
+    seen: list[str] = []
+
+    async def shown() -> list[str] | None:
         status, out, _ = await cli(capsys, "tenants", "list")
         assert status == 0
-        if tenant in out.split():
-            return out.split()
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{tenant} never listed: {out!r}")
+        seen[:] = out.split()
+        return seen if tenant in seen else None
+
+    return await wait_until(shown, f"{tenant} in `tenants list`", within=10, every=0.5,
+                            detail=lambda: repr(seen))
 
 
 async def test_tenants_list_unknown_tenants_and_rekey_all(
@@ -102,7 +106,8 @@ async def test_a_new_tenant_from_the_cli_with_options_merged_by_the_worker(
     options = result.data["config"]["options"]
     assert options["status_sync"] is True, "kept from the first activation"
     assert options["recording_wait_seconds"] == 30
-    assert options["lead"] == {"create_customer": True, "create_order": False}
+    assert options["lead"] == {"create_customer": True, "create_order": False,
+                               "at_answer": False}
     module = stack.double.state.portals["fresh"].modules["ringostat"]
     assert module["integrationCode"] == "ringostat" and module["active"] is True
 

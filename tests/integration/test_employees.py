@@ -13,6 +13,7 @@ import pytest
 from pipeline.devtools.crmdouble.admin import UserSpec, add_user
 from pipeline.devtools.samples import sample_calls, sample_tenants
 from tests.integration.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -35,13 +36,14 @@ def module_codes(stack: Stack) -> list[tuple[int, str]]:
 
 
 async def roster_after_next_sync(stack: Stack, tid: str, since: str | None) -> list[int]:
-    for _ in range(60):
-        status = await stack.command("status", tid)
-        roster = status.data["roster"]
+    async def synced() -> list[int] | None:
+        roster = (await stack.command("status", tid)).data["roster"]
         if roster["synced_at"] and roster["synced_at"] != since:
             return list(roster["managers"])
-        await asyncio.sleep(0.5)
-    raise AssertionError("no roster sync happened")
+        return None
+
+    return await wait_until(synced, "the next roster sync", within=30, every=0.5,
+                            detail=stack.worker.log_tail)
 
 
 async def test_roster_links_fallbacks_and_the_modules_extensions(stack: Stack) -> None:

@@ -17,6 +17,7 @@ from pipeline.producing import Record
 from pipeline.tables import tenant_partition
 from tests.integration.stack import StackFactory
 from tests.integration.support import actual_state, expected_state, same
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -90,12 +91,13 @@ async def test_a_mixed_batch_lands_exactly_and_feeding_it_again_changes_nothing(
     for path, expected in (("/healthz", {"status": "alive"}), ("/readyz", None)):
         status, body = await asyncio.to_thread(get_json, stack.metrics_port, path)
         assert status == 200 and (expected is None or body == expected)
-    for _ in range(40):  # the lag timer runs every 5 s
-        lag = scrape(stack.metrics_port)
-        if metric(lag, "callsync_consumer_lag_records") == 0 and any(
-                k.startswith("callsync_consumer_lag_records{") for k in lag):
-            break
-        await asyncio.sleep(0.5)
+    def lag_scraped() -> dict[str, float] | None:  # the lag timer runs every 5 s
+        found = scrape(stack.metrics_port)
+        return found if metric(found, "callsync_consumer_lag_records") == 0 and any(
+            k.startswith("callsync_consumer_lag_records{") for k in found) else None
+
+    lag = await wait_until(lag_scraped, "a lag of 0 records on the metrics port", within=20,
+                           every=0.5)
     assert metric(lag, "callsync_consumer_lag_records") == 0
     assert metric(lag, "callsync_consumer_lag_seconds") == 0
     requests_first = sum(v for k, v in metrics.items()
@@ -128,11 +130,9 @@ async def test_a_slow_portal_does_not_delay_the_other_tenants(make_stack: StackF
     fast_total = sum(1 for e in events if e["tenant_id"] == fast.tenant_id)
     fast_portal = stack.double.state.portals[fast.tenant_id]
     slow_portal = stack.double.state.portals[slow.tenant_id]
-    for _ in range(600):
-        if len(fast_portal.calls) == fast_total:
-            break
-        await asyncio.sleep(0.1)
-    assert len(fast_portal.calls) == fast_total
+    await wait_until(lambda: len(fast_portal.calls) == fast_total,
+                     "the fast tenant's calls, all of them", within=60, every=0.1,
+                     detail=lambda: f"{len(fast_portal.calls)} of {fast_total}")
     slow_done_then = len(slow_portal.calls)
     assert slow_done_then < 40, "the slow tenant finished first: the test proves nothing"
     stack.double.state.faults.clear()

@@ -21,6 +21,7 @@ from pipeline.producing import Record, publish
 from pipeline.signing import open_record, record_key, seal_record, sign
 from tests.integration.stack import OPERATOR_KEY, Stack, StackFactory
 from tests.integration.support import actual_state, expected_state, same
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -33,13 +34,15 @@ async def refusals_from(stack: Stack, topics: set[str], count: int,
                         within: float = 60) -> list[Any]:
     """The invalid topic's copies of records that came from `topics`, once there are `count`."""
     found: list[Any] = []
-    for _ in range(int(within / 2)):
-        found = [m for m in await stack.read_topic(stack.settings.topics.invalid)
-                 if headers_of(m).get("callsync-source-topic") in topics]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(1)
-    raise AssertionError(f"{len(found)} of {count} refusals:\n{stack.worker.log_tail()}")
+
+    async def enough() -> list[Any] | None:
+        found[:] = [m for m in await stack.read_topic(stack.settings.topics.invalid)
+                    if headers_of(m).get("callsync-source-topic") in topics]
+        return found if len(found) >= count else None
+
+    return await wait_until(enough, f"{count} refusals on the invalid topic", within=within,
+                            every=1.0,
+                            detail=lambda: f"{len(found)} so far\n{stack.worker.log_tail()}")
 
 
 def leaks(messages: list[Any], secrets: list[str]) -> list[str]:
@@ -121,13 +124,14 @@ async def test_a_replayed_command_changes_nothing_after_101_others_and_a_restart
         (tid.encode(), json.dumps({"command": c, "signature": sign(
             c, OPERATOR_KEY.encode())}).encode(), None) for c in others])
     ids = {c["command_id"] for c in others}
-    for _ in range(90):
+
+    async def all_done() -> bool:
         answered = {m.key.decode() for m in await stack.read_topic(
             stack.settings.topics.results) if m.key and json.loads(m.value)["status"] == "done"}
-        if ids <= answered:
-            break
-        await asyncio.sleep(1)
-    assert ids <= answered, stack.worker.log_tail()
+        return ids <= answered
+
+    await wait_until(all_done, "every other command done", within=90, every=1.0,
+                     detail=stack.worker.log_tail)
 
     replayed = await send(captured)
     assert replayed.message.startswith("already handled"), replayed.message
