@@ -1,4 +1,4 @@
-"""The tenant's own numbers end to end: in the call history, never a lead, also when read again."""
+"""Own numbers end to end: in the call history, never a lead, also read again or replayed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pipeline.devtools.samples import sample_calls, sample_tenants
 from schemas import EmployeeLink
 from tests.integration.stack import Stack, StackFactory
 from tests.integration.support import RESULT, actual_state, expected_state, same
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -93,6 +94,20 @@ async def test_own_numbers_are_in_the_call_history_and_never_leads_also_when_rea
     await stack.publish_calls(everything)
     stack.restart_worker(kill=True)
     await stack.wait_done()
+    assert same(actual_state(stack, tid), snapshot)
+    assert leads_of(stack, tid, own_phones) == []
+
+    # Replayed (today and the two days before): every record read again, own numbers still
+    # no leads, and nothing made twice.
+    result = await stack.command("replay", tid, follow=120)
+    assert result.status in ("accepted", "done"), result.message
+
+    async def replayed() -> bool:
+        replay = (await stack.command("status", tid)).data["replay"]
+        return bool(replay and replay["done"] and replay["submitted"] >= len(everything))
+
+    await wait_until(replayed, "the replay to read every call again", within=120, every=0.5,
+                     detail=stack.worker.log_tail)
     assert same(actual_state(stack, tid), snapshot)
     assert leads_of(stack, tid, own_phones) == []
 
