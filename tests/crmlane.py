@@ -4,14 +4,19 @@ was synced when the worker dies, the crash itself, quick retries, and the teleph
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
-from pipeline.ledger import MemoryLedger
+from pipeline.delivery import Steps
+from pipeline.ledger import Ledger, MemoryLedger
+from pipeline.outlets import Outlets
+from pipeline.tenantlane import TenantLane
+from schemas import IntegrationConfig
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
 
-__all__ = ["QUICK", "Crash", "CrashableLedger", "enable_telephony"]
+__all__ = ["QUICK", "Crash", "CrashableLedger", "enable_telephony", "quick_lane"]
 
 # Retries that give up within a test's patience.
 QUICK = CRMSettings(max_attempts=4, backoff_base_seconds=0.01, backoff_max_seconds=0.05,
@@ -42,3 +47,13 @@ async def enable_telephony(client: RetailCRMClient) -> None:
     await client.edit_integration_module(IntegrationModulePayload(
         code="ringostat-rs", integrationCode="ringostat", active=True,
         integrations=Integrations(telephony=TelephonyConfiguration())))
+
+
+def quick_lane(cfg: IntegrationConfig, ledger: Ledger, outlets: Outlets, *,
+               settings: CRMSettings = QUICK) -> tuple[RetailCRMClient, Steps, TenantLane]:
+    """A client of `cfg`'s portal, its steps and a tenant lane "acme" that lingers 50 ms."""
+    client = RetailCRMClient(base_url=cfg.portal_url.unicode_string(), api_key=cfg.api_key)
+    steps = Steps(client=client, ledger=ledger, settings=settings,
+                  clock=lambda: datetime.now(UTC))
+    lane = TenantLane(tenant_id="acme", steps=steps, outlets=outlets, linger=0.05, buffer=100)
+    return client, steps, lane

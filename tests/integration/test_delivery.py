@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery import SourceRef, Steps, Work
+from pipeline.delivery import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.errorpolicy import DeadLetter
@@ -21,7 +21,7 @@ from pipeline.ledger import MemoryLedger
 from pipeline.offsets import OffsetGate
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import QUICK, Crash, CrashableLedger, enable_telephony
+from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
 from tests.integration.support import RecordingOutlets
 from tests.waiting import wait_until
 
@@ -54,13 +54,7 @@ class Harness:
         self.outlets = RecordingOutlets()
         self.acked: list[str] = []
         self.cfg = config(double, key)
-        self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
-                                      api_key=self.cfg.api_key)
-        settings = QUICK
-        self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
-                           clock=lambda: datetime.now(UTC))
-        self.lane = TenantLane(tenant_id="acme", steps=self.steps,
-                               outlets=self.outlets, linger=0.05, buffer=100)
+        self.client, self.steps, self.lane = quick_lane(self.cfg, self.ledger, self.outlets)
 
     def work(self, event: CallEvent, offset: int = 0) -> Work:
         plan = plan_call(event, self.cfg, MAPPING)

@@ -10,16 +10,14 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import TASK_EDIT
-from pipeline.delivery import SourceRef, Steps, Work, caller_key
+from pipeline.delivery import SourceRef, Work, caller_key
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
-from pipeline.lanes import TenantLane
 from pipeline.ledger import MemoryLedger
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import QUICK, enable_telephony
+from tests.crmlane import enable_telephony, quick_lane
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -104,13 +102,7 @@ class Harness:
         self.ledger = MemoryLedger()
         self.outlets = Outlets()
         self.cfg = config(double.portal_url("acme"), loop=loop, key=key)
-        self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
-                                      api_key=self.cfg.api_key)
-        settings = QUICK
-        self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
-                           clock=lambda: datetime.now(UTC))
-        self.lane = TenantLane(tenant_id="acme", steps=self.steps, outlets=self.outlets,
-                               linger=0.05, buffer=100)
+        self.client, self.steps, self.lane = quick_lane(self.cfg, self.ledger, self.outlets)
         self.works: list[Work] = []
 
     async def deliver(self, *events: CallEvent) -> None:

@@ -10,16 +10,14 @@ import pytest
 from prometheus_client import REGISTRY
 
 from pipeline.config import CRMSettings
-from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery import SourceRef, Steps, Work
+from pipeline.delivery import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.diagnosis import CREATE, unmapped_extension
-from pipeline.lanes import TenantLane
 from pipeline.ledger import MemoryLedger
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import Crash, CrashableLedger, enable_telephony
+from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -64,14 +62,10 @@ class Harness:
         self.ledger = ledger if ledger is not None else CrashableLedger()
         self.outlets = Outlets()
         self.cfg = config(double.portal_url("acme"), on=on, key=key, site=site)
-        self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
-                                      api_key=self.cfg.api_key)
-        settings = CRMSettings(max_attempts=3, backoff_base_seconds=0.01,
-                               backoff_max_seconds=0.02, upload_linger_seconds=0.05)
-        self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
-                           clock=lambda: datetime.now(UTC))
-        self.lane = TenantLane(tenant_id="acme", steps=self.steps, outlets=self.outlets,
-                               linger=0.05, buffer=100)
+        self.client, self.steps, self.lane = quick_lane(
+            self.cfg, self.ledger, self.outlets,
+            settings=CRMSettings(max_attempts=3, backoff_base_seconds=0.01,
+                                 backoff_max_seconds=0.02, upload_linger_seconds=0.05))
         self.lane.diagnosis.configure(self.cfg, MAPPING.senior_manager_id)
 
     async def deliver(self, *events: CallEvent) -> None:

@@ -8,14 +8,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery import SourceRef, Steps, Work
+from pipeline.delivery import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
-from pipeline.lanes import TenantLane
 from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import QUICK, Crash, CrashableLedger, enable_telephony
+from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -90,13 +88,7 @@ class Harness:
         self.ledger = CrashableLedger()
         self.outlets = Outlets()
         self.cfg = config(double.portal_url("acme"))
-        self.client = RetailCRMClient(base_url=self.cfg.portal_url.unicode_string(),
-                                      api_key=self.cfg.api_key)
-        settings = QUICK
-        self.steps = Steps(client=self.client, ledger=self.ledger, settings=settings,
-                           clock=lambda: datetime.now(UTC))
-        self.lane = TenantLane(tenant_id="acme", steps=self.steps, outlets=self.outlets,
-                               linger=0.05, buffer=100)
+        self.client, self.steps, self.lane = quick_lane(self.cfg, self.ledger, self.outlets)
         self.writes: list[str] = []
 
     def count_writes(self, monkeypatch: pytest.MonkeyPatch) -> None:
