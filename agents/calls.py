@@ -8,17 +8,17 @@ import time
 from typing import Any
 
 from pipeline.app import app, calls_topic, is_steady, owns, settings
-from pipeline.committer import Committer
-from pipeline.delivery import SourceRef
-from pipeline.holes import HoleFiller, InOrder
-from pipeline.intake import accept_call, divert
+from pipeline.delivery.intake import accept_call, divert
+from pipeline.delivery.steps import SourceRef
 from pipeline.observability.metrics import EVENTS_CONSUMED
-from pipeline.offsets import Lease, OffsetGate, PartitionKey
 from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
+from pipeline.streams.committer import Committer
+from pipeline.streams.holes import HoleFiller, InOrder
+from pipeline.streams.offsets import Lease, OffsetGate, PartitionKey
 
 log = logging.getLogger(__name__)
 
-# The call topic is read without Faust's acks (see pipeline/offsets.py): callsync commits each
+# The call topic is read without Faust's acks (streams/offsets.py): callsync commits each
 # partition only up to its first event whose outcome is not yet durable.
 gate = OffsetGate()
 
@@ -58,7 +58,7 @@ async def _accept(raw: bytes | None, key: bytes | None, source: SourceRef, lease
 
 async def _admit(raw: bytes | None, key: bytes | None, source: SourceRef, lease: Lease) -> None:
     """A live record goes to its lane in offset order: after any record below it that is still
-    to be read (pipeline/holes.py)."""
+    to be read (pipeline/streams/holes.py)."""
     if not lease.live:
         return
     partition = (source.topic, source.partition)
@@ -93,7 +93,7 @@ def _assigned() -> list[tuple[PartitionKey, int]]:
             if tp.topic == topic]
 
 
-# Offsets Faust skipped (see pipeline/offsets.py) are read apart and handed to the lanes.
+# Offsets Faust skipped (see pipeline/streams/offsets.py) are read apart and handed to the lanes.
 order = InOrder(gate)
 holes = HoleFiller(gate, group_id=settings.app_id, client_options=settings.kafka.client_options(),
                    accept=_accept_unhanded, assigned=_assigned, ready=is_steady, order=order)

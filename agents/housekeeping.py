@@ -9,7 +9,7 @@ import time
 from pipeline.app import app, settings
 from pipeline.crm import errors as e
 from pipeline.runtime import directory, lanes, ledger, staff, states
-from pipeline.tables import tenant_partition
+from pipeline.streams.tables import tenant_partition
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.app import app, integrations, integrations_topic, mappings, mappings_topic
-from pipeline.delivery import SourceRef
-from pipeline.intake import describe_invalid, divert
+from pipeline.delivery.intake import describe_invalid, divert
+from pipeline.delivery.steps import SourceRef
 from pipeline.observability.metrics import TENANT_UPDATES
 from pipeline.runtime import directory, outlets
 from pipeline.secrets import SecretError

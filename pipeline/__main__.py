@@ -77,7 +77,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _produce(args: argparse.Namespace) -> int:
     from pipeline.config import load_settings
-    from pipeline.producing import publish, record_for_call
+    from pipeline.streams.producing import publish, record_for_call
 
     settings = load_settings()
     lines = [line.strip().encode() for line in Path(args.file).read_text().splitlines()

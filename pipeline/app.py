@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import load_settings
 from pipeline.observability.logs import logging_config, redactor
 from pipeline.observability.metrics import READY
-from pipeline.tables import CompactTable, CompactTenantTable, TenantTable, tenant_partition
+from pipeline.streams.tables import CompactTable, CompactTenantTable, TenantTable, tenant_partition
 
 __all__ = [
     "app", "calls_topic", "control_topic", "dead_letter_topic", "integrations",
@@ -104,7 +104,7 @@ def _topic(name: str, *, partitions: int, retention: timedelta | None = None,
                      retention=retention, compacting=compacting, acks=acks)
 
 
-# Without Faust's acks: callsync commits the call topic itself (pipeline/offsets.py).
+# Without Faust's acks: callsync commits the call topic itself (pipeline/streams/offsets.py).
 calls_topic = _topic(_topics.calls, partitions=_partitions, acks=False,
                      retention=timedelta(days=_topics.calls_retention_days))
 integrations_topic = _topic(_topics.integrations, partitions=_partitions, compacting=True)

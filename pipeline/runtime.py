@@ -19,17 +19,17 @@ from pipeline.app import (
     settings,
     tenant_state,
 )
-from pipeline.intake import TenantDirectory
-from pipeline.lanes import LaneRegistry
-from pipeline.ledger import TableLedger
+from pipeline.delivery.intake import TenantDirectory
+from pipeline.delivery.lanes import LaneRegistry
+from pipeline.delivery.ledger import TableLedger
+from pipeline.delivery.outlets import Headers, TopicOutlets
+from pipeline.delivery.tenantstate import StateStore
 from pipeline.observability.lag import LagMetrics
 from pipeline.operations.control import ControlDesk
 from pipeline.operations.replay import ReplayManager
 from pipeline.operations.staff import Staff
 from pipeline.operations.window import ReplayWindow
-from pipeline.outlets import Headers, TopicOutlets
 from pipeline.signing import RecordKind, RecordWriter, record_key
-from pipeline.tenantstate import StateStore
 from schemas.control import CommandResult
 
 __all__ = ["desk", "directory", "flush_durably", "keyring", "lag", "lanes", "ledger", "outlets",

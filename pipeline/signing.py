@@ -61,7 +61,7 @@ def seal_record(kind: RecordKind, record: dict[str, Any], key: bytes, *,
 def stored_form(record: dict[str, Any]) -> bytes:
     """A record as the tenant tables keep it and its topic carries it: compact JSON. Held as
     parsed dicts, 10,000 tenants' configs and mappings took 219 MiB; as bytes 39 (14 as the
-    tables hold them, compressed: pipeline/tables.py)."""
+    tables hold them, compressed: pipeline/streams/tables.py)."""
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
 
 

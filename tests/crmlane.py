@@ -9,10 +9,10 @@ from typing import Any
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery import Steps
-from pipeline.ledger import Ledger, MemoryLedger
-from pipeline.outlets import Outlets
-from pipeline.tenantlane import TenantLane
+from pipeline.delivery.ledger import Ledger, MemoryLedger
+from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.steps import Steps
+from pipeline.delivery.tenantlane import TenantLane
 from schemas import IntegrationConfig
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
 

@@ -25,7 +25,7 @@ from pipeline.devtools.devstack import (
 )
 from pipeline.devtools.localkafka import free_port
 from pipeline.devtools.samples import SampleTenant
-from pipeline.producing import publish, record_for_call
+from pipeline.streams.producing import publish, record_for_call
 
 __all__ = ["Section", "Stack", "bench_tenant", "proc_status_mib", "records_of"]
 

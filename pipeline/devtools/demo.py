@@ -28,7 +28,7 @@ from pipeline.devtools.devstack import (
 )
 from pipeline.devtools.localkafka import free_port
 from pipeline.devtools.samples import sample_calls, sample_tenants
-from pipeline.producing import publish, record_for_call
+from pipeline.streams.producing import publish, record_for_call
 
 __all__ = ["metric_total", "run_demo", "scrape", "wait_for_metric"]
 

@@ -27,8 +27,8 @@ from pipeline.devtools.crmdouble.admin import KeySpec, PortalSpec, UserSpec, see
 from pipeline.devtools.crmdouble.state import DoubleState
 from pipeline.devtools.samples import SampleTenant
 from pipeline.operations.operator import seal_api_key
-from pipeline.producing import publish
 from pipeline.signing import record_key, seal_record
+from pipeline.streams.producing import publish
 from pipeline.topics import ensure_topics
 from schemas.crm import (
     AdditionalCode,

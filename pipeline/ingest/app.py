@@ -12,11 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from pipeline.config import IngestSettings
+from pipeline.delivery.intake import describe_invalid
 from pipeline.ingest.publisher import Busy, CallPublisher, PublishRefused
 from pipeline.ingest.tokens import Producer, TokenFile
-from pipeline.intake import describe_invalid
 from pipeline.observability.metrics import INGEST_ACCEPTED, INGEST_REGISTRY, INGEST_REQUESTS
-from pipeline.producing import Record
+from pipeline.streams.producing import Record
 from schemas.call_event import CallEvent
 
 __all__ = ["INGEST", "Ingest", "make_app", "parse_events"]

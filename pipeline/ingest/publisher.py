@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from pipeline.config import Settings
 from pipeline.observability.metrics import INGEST_IN_FLIGHT
-from pipeline.producing import Record
+from pipeline.streams.producing import Record
 
 __all__ = ["Busy", "CallPublisher", "ProducerLike", "PublishRefused", "Unavailable",
            "kafka_publisher"]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from pipeline.observability.metrics import CONSUMER_LAG_RECORDS, CONSUMER_LAG_SECONDS
-from pipeline.offsets import OffsetGate
+from pipeline.streams.offsets import OffsetGate
 
 __all__ = ["LagMetrics"]
 

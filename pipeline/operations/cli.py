@@ -31,7 +31,7 @@ def _options_patch(text: str | None) -> dict[str, object] | None:
     worker applies it to the tenant's current ones)."""
     from pydantic import ValidationError
 
-    from pipeline.intake import describe_invalid
+    from pipeline.delivery.intake import describe_invalid
     from schemas.integration import IntegrationOptions
 
     patch = _json_object("--options", text)

@@ -10,15 +10,15 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from pipeline.crm import errors as e
-from pipeline.employees import link_refusal
-from pipeline.intake import TenantDirectory, describe_invalid
-from pipeline.lanes import ClientFor, LaneRegistry
+from pipeline.delivery.employees import link_refusal
+from pipeline.delivery.intake import TenantDirectory, describe_invalid
+from pipeline.delivery.lanes import ClientFor, LaneRegistry
+from pipeline.delivery.tenantstate import StateStore, key_fingerprint
 from pipeline.operations.activation import Refused, check_key, config_for
 from pipeline.operations.staff import Staff, StaffRefused
 from pipeline.operations.window import ReplayWindow, calendar_days_window
 from pipeline.secrets import KeyRing, SecretError, scrub, scrub_json
 from pipeline.signing import RecordRefused, RecordWriter, verify
-from pipeline.tenantstate import StateStore, key_fingerprint
 from schemas.control import (
     ActivateCommand,
     Command,

@@ -13,13 +13,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from pipeline.delivery import SourceRef, Work
-from pipeline.intake import TenantDirectory
-from pipeline.lanes import LaneRegistry
+from pipeline.delivery.intake import TenantDirectory
+from pipeline.delivery.lanes import LaneRegistry
+from pipeline.delivery.planning import plan_call
+from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.tenantstate import ReplayProgress, StateStore
 from pipeline.observability.metrics import REPLAY_REMAINING, REPLAY_SCANNED, REPLAY_SUBMITTED
 from pipeline.operations.window import ReplayWindow
-from pipeline.planning import plan_call
-from pipeline.tenantstate import ReplayProgress, StateStore
 from schemas.call_event import CallEvent
 from schemas.control import CommandResult
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.employees import Roster, fetch_roster, link_refusal, roster_summary
-from pipeline.intake import TenantDirectory
-from pipeline.lanes import ClientFor
+from pipeline.delivery.employees import Roster, fetch_roster, link_refusal, roster_summary
+from pipeline.delivery.intake import TenantDirectory
+from pipeline.delivery.lanes import ClientFor
 from pipeline.observability.metrics import ROSTER_SYNCS
 from pipeline.signing import RecordWriter
 from schemas.control import EmployeesCommand, LinkCommand, SeniorCommand, UnlinkCommand

@@ -29,7 +29,7 @@ from pipeline.devtools.devstack import (
 from pipeline.devtools.localkafka import free_port
 from pipeline.devtools.samples import SampleTenant
 from pipeline.operations.operator import build_command, send_and_follow
-from pipeline.producing import Record, publish, record_for_call
+from pipeline.streams.producing import Record, publish, record_for_call
 from schemas.control import CommandResult
 
 OPERATOR_KEY = "e2e-operator-signing-key"

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery import SourceRef, Work
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.steps import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Portal
 from pipeline.devtools.devstack import DevTenant
-from pipeline.errorpolicy import DeadLetter
 from schemas import CallEvent
 from schemas.crm import (
     AdditionalCode,

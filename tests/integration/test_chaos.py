@@ -33,7 +33,7 @@ EVENTS, TENANTS, SEED = 300, 10, 7
 # Scenarios CI's short form leaves out because they still lose, duplicate or misattribute in
 # some runs (see issue #9's notes); `python -m pipeline chaos` runs every scenario. None now: the
 # losses of kill, rebalance, broker-kill and revoke-replay were records Faust never handed out,
-# which the hole filler now reads (pipeline/holes.py).
+# which the hole filler now reads (pipeline/streams/holes.py).
 STILL_FAILING: set[str] = set()
 TASK = {"text": "Call back", "performerId": 27}
 

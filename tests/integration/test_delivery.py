@@ -12,14 +12,14 @@ import pytest
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery import SourceRef, Work
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.lanes import LaneRegistry, TenantLane
+from pipeline.delivery.ledger import MemoryLedger
+from pipeline.delivery.planning import plan_call
+from pipeline.delivery.steps import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
-from pipeline.errorpolicy import DeadLetter
-from pipeline.lanes import LaneRegistry, TenantLane
-from pipeline.ledger import MemoryLedger
-from pipeline.offsets import OffsetGate
-from pipeline.planning import plan_call
+from pipeline.streams.offsets import OffsetGate
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
 from tests.integration.support import RecordingOutlets
@@ -322,8 +322,8 @@ async def test_status_sync_ignores_stale_events(crm_double: CRMDouble, harness: 
 
 async def test_the_roster_is_fetched_page_by_page(crm_double: CRMDouble,
                                                   portal: Portal) -> None:
+    from pipeline.delivery.employees import fetch_roster
     from pipeline.devtools.crmdouble.admin import UserSpec, add_user
-    from pipeline.employees import fetch_roster
 
     for n in range(130):
         add_user(portal, UserSpec(firstName=f"M{n}"))

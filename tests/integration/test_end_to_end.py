@@ -13,8 +13,8 @@ import pytest
 from pipeline.devtools.crmdouble.state import Fault
 from pipeline.devtools.demo import scrape
 from pipeline.devtools.samples import sample_calls, sample_tenants
-from pipeline.producing import Record
-from pipeline.tables import tenant_partition
+from pipeline.streams.producing import Record
+from pipeline.streams.tables import tenant_partition
 from tests.integration.stack import StackFactory
 from tests.integration.support import actual_state, expected_state, same
 from tests.waiting import wait_until

@@ -9,8 +9,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
-from pipeline.holes import HoleFiller
-from pipeline.offsets import Lease, OffsetGate
+from pipeline.streams.holes import HoleFiller
+from pipeline.streams.offsets import Lease, OffsetGate
 
 pytestmark = pytest.mark.kafka
 

@@ -15,16 +15,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery import SourceRef, Work
+from pipeline.delivery.lanes import LaneRegistry
+from pipeline.delivery.ledger import MemoryLedger
+from pipeline.delivery.planning import plan_call
+from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.tenantstate import StateStore
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
-from pipeline.lanes import LaneRegistry
-from pipeline.ledger import MemoryLedger
-from pipeline.offsets import OffsetGate
 from pipeline.operations.replay import ReplayManager
 from pipeline.operations.window import ReplayWindow
-from pipeline.planning import plan_call
-from pipeline.tenantstate import StateStore
+from pipeline.streams.offsets import OffsetGate
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from schemas.control import CommandResult
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration

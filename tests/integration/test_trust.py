@@ -17,8 +17,8 @@ from pipeline.devtools.crmdouble.state import Fault
 from pipeline.devtools.devstack import seed_tenant, settings_from
 from pipeline.devtools.samples import sample_calls, sample_tenants
 from pipeline.operations.operator import build_command, rekey_all, send_and_follow
-from pipeline.producing import Record, publish
 from pipeline.signing import open_record, record_key, seal_record, sign
+from pipeline.streams.producing import Record, publish
 from tests.integration.stack import OPERATOR_KEY, Stack, StackFactory
 from tests.integration.support import actual_state, expected_state, same
 from tests.waiting import wait_until

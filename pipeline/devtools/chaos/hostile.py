@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.devtools.chaos.recipes import Recipe, hostile_recipes
 from pipeline.devtools.chaos.workload import Item, Workload, valid_item
-from pipeline.producing import record_for_call
+from pipeline.streams.producing import record_for_call
 
 __all__ = ["with_hostile"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from pipeline.devtools.samples import SampleTenant, sample_calls
-from pipeline.producing import record_for_call
+from pipeline.streams.producing import record_for_call
 
 __all__ = ["Located", "Workload", "publish_located", "workload"]
 

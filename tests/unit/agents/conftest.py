@@ -8,7 +8,7 @@ import pytest
 
 from agents import calls
 from pipeline import runtime
-from pipeline.offsets import Lease
+from pipeline.streams.offsets import Lease
 from tests.unit.trust import KEYRING, OPERATOR_KEY, RECORD_KEY
 
 

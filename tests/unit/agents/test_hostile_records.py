@@ -12,8 +12,8 @@ import agents.calls
 from agents.calls import deliver_calls
 from agents.tenants import store_integrations
 from pipeline import runtime
-from pipeline.delivery import SourceRef
-from pipeline.outlets import MAX_COPY_BYTES, Headers, TopicOutlets
+from pipeline.delivery.outlets import MAX_COPY_BYTES, Headers, TopicOutlets
+from pipeline.delivery.steps import SourceRef
 
 EVENT = {"call_id": "c1", "tenant_id": "ghost", "started_at": "2026-11-25T10:00:00+02:00",
          "direction": "in", "client_phone": "+380501112233", "status": "answered"}

@@ -21,7 +21,7 @@ from pipeline.crm.models import (
     SitesResult,
     StatusGroupsResult,
 )
-from pipeline.errorpolicy import DeadLetter, Retry, decide
+from pipeline.delivery.errorpolicy import DeadLetter, Retry, decide
 from schemas.crm import CustomerPayload, IntegrationModulePayload
 
 KEY = "s3cr3t-key-value"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.delivery import SourceRef, Work
-from pipeline.errorpolicy import DeadLetter
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.steps import SourceRef, Work
 
 __all__ = ["Diagnosis", "Lane", "Lanes", "Outlets"]
 

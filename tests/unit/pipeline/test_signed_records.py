@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.intake import TenantDirectory
+from pipeline.delivery.intake import TenantDirectory
 from pipeline.signing import (
     RecordKind,
     RecordRefused,

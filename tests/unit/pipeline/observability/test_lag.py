@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from pipeline.observability.lag import LagMetrics
-from pipeline.offsets import OffsetGate
+from pipeline.streams.offsets import OffsetGate
 
 T = "lag-test.calls"
 

@@ -14,14 +14,14 @@ import httpx
 
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
-from pipeline.intake import TenantDirectory
-from pipeline.lanes import LaneRegistry
+from pipeline.delivery.intake import TenantDirectory
+from pipeline.delivery.lanes import LaneRegistry
+from pipeline.delivery.tenantstate import StateStore
 from pipeline.operations.control import ControlDesk
 from pipeline.operations.operator import build_command
 from pipeline.operations.window import ReplayWindow
 from pipeline.secrets import KeyRing
 from pipeline.signing import RecordKind, RecordWriter, sign
-from pipeline.tenantstate import StateStore
 from schemas.control import CommandResult
 from schemas.integration import IntegrationConfig
 from tests.unit.trust import KEYRING, OPERATOR_KEY, RECORD_KEY

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pipeline.delivery.tenantstate import ReplayProgress
 from pipeline.operations.operator import build_command
 from pipeline.operations.window import calendar_days_window
 from pipeline.signing import sign
-from pipeline.tenantstate import ReplayProgress
 from tests.unit.pipeline.operations.desk import KEY, SENIOR, Portal, Worker
 from tests.unit.trust import OPERATOR_KEY
 

@@ -10,12 +10,12 @@ from typing import cast
 
 import pytest
 
-from pipeline.delivery import SourceRef
-from pipeline.lanes import LaneRegistry
+from pipeline.delivery.lanes import LaneRegistry
+from pipeline.delivery.steps import SourceRef
+from pipeline.delivery.tenantstate import ReplayProgress
 from pipeline.operations import replay
 from pipeline.operations.replay import ReplayManager
 from pipeline.operations.window import ReplayWindow
-from pipeline.tenantstate import ReplayProgress
 from schemas.control import CommandResult
 from tests.unit.pipeline.fakes import Lanes
 from tests.unit.pipeline.operations.desk import SENIOR, Portal, Worker

@@ -7,10 +7,10 @@ from typing import cast
 
 import pytest
 
-from pipeline.delivery import SourceRef
-from pipeline.intake import accept_call, divert
-from pipeline.lanes import LaneRegistry
-from pipeline.offsets import OffsetGate
+from pipeline.delivery.intake import accept_call, divert
+from pipeline.delivery.lanes import LaneRegistry
+from pipeline.delivery.steps import SourceRef
+from pipeline.streams.offsets import OffsetGate
 from tests.unit.pipeline.fakes import Lanes, Outlets
 from tests.unit.pipeline.operations.desk import Portal, Worker
 from tests.unit.pipeline.operations.fakekafka import call_json

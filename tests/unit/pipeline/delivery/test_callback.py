@@ -11,11 +11,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from pipeline.crm.methods import TASK_EDIT
-from pipeline.delivery import SourceRef, Work, caller_key
+from pipeline.delivery.ledger import MemoryLedger
+from pipeline.delivery.planning import plan_call
+from pipeline.delivery.steps import SourceRef, Work, caller_key
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
-from pipeline.ledger import MemoryLedger
-from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from tests.crmlane import enable_telephony, quick_lane
 from tests.unit.pipeline.fakes import Outlets

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.employees import Manager, Roster
-from pipeline.intake import TenantDirectory
+from pipeline.delivery.employees import Manager, Roster
+from pipeline.delivery.intake import TenantDirectory
 from pipeline.signing import seal_record, stored_form
 from schemas.mapping import EmployeeLink, EmployeeMapping
 from tests.unit.trust import KEYRING, RECORD_KEY, config_record

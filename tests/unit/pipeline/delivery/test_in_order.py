@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from pipeline.holes import InOrder
-from pipeline.offsets import OffsetGate
+from pipeline.streams.holes import InOrder
+from pipeline.streams.offsets import OffsetGate
 
 T = "callsync.calls"
 KEY = (T, 0)

@@ -12,17 +12,17 @@ from typing import Protocol
 
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD
 from pipeline.crm.errors import CRMRejectedError
-from pipeline.delivery import Lead, Revoked, SourceRef, StepFailed, Steps, Work, finished
-from pipeline.diagnosis import Diagnosis, access_denied, site_error, site_refused
-from pipeline.errorpolicy import DeadLetter
-from pipeline.leads import Leads
+from pipeline.delivery.diagnosis import Diagnosis, access_denied, site_error, site_refused
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.leads import Leads
+from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.steps import Lead, Revoked, SourceRef, StepFailed, Steps, Work, finished
 from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
-from pipeline.outlets import Outlets
 
 __all__ = ["DEACTIVATED", "LaneHooks", "TenantLane"]
 
-# The logger the lanes have always logged under (pipeline/lanes.py, which makes them).
-log = logging.getLogger("pipeline.lanes")
+# The logger the lanes have always logged under (pipeline/delivery/lanes.py, which makes them).
+log = logging.getLogger("pipeline.delivery.lanes")
 DEACTIVATED = DeadLetter(reason="Deactivated", broken=True)
 
 
@@ -268,7 +268,7 @@ class TenantLane:
             await self._finish(work)
 
     async def _leads(self, batch: list[Work]) -> None:
-        """Each call's lookup, then its batch's customers, orders and tasks (pipeline/leads.py),
+        """Each call's lookup, then its batch's customers, orders and tasks (leads.py),
         in rounds that hold one call of a caller each: a caller's later call is looked up once
         the customer its first call made exists."""
         for round_ in _rounds(batch):

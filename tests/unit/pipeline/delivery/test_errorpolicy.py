@@ -7,7 +7,7 @@ import random
 import pytest
 
 from pipeline.crm import errors as e
-from pipeline.errorpolicy import DeadLetter, Reject, Retry, backoff_delay, decide
+from pipeline.delivery.errorpolicy import DeadLetter, Reject, Retry, backoff_delay, decide
 
 
 def act(exc: Exception, attempt: int = 1) -> object:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.employees import Manager, Roster, effective_mapping, link_refusal
+from pipeline.delivery.employees import Manager, Roster, effective_mapping, link_refusal
 from schemas import EmployeeLink, EmployeeMapping
 
 ROSTER = Roster(manager_groups=["manager"], synced_at=datetime(2026, 11, 25, tzinfo=UTC),

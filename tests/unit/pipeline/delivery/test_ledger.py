@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.ledger import MemoryLedger
+from pipeline.delivery.ledger import MemoryLedger
 
 
 def test_facts_merge_and_changes_only_are_written() -> None:

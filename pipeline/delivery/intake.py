@@ -11,17 +11,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.delivery import SourceRef, Work
-from pipeline.diagnosis import unmapped_extension
-from pipeline.employees import Roster, effective_mapping
-from pipeline.lanes import LaneRegistry
+from pipeline.delivery.diagnosis import unmapped_extension
+from pipeline.delivery.employees import Roster, effective_mapping
+from pipeline.delivery.lanes import LaneRegistry
+from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.planning import plan_call
+from pipeline.delivery.steps import SourceRef, Work
 from pipeline.observability.logs import redactor
 from pipeline.observability.metrics import FALLBACKS
-from pipeline.offsets import Lease
-from pipeline.outlets import Outlets
-from pipeline.planning import plan_call
 from pipeline.secrets import KeyRing, SecretError
 from pipeline.signing import RecordRefused, open_record
+from pipeline.streams.offsets import Lease
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping, Routes, Routing

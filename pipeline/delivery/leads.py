@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from pipeline import callback
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_PER_UPLOAD
 from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager, UploadResult
-from pipeline.delivery import Lead, StepFailed, Steps, Work, at_most_once, or_zero
-from pipeline.errorpolicy import DeadLetter
+from pipeline.delivery import callback
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.planning import CallPlan, order_for, task_for, task_performer
+from pipeline.delivery.steps import Lead, StepFailed, Steps, Work, at_most_once, or_zero
 from pipeline.observability.metrics import LEAD_BATCH_SIZE
-from pipeline.planning import CallPlan, order_for, task_for, task_performer
 from schemas.crm import CustomerPayload, CustomerRef, OrderPayload, TaskPayload
 
 __all__ = ["Each", "Leads"]

@@ -9,9 +9,9 @@ from typing import Any, Protocol, TypeVar
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import TASK_EDIT
 from pipeline.crm.models import Task
-from pipeline.ledger import Ledger
+from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.planning import CallbackStep, CallPlan, callback_marker
 from pipeline.observability.metrics import CALLBACK_SECONDS
-from pipeline.planning import CallbackStep, CallPlan, callback_marker
 from schemas.crm import TaskEdit
 
 __all__ = ["complete_open_task", "note_on_open_task", "opened"]
@@ -24,7 +24,7 @@ class Work(Protocol):
 
 
 class Steps(Protocol):
-    """What the loop uses of `pipeline.delivery.Steps` (which calls it: no import back)."""
+    """What the loop uses of `pipeline.delivery.steps.Steps` (which calls it: no import back)."""
 
     client: RetailCRMClient
     ledger: Ledger

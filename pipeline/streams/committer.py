@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from pipeline.offsets import OffsetGate, PartitionKey
+from pipeline.streams.offsets import OffsetGate, PartitionKey
 
 __all__ = ["Committer"]
 

@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from pipeline.config import CRMSettings
-from pipeline.delivery import SourceRef, Work
+from pipeline.delivery.diagnosis import CREATE, unmapped_extension
+from pipeline.delivery.ledger import MemoryLedger
+from pipeline.delivery.planning import plan_call
+from pipeline.delivery.steps import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
-from pipeline.diagnosis import CREATE, unmapped_extension
-from pipeline.ledger import MemoryLedger
-from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
 from tests.unit.pipeline.fakes import Outlets
@@ -54,7 +54,7 @@ def failed(kind: str) -> float:
 
 
 class Harness:
-    """A lane as the worker runs it; `deliver` reports as intake does (pipeline/intake.py)."""
+    """A lane as the worker runs it; `deliver` reports as intake does (delivery/intake.py)."""
 
     def __init__(self, double: CRMDouble, ledger: MemoryLedger | None = None, *,
                  on: bool = True, key: str = "acme-key", site: str = "main") -> None:

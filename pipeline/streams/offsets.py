@@ -14,7 +14,7 @@ Faust does not hand out every offset: it drops records fetched under the generat
 ones that arrive while its flow control is paused, and its position has moved past them. So a
 generation's commit point never passes an offset it was not handed: it starts at the group's
 committed offset (looked up when the generation begins; no commit before), an offset skipped is
-a hole the point waits at, and `HoleFiller` (pipeline/holes.py) reads the holes with a consumer
+a hole the point waits at, and `HoleFiller` (holes.py) reads the holes with a consumer
 of its own and hands their records to the lanes under the partition's lease.
 """
 
@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from pipeline.leases import Lease, PartitionKey, PartitionState
+from pipeline.streams.leases import Lease, PartitionKey, PartitionState
 
 __all__ = ["Lease", "OffsetGate", "PartitionKey"]  # the first and last re-exported
 

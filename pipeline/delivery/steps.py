@@ -13,16 +13,16 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
-from pipeline import callback
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
-from pipeline.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
-from pipeline.ledger import Ledger
+from pipeline.delivery import callback
+from pipeline.delivery.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
+from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.planning import CallPlan, is_new_lead
 from pipeline.observability.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
-from pipeline.offsets import Lease
-from pipeline.planning import CallPlan, is_new_lead
+from pipeline.streams.offsets import Lease
 from schemas.call_event import CallEvent
 from schemas.crm import CustomerRef
 
@@ -99,7 +99,7 @@ class Work:
 @dataclass
 class Lead:
     """A call whose lookup is done, on its way through its batch's customers, orders and tasks
-    (pipeline/leads.py)."""
+    (pipeline/delivery/leads.py)."""
 
     work: Work
     facts: dict[str, Any]  # the ledger's, as they were when the call began
@@ -153,7 +153,7 @@ class Steps:
         # Optional methods the key was refused (BATCH_METHODS): done another way from then on.
         self.unavailable: set[str] = set()
         self.on_denied: Callable[[str], None] | None = None
-        # Told of every refused request (pipeline/diagnosis.py looks for a refused shop).
+        # Told of every refused request (pipeline/delivery/diagnosis.py looks for a refused shop).
         self.on_rejected: Callable[[str, e.CRMRejectedError], None] | None = None
 
     async def call(self, method: str, fn: Callable[[], Awaitable[T]], *,
@@ -238,7 +238,7 @@ class Steps:
 
     async def begin(self, work: Work) -> Lead | None:
         """A call's steps up to knowing whether it is a new lead (its lookup); the rest are
-        its batch's (pipeline/leads.py), which holds no two calls of one caller."""
+        its batch's (pipeline/delivery/leads.py), which holds no two calls of one caller."""
         plan = work.plan
         facts = self.ledger.facts(plan.tenant_id, plan.call_id)
         if plan.upload is not None:  # an ended record: the call's first one wins

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager
-from pipeline.planning import (
+from pipeline.delivery.planning import (
     CallPlan,
     customer_external_id,
     is_new_lead,

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.offsets import Lease, OffsetGate, PartitionKey
+from pipeline.streams.offsets import Lease, OffsetGate, PartitionKey
 
 __all__ = ["HoleFiller", "InOrder"]
 
@@ -27,7 +27,7 @@ Assigned = Callable[[], list[tuple[PartitionKey, int]]]
 class HoleFiller:
     """Looks up where each new generation of a partition starts, watches for partitions whose
     log goes on past what was handed out, and reads every hole the gate knows of (see
-    pipeline/offsets.py): each record still wanted is handed to `accept` under its lease.
+    pipeline/streams/offsets.py): each record still wanted is handed to `accept` under its lease.
 
     It works only while `ready()` — no rebalance under way, the tables recovered — so a record it
     hands out meets the same ledger a record Faust hands out would. Faust's consumer lives on a

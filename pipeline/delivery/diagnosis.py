@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.ledger import Ledger
+from pipeline.delivery.ledger import Ledger
 from pipeline.observability.metrics import DIAGNOSIS_FAILURES, DIAGNOSIS_TASKS
 from schemas.crm import TaskPayload
 from schemas.integration import IntegrationConfig
@@ -31,7 +31,7 @@ KEYS_PAGE = "Administration → Integrations → API access keys"
 
 
 class Steps(Protocol):
-    """What diagnosis uses of `pipeline.delivery.Steps` (the error policy and the ledger)."""
+    """What diagnosis uses of `pipeline.delivery.steps.Steps` (the error policy and the ledger)."""
 
     client: RetailCRMClient
     ledger: Ledger

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.delivery import SourceRef, Work
+from pipeline.delivery.planning import plan_call
+from pipeline.delivery.steps import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
-from pipeline.planning import plan_call
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
 from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
 from tests.unit.pipeline.fakes import Outlets

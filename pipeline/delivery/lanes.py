@@ -1,4 +1,4 @@
-"""The tenants' delivery lanes (pipeline/tenantlane.py) by tenant, and their pooled CRM clients."""
+"""The tenants' delivery lanes (tenantlane.py) by tenant, and their pooled CRM clients."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import httpx
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.transport import SharedTransport
-from pipeline.delivery import SourceRef, Steps, Work
-from pipeline.errorpolicy import DeadLetter
-from pipeline.ledger import Ledger
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.steps import SourceRef, Steps, Work
+from pipeline.delivery.tenantlane import DEACTIVATED, LaneHooks, TenantLane
+from pipeline.delivery.tenantstate import StateStore, key_fingerprint
 from pipeline.observability.metrics import observe_crm_request
-from pipeline.outlets import Outlets
-from pipeline.tenantlane import DEACTIVATED, LaneHooks, TenantLane
-from pipeline.tenantstate import StateStore, key_fingerprint
 from schemas.integration import IntegrationConfig
 
 __all__ = ["ClientFor", "ClientPool", "LaneHooks", "LaneRegistry", "Recovery", "TenantLane"]

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pipeline.app import app, integrations, ledger_table, mappings, rosters, tenant_state
-from pipeline.tables import CompactStore, ZlibValues
+from pipeline.streams.tables import CompactStore, ZlibValues
 
 RECORD = b'{"body":{"kind":"mapping","record":{"employees":{' + b",".join(
     b'"e%d":{"crm_user_id":%d,"extension":"%d"}' % (n, 1000 + n, 100 + n)

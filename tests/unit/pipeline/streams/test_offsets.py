@@ -12,8 +12,8 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from pipeline.committer import Committer
-from pipeline.offsets import OffsetGate
+from pipeline.streams.committer import Committer
+from pipeline.streams.offsets import OffsetGate
 
 T = "callsync.calls"
 
