@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeVar
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import TASK_EDIT
 from pipeline.crm.models import Task
-from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.ledger import CallerFacts, CallerKey, CallFacts, Ledger
 from pipeline.delivery.planning import CallbackStep, CallPlan, callback_marker
 from pipeline.observability.metrics import CALLBACK_SECONDS
 from schemas.crm import TaskEdit
@@ -30,14 +30,10 @@ class Steps(Protocol):
     ledger: Ledger
     clock: Callable[[], datetime]
 
-    def caller(self, plan: CallPlan) -> str: ...
+    def caller(self, plan: CallPlan) -> CallerKey: ...
 
     def guard(self, work: Any, step: str, method: str,
               fn: Callable[[], Awaitable[T]]) -> Awaitable[T | None]: ...
-
-# The caller's facts in the ledger (under `caller_key`): the open task, when its first missed
-# call started (epoch seconds), and the task the last call-back completed.
-OPEN, SINCE, CLOSED = "open_task", "open_since", "closed_task"
 
 
 def _step(work: Work) -> CallbackStep | None:
@@ -51,19 +47,19 @@ def opened(steps: Steps, work: Work, task_id: int) -> None:
     if step is None or step.completes:
         return
     key = steps.caller(plan)
-    known = steps.ledger.facts(plan.tenant_id, key)
-    if known.get(CLOSED) == task_id or known.get(OPEN) == task_id:
+    known = steps.ledger.caller(plan.tenant_id, key)
+    if known.get("closed_task") == task_id or known.get("open_task") == task_id:
         return
     # `at` anew: the ledger prunes by it, and the caller may have been recorded long before.
-    steps.ledger.record(plan.tenant_id, key, at=int(steps.clock().timestamp()),
-                        **{OPEN: task_id, SINCE: step.at.timestamp()})
+    steps.ledger.record_caller(plan.tenant_id, key, at=int(steps.clock().timestamp()),
+                               open_task=task_id, open_since=step.at.timestamp())
 
 
 async def _open_task(steps: Steps, work: Work, step: str) -> tuple[int, Task | None] | None:
     """The caller's open task as the CRM has it now (None in the pair: gone); None when there
     is none, or the look-up failed (then noted on the work by the error policy)."""
     plan = work.plan
-    task_id = steps.ledger.facts(plan.tenant_id, steps.caller(plan)).get(OPEN)
+    task_id = steps.ledger.caller(plan.tenant_id, steps.caller(plan)).get("open_task")
     if not isinstance(task_id, int):
         return None
 
@@ -81,9 +77,11 @@ async def _edit(steps: Steps, task_id: int, edit: TaskEdit, site: str) -> bool:
     return True  # for `guard`, whose None means the step failed
 
 
-def _forget(steps: Steps, work: Work, **more: Any) -> None:
-    plan = work.plan
-    steps.ledger.record(plan.tenant_id, steps.caller(plan), **{OPEN: None, SINCE: None}, **more)
+def _forget(steps: Steps, work: Work, closed_task: int | None = None) -> None:
+    facts: CallerFacts = {"open_task": None, "open_since": None}
+    if closed_task is not None:  # by the call-back
+        facts["closed_task"] = closed_task
+    steps.ledger.record_caller(work.plan.tenant_id, steps.caller(work.plan), **facts)
 
 
 async def note_on_open_task(steps: Steps, work: Work) -> bool:
@@ -94,7 +92,8 @@ async def note_on_open_task(steps: Steps, work: Work) -> bool:
     step, plan = _step(work), work.plan
     if step is None or step.completes:
         return False
-    if not isinstance(steps.ledger.facts(plan.tenant_id, steps.caller(plan)).get(OPEN), int):
+    known = steps.ledger.caller(plan.tenant_id, steps.caller(plan))
+    if not isinstance(known.get("open_task"), int):
         return False
     found = await _open_task(steps, work, "task")
     if found is None:
@@ -113,7 +112,7 @@ async def note_on_open_task(steps: Steps, work: Work) -> bool:
     return True
 
 
-async def complete_open_task(steps: Steps, work: Work, facts: dict[str, Any]) -> None:
+async def complete_open_task(steps: Steps, work: Work, facts: CallFacts) -> None:
     """A call that reached the caller completes their open task, with who and when in its
     comment, and observes how long they waited — once: the call's ledger facts say it was
     done. Completing twice is harmless in retailCRM, so a crash between the edit and the
@@ -136,8 +135,8 @@ async def complete_open_task(steps: Steps, work: Work, facts: dict[str, Any]) ->
                              lambda: _edit(steps, task_id, edit, plan.site)) is None:
             return
     if ours:
-        since = steps.ledger.facts(plan.tenant_id, steps.caller(plan)).get(SINCE)
+        since = steps.ledger.caller(plan.tenant_id, steps.caller(plan)).get("open_since")
         if isinstance(since, int | float):
             CALLBACK_SECONDS.observe(max(0.0, step.at.timestamp() - since))
     steps.ledger.record(plan.tenant_id, plan.call_id, callback=task_id)
-    _forget(steps, work, **{CLOSED: task_id})
+    _forget(steps, work, closed_task=task_id)

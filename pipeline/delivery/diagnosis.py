@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.ledger import DiagnosisKey, Ledger
 from pipeline.observability.metrics import DIAGNOSIS_FAILURES, DIAGNOSIS_TASKS
 from schemas.crm import TaskPayload
 from schemas.integration import IntegrationConfig
@@ -97,11 +97,11 @@ def site_error(exc: e.CRMRejectedError) -> str | None:
     return None
 
 
-def diagnosis_key(tenant_id: str, portal: str, problem: Problem) -> str:
+def diagnosis_key(tenant_id: str, portal: str, problem: Problem) -> DiagnosisKey:
     """The ledger's entry for a problem; `#` is in no call id."""
     digest = hashlib.sha256(f"{tenant_id}|{portal}|{problem.kind}|{problem.subject}"
                             .encode()).hexdigest()[:32]
-    return f"#diagnosis/{digest}"
+    return DiagnosisKey(f"#diagnosis/{digest}")
 
 
 def _marker(key: str, generation: int) -> str:
@@ -122,8 +122,9 @@ class Diagnosis:
         self.monotonic = monotonic
         self.config: IntegrationConfig | None = None
         self.senior_manager_id: int | None = None
-        self._due: dict[str, Problem] = {}
-        self._quiet: dict[str, float] = {}  # problem key -> nothing to do for it until then
+        self._due: dict[DiagnosisKey, Problem] = {}
+        # problem key -> nothing to do for it until then
+        self._quiet: dict[DiagnosisKey, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -142,7 +143,7 @@ class Diagnosis:
             return
         self._due[key] = problem
 
-    def _key(self, problem: Problem) -> str:
+    def _key(self, problem: Problem) -> DiagnosisKey:
         return diagnosis_key(self.tenant_id, self.steps.client.base_url, problem)
 
     async def run(self) -> None:
@@ -158,7 +159,7 @@ class Diagnosis:
                             problem.kind, problem.subject, type(exc).__name__, exc)
                 self._quiet[key] = self.monotonic() + self.recheck_seconds
 
-    async def _one(self, key: str, problem: Problem) -> None:
+    async def _one(self, key: DiagnosisKey, problem: Problem) -> None:
         quiet = self.monotonic() + self.recheck_seconds
         if CREATE in self.steps.denied or problem == access_denied(CREATE):
             self._quiet[key] = quiet
@@ -174,7 +175,7 @@ class Diagnosis:
             DIAGNOSIS_FAILURES.labels(problem.kind).inc()
             return
         ledger, now = self.steps.ledger, self.steps.clock().timestamp()
-        facts = ledger.facts(self.tenant_id, key)
+        facts = ledger.diagnosis(self.tenant_id, key)
         generation = int(facts.get("n") or 0)
         task_id = facts.get("task")
         if isinstance(task_id, int):
@@ -184,10 +185,10 @@ class Diagnosis:
                 return
             if await self._still_open(task_id):
                 # `at` anew: the ledger prunes by it, and the task may be open for long.
-                ledger.record(self.tenant_id, key, checked=now, at=int(now))
+                ledger.record_diagnosis(self.tenant_id, key, checked=now, at=int(now))
                 self._quiet[key] = quiet
                 return
-            ledger.record(self.tenant_id, key, task=None)
+            ledger.record_diagnosis(self.tenant_id, key, task=None)
             generation += 1  # completed (or deleted) in the CRM: a new one for the recurrence
         elif not facts.get("pending"):
             generation += 1
@@ -196,14 +197,15 @@ class Diagnosis:
             and not isinstance(task_id, int) else None
         if found is None:
             # retailCRM does not de-duplicate tasks: the intent is durable before the create.
-            ledger.record(self.tenant_id, key, n=generation, pending=True, at=int(now))
+            ledger.record_diagnosis(self.tenant_id, key, n=generation, pending=True,
+                                    at=int(now))
             await ledger.sync()
             found = await self.steps.call(CREATE, self._create(task, problem, key, generation))
             DIAGNOSIS_TASKS.labels(problem.kind).inc()
             log.warning("tenant %s: diagnosis task %s for the senior manager: %s",
                         self.tenant_id, found, problem.text)
-        ledger.record(self.tenant_id, key, n=generation, task=found, pending=False,
-                      checked=now, at=int(now))
+        ledger.record_diagnosis(self.tenant_id, key, n=generation, task=found, pending=False,
+                                checked=now, at=int(now))
         self._quiet[key] = quiet
 
     def _create(self, task: TaskPayload, problem: Problem, key: str,

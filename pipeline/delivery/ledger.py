@@ -3,10 +3,96 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Final, Literal, NewType, Protocol, TypedDict, Unpack, cast
 
-__all__ = ["Ledger", "MemoryLedger", "TableLedger", "ledger_key"]
+from pipeline.delivery.planning import StatusAction
+from schemas.call_event import CallStage
+
+__all__ = ["CallFacts", "CallerFacts", "CallerKey", "DiagnosisFacts", "DiagnosisKey", "DoneFlag",
+           "Flag", "Ledger", "MemoryLedger", "PopupFlag", "StatusFlag", "TableLedger",
+           "done_flag", "ledger_key", "popup_flag", "status_flag"]
+
+# Every key an entry can hold is named here, once per kind: the table's changelog is read by
+# deployed workers and by the console (`call`), so a name never changes.
+
+DoneFlag = Literal["done_started", "done_answered", "done_ended"]
+PopupFlag = Literal["popup_started", "popup_answered", "popup_ended"]
+StatusFlag = Literal["status_busy", "status_restore"]
+Flag = DoneFlag | PopupFlag | StatusFlag  # the call's facts that are only ever True
+
+
+class CallFacts(TypedDict, total=False):
+    """A call's entry, under its call id."""
+
+    at: int  # epoch seconds of its first record: `prune` goes by it
+    record: str  # digest of the first `ended` record (`steps.upload_digest`): it wins
+    lead: bool  # the lead decision, made once
+    customer_id: int  # the customer made for it
+    order: int
+    task_pending: bool  # a task create is under way (retailCRM does not de-duplicate tasks)
+    task: int  # its own task, or the caller's open one its line went on (`task_noted`)
+    task_noted: bool
+    callback: int  # the caller's open task it completed (the call-back loop)
+    call: bool  # uploaded; the console's overview reads it from the changelog
+    upload_digest: str
+    recording: str  # digest of the uploaded recording URL, "" for none
+    recorded: bool
+    status_before: str | None  # the user's status before `status_busy`
+    status_busy: bool
+    status_restore: bool
+    popup_started: bool
+    popup_answered: bool
+    popup_ended: bool
+    done_started: bool  # every step of that stage's record succeeded
+    done_answered: bool
+    done_ended: bool
+
+
+class CallerFacts(TypedDict, total=False):
+    """What a portal is known to hold for a caller, under `steps.caller_key`."""
+
+    at: int  # stamped anew when a task opens: the caller may be known for long
+    customer_id: int
+    open_task: int | None  # the call-back loop's open task, and when its missed call started
+    open_since: float | None
+    closed_task: int  # the task the last call-back completed
+
+
+class DiagnosisFacts(TypedDict, total=False):
+    """A self-diagnosis problem's task, under `diagnosis.diagnosis_key`."""
+
+    at: int  # stamped at every check: the task may be open for long
+    n: int  # how many tasks were made for it (the marker's generation)
+    pending: bool  # a create is under way
+    task: int | None  # the open one
+    checked: float  # epoch seconds
+
+
+# The keys of entries that are not a call's; `#` is in no call id.
+CallerKey = NewType("CallerKey", str)
+DiagnosisKey = NewType("DiagnosisKey", str)
+
+_DONE: Final[Mapping[CallStage, DoneFlag]] = {
+    CallStage.STARTED: "done_started", CallStage.ANSWERED: "done_answered",
+    CallStage.ENDED: "done_ended"}
+_POPUP: Final[Mapping[CallStage, PopupFlag]] = {
+    CallStage.STARTED: "popup_started", CallStage.ANSWERED: "popup_answered",
+    CallStage.ENDED: "popup_ended"}
+_STATUS: Final[Mapping[StatusAction, StatusFlag]] = {
+    "busy": "status_busy", "restore": "status_restore"}
+
+
+def done_flag(stage: CallStage) -> DoneFlag:
+    return _DONE[stage]
+
+
+def popup_flag(stage: CallStage) -> PopupFlag:
+    return _POPUP[stage]
+
+
+def status_flag(action: StatusAction) -> StatusFlag:
+    return _STATUS[action]
 
 
 def ledger_key(tenant_id: str, call_id: str) -> str:
@@ -14,9 +100,22 @@ def ledger_key(tenant_id: str, call_id: str) -> str:
 
 
 class Ledger(Protocol):
-    def facts(self, tenant_id: str, call_id: str) -> dict[str, Any]: ...
+    def facts(self, tenant_id: str, call_id: str) -> CallFacts: ...
 
-    def record(self, tenant_id: str, call_id: str, **facts: Any) -> None: ...
+    def record(self, tenant_id: str, call_id: str, **facts: Unpack[CallFacts]) -> None: ...
+
+    def mark(self, tenant_id: str, call_id: str, flag: Flag) -> None:
+        """Record one of the call's flags as True."""
+
+    def caller(self, tenant_id: str, key: CallerKey) -> CallerFacts: ...
+
+    def record_caller(self, tenant_id: str, key: CallerKey,
+                      **facts: Unpack[CallerFacts]) -> None: ...
+
+    def diagnosis(self, tenant_id: str, key: DiagnosisKey) -> DiagnosisFacts: ...
+
+    def record_diagnosis(self, tenant_id: str, key: DiagnosisKey,
+                         **facts: Unpack[DiagnosisFacts]) -> None: ...
 
     async def sync(self) -> None:
         """Return once everything recorded so far is durable."""
@@ -27,6 +126,7 @@ class TableLedger:
 
     Facts are written before the event is acknowledged; Faust flushes the changelog producer
     before it commits offsets, so what the ledger says is durable no later than the commit.
+    The entries are plain dicts of the kinds above, stored as they are (the casts cost nothing).
     """
 
     def __init__(self, table: MutableMapping[str, Any],
@@ -36,17 +136,42 @@ class TableLedger:
         self._flush = flush
         self._clock = clock
 
-    def facts(self, tenant_id: str, call_id: str) -> dict[str, Any]:
-        value = self._table.get(ledger_key(tenant_id, call_id))
+    def facts(self, tenant_id: str, call_id: str) -> CallFacts:
+        return cast(CallFacts, self._entry(tenant_id, call_id))
+
+    def record(self, tenant_id: str, call_id: str, **facts: Unpack[CallFacts]) -> None:
+        self._merge(tenant_id, call_id, facts)
+
+    def mark(self, tenant_id: str, call_id: str, flag: Flag) -> None:
+        self._merge(tenant_id, call_id, {flag: True})
+
+    def caller(self, tenant_id: str, key: CallerKey) -> CallerFacts:
+        return cast(CallerFacts, self._entry(tenant_id, key))
+
+    def record_caller(self, tenant_id: str, key: CallerKey,
+                      **facts: Unpack[CallerFacts]) -> None:
+        self._merge(tenant_id, key, facts)
+
+    def diagnosis(self, tenant_id: str, key: DiagnosisKey) -> DiagnosisFacts:
+        return cast(DiagnosisFacts, self._entry(tenant_id, key))
+
+    def record_diagnosis(self, tenant_id: str, key: DiagnosisKey,
+                         **facts: Unpack[DiagnosisFacts]) -> None:
+        self._merge(tenant_id, key, facts)
+
+    def _entry(self, tenant_id: str, key: str) -> dict[str, Any]:
+        value = self._table.get(ledger_key(tenant_id, key))
         return dict(value) if isinstance(value, dict) else {}
 
-    def record(self, tenant_id: str, call_id: str, **facts: Any) -> None:
-        key = ledger_key(tenant_id, call_id)
-        current = self._table.get(key)
+    def _merge(self, tenant_id: str, key: str, facts: Mapping[str, object]) -> None:
+        """Into the current entry; `at` is stamped when the entry is made, and only a change
+        is written (each write is a changelog record)."""
+        entry = ledger_key(tenant_id, key)
+        current = self._table.get(entry)
         merged = {**(current if isinstance(current, dict) else {"at": int(self._clock())}),
                   **facts}
         if merged != current:
-            self._table[key] = merged
+            self._table[entry] = merged
 
     def prune(self, older_than: float) -> int:
         """Forget calls first recorded before `older_than` (epoch seconds): their events are

@@ -6,6 +6,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pipeline.crm.models import ManagerLookup
@@ -27,9 +28,9 @@ from schemas.mapping import Routes
 from schemas.phone import matches_any, own_number_form
 
 __all__ = [
-    "CallPlan", "CallbackStep", "Popup", "StatusChange", "TaskDraft", "callback_marker",
-    "customer_external_id", "is_new_lead", "is_own_number", "order_external_id", "order_for",
-    "plan_call", "task_for", "task_performer",
+    "CallPlan", "CallbackStep", "Popup", "StatusAction", "StatusChange", "TaskDraft",
+    "callback_marker", "customer_external_id", "is_new_lead", "is_own_number",
+    "order_external_id", "order_for", "plan_call", "task_for", "task_performer",
 ]
 
 CALL_RESULT = {
@@ -45,6 +46,7 @@ HANGUP_STATUS = {
 UTM_TO_SOURCE = {"source": "source", "medium": "medium", "campaign": "campaign",
                  "term": "keyword", "content": "content"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
+StatusAction = Literal["busy", "restore"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class StatusChange:
     """Mirror the call on the manager's CRM status: busy while on it, back after hang-up."""
 
     user_id: int
-    action: str  # "busy" or "restore"
+    action: StatusAction
     not_after: datetime
 
 
@@ -161,7 +163,7 @@ def _status_change(event: CallEvent, config: IntegrationConfig,
         return None
     if event.stage is CallStage.ENDED:
         at = event.started_at + timedelta(seconds=event.wait_seconds + event.talk_seconds)
-        action = "restore"
+        action: StatusAction = "restore"
     elif event.stage is CallStage.ANSWERED or event.direction is CallDirection.OUTBOUND:
         at, action = event.started_at + timedelta(seconds=event.wait_seconds), "busy"
     else:

@@ -9,7 +9,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cachetools import TTLCache
 
@@ -19,7 +19,15 @@ from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
 from pipeline.delivery import callback
 from pipeline.delivery.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
-from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.ledger import (
+    CallerKey,
+    CallFacts,
+    DoneFlag,
+    Ledger,
+    done_flag,
+    popup_flag,
+    status_flag,
+)
 from pipeline.delivery.planning import CallPlan, is_new_lead
 from pipeline.observability.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
 from pipeline.streams.offsets import Lease
@@ -102,7 +110,7 @@ class Lead:
     (pipeline/delivery/leads.py)."""
 
     work: Work
-    facts: dict[str, Any]  # the ledger's, as they were when the call began
+    facts: CallFacts  # the ledger's, as they were when the call began
     lookup: ManagerLookup
     new_lead: bool
     seen: bool  # delivered before: what it makes may exist although the ledger missed it
@@ -126,15 +134,15 @@ class StepFailed(Exception):
         self.action = action
 
 
-def done_tag(work: Work) -> str:
+def done_tag(work: Work) -> DoneFlag:
     """Per stage: the `ended` record of a call has work left when its `answered` is done."""
-    return f"done_{work.event.stage.value}"
+    return done_flag(work.event.stage)
 
 
 def finished(ledger: Ledger, work: Work) -> None:
     """Note a record whose every step succeeded, so a redelivery costs no request at all."""
     if work.broken is None and not work.rejected and not work.parked:
-        ledger.record(work.plan.tenant_id, work.plan.call_id, **{done_tag(work): True})
+        ledger.mark(work.plan.tenant_id, work.plan.call_id, done_tag(work))
 
 
 class Steps:
@@ -271,19 +279,19 @@ class Steps:
         whose performer is the customer's manager as the CRM has it now."""
         if plan.task is not None:
             return None
-        known = self.ledger.facts(plan.tenant_id, self.caller(plan))
+        known = self.ledger.caller(plan.tenant_id, self.caller(plan))
         customer_id = known.get("customer_id")
         if not isinstance(customer_id, int):
             return None
         return ManagerLookup(customer=Customer(id=customer_id))
 
-    def caller(self, plan: CallPlan) -> str:
+    def caller(self, plan: CallPlan) -> CallerKey:
         return caller_key(plan.tenant_id, self.client.base_url, plan.phone)
 
     def remember_caller(self, plan: CallPlan, customer_id: int) -> None:
         key = self.caller(plan)
-        if self.ledger.facts(plan.tenant_id, key).get("customer_id") != customer_id:
-            self.ledger.record(plan.tenant_id, key, customer_id=customer_id)
+        if self.ledger.caller(plan.tenant_id, key).get("customer_id") != customer_id:
+            self.ledger.record_caller(plan.tenant_id, key, customer_id=customer_id)
 
     async def _lookup(self, plan: CallPlan) -> ManagerLookup:
         cached = self.known_callers.get(plan.phone)
@@ -304,9 +312,9 @@ class Steps:
         self.known_callers[plan.phone] = lookup
         self.remember_caller(plan, lookup.customer.id)
 
-    async def _popups(self, work: Work, facts: dict[str, Any]) -> None:
+    async def _popups(self, work: Work, facts: CallFacts) -> None:
         for popup in work.plan.popups:
-            tag = f"popup_{popup.stage.value}"
+            tag = popup_flag(popup.stage)
             if facts.get(tag):
                 continue
             if self.clock() > popup.not_after:
@@ -322,16 +330,15 @@ class Steps:
                 # A pop-up is worth nothing later: it is counted, never parked or replayed.
                 POPUPS_SKIPPED.labels(failed.action.reason.split(":")[0]).inc()
                 continue
-            self.ledger.record(work.plan.tenant_id, work.plan.call_id, **{tag: True})
+            self.ledger.mark(work.plan.tenant_id, work.plan.call_id, tag)
 
-    async def _status(self, work: Work, facts: dict[str, Any]) -> None:
+    async def _status(self, work: Work, facts: CallFacts) -> None:
         """Busy while on the call; back to what it was after — unless the user changed it."""
         change = work.plan.status_change
         if change is None or self.clock() > change.not_after:
             return
         plan = work.plan
-        tag = f"status_{change.action}"
-        if facts.get(tag):
+        if facts.get(status_flag(change.action)):
             return
         try:
             user = await self.call("/api/users/{id}", lambda: self.client.user(change.user_id),
@@ -416,12 +423,12 @@ class Steps:
                                    w.plan.upload.recordUrl))
 
 
-def caller_key(tenant_id: str, portal: str, phone: str) -> str:
+def caller_key(tenant_id: str, portal: str, phone: str) -> CallerKey:
     """The ledger's entry for what a portal is known to hold for a caller: under a digest,
     not the number (the ledger's changelog is no place for personal data in clear); `#` is in
     no call id. A tenant moved to another portal knows none of its callers there."""
     digest = hashlib.sha256(f"{tenant_id}|{portal}|{phone}".encode()).hexdigest()[:32]
-    return f"#caller/{digest}"
+    return CallerKey(f"#caller/{digest}")
 
 
 def _recording(work: Work) -> str:

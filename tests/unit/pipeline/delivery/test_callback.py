@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from pipeline.crm.methods import TASK_EDIT
-from pipeline.delivery.ledger import MemoryLedger
+from pipeline.delivery.ledger import CallerFacts, MemoryLedger
 from pipeline.delivery.planning import plan_call
 from pipeline.delivery.steps import SourceRef, Work, caller_key
 from pipeline.devtools.crmdouble.server import CRMDouble
@@ -113,8 +113,8 @@ class Harness:
         self.works += works
         await self.lane.deliver(works)
 
-    def caller(self) -> dict[str, Any]:
-        return self.ledger.facts("acme", caller_key("acme", self.client.base_url, PHONE))
+    def caller(self) -> CallerFacts:
+        return self.ledger.caller("acme", caller_key("acme", self.client.base_url, PHONE))
 
 
 @pytest.fixture
