@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from pipeline.crm import errors as e
 from pipeline.delivery.employees import link_refusal
-from pipeline.delivery.intake import TenantDirectory, describe_invalid
+from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import ClientFor, LaneRegistry
 from pipeline.delivery.tenantstate import StateStore, key_fingerprint
 from pipeline.operations.activation import Refused, check_key, config_for
+from pipeline.operations.admission import Refusal, admit, remember
+from pipeline.operations.deskcommands import DeskCommands, StartReplay
 from pipeline.operations.staff import Staff, StaffRefused
-from pipeline.operations.window import ReplayWindow, calendar_days_window
+from pipeline.operations.window import calendar_days_window
 from pipeline.secrets import KeyRing, SecretError, scrub, scrub_json
-from pipeline.signing import RecordRefused, RecordWriter, verify
+from pipeline.signing import RecordWriter
 from schemas.control import (
     ActivateCommand,
     Command,
@@ -30,7 +32,6 @@ from schemas.control import (
     ReplayCommand,
     SeniorCommand,
     SignedCommand,
-    StatusCommand,
     UnlinkCommand,
 )
 from schemas.crm import (
@@ -45,12 +46,8 @@ from schemas.mapping import EmployeeMapping
 __all__ = ["ControlDesk", "Refused", "module_payload"]
 
 log = logging.getLogger(__name__)
-COMMANDS = TypeAdapter(Command)
-MAX_AGE = timedelta(hours=24)
-MAX_SKEW = timedelta(minutes=5)
 
 Report = Callable[[CommandResult], Awaitable[object]]
-StartReplay = Callable[[str, str, ReplayWindow], Awaitable[None]]
 
 
 def module_payload(config: IntegrationConfig, mapping: EmployeeMapping, *,
@@ -66,7 +63,9 @@ def module_payload(config: IntegrationConfig, mapping: EmployeeMapping, *,
                              for link in mapping.employees.values() if link.extension])))
 
 
-class ControlDesk:
+class ControlDesk(DeskCommands):
+    """Answers every command record; carries out the verified, valid, new ones."""
+
     def __init__(self, *, operator_key: bytes | None, directory: TenantDirectory,
                  records: RecordWriter, states: StateStore,
                  lanes: LaneRegistry, report: Report, start_replay: StartReplay,
@@ -120,39 +119,12 @@ class ControlDesk:
 
     async def handle(self, raw: bytes, key: bytes | None) -> CommandResult:
         """Every record gets an answer; only a verified, valid, new command changes anything."""
-        try:
-            envelope = SignedCommand.model_validate_json(raw)
-        except ValidationError as exc:
-            return await self._answer("unknown", "refused",
-                                      "malformed command envelope: " + describe_invalid(exc))
-        command_id = str(envelope.command.get("command_id", "unknown"))[:128]
-        if self.operator_key is None:
-            return await self._answer(command_id, "refused", "operator commands are disabled: "
-                                      "CALLSYNC_OPERATOR_KEY is not set on the worker")
-        if not verify(envelope.command, envelope.signature, self.operator_key):
-            log.warning("refused a command with a bad signature (id %r)", command_id)
-            return await self._answer(command_id, "refused", "bad signature")
-        try:
-            command = COMMANDS.validate_python(envelope.command)
-        except ValidationError as exc:
-            return await self._answer(command_id, "refused", describe_invalid(exc))
-        now = self.clock()
-        if not now - MAX_AGE <= command.issued_at <= now + MAX_SKEW:
-            return await self._answer(command_id, "refused",
-                                      "issued_at is too old or in the future", command=command)
-        if key != command.tenant_id.encode():
-            return await self._answer(command_id, "refused", "the record key must be the "
-                                      "tenant_id (commands are partitioned by tenant)",
-                                      command=command)
-        seen = self.states.handled(command.tenant_id, command.command_id)
-        if seen:
-            return await self._answer(command.command_id, seen["status"],
-                                      "already handled: " + seen["message"], command=command,
-                                      data=seen.get("data"))
-        if seen is not None:
-            return await self._answer(command.command_id, "refused", "already handled: this "
-                                      "command id was carried out before (its result is no "
-                                      "longer kept); send a new command", command=command)
+        checked = admit(raw, key, operator_key=self.operator_key, states=self.states,
+                        clock=self.clock)
+        if isinstance(checked, Refusal):
+            return await self._answer(checked.command_id, checked.status, checked.message,
+                                      command=checked.command, data=checked.data)
+        command = checked
         secrets: list[str] = []
         try:
             if isinstance(command, ActivateCommand):
@@ -166,17 +138,8 @@ class ControlDesk:
             status, message, data = "failed", f"retailCRM: {exc}", {}
         result = await self._answer(command.command_id, status, message, command=command,
                                     data=data, secrets=secrets)
-        self._remember(command, result)
+        remember(self.states, command, result, clock=self.clock)
         return result
-
-    def _remember(self, command: Command, result: CommandResult) -> None:
-        """Every id is kept for as long as the command would be accepted (issued_at within
-        MAX_AGE, MAX_SKEW ahead): a replay inside that window is answered, never carried out."""
-        if command.type in ("status", "employees"):
-            return
-        self.states.remember(command.tenant_id, command.command_id, {
-            "status": result.status, "message": result.message, "data": result.data},
-            until=command.issued_at + MAX_AGE + MAX_SKEW, now=self.clock())
 
     def _open_key(self, command: ActivateCommand) -> str:
         if self.keyring is None:
@@ -209,10 +172,6 @@ class ControlDesk:
         async with self.client_for(config) as crm:
             await crm.edit_integration_module(module_payload(
                 config, mapping, active=state.state != "deactivated"))
-
-    def _configured(self, tenant_id: str) -> bool:
-        """An integration is stored for the tenant (whether or not this worker can open it)."""
-        return bool(self.records.integrations.get(tenant_id))
 
     async def _activate(self, cmd: ActivateCommand, api_key: str
                         ) -> tuple[str, str, dict[str, Any]]:
@@ -264,17 +223,6 @@ class ControlDesk:
         self.lanes.reset(config)
         return "done", message, data
 
-    async def _rekey(self, cmd: RekeyCommand) -> tuple[str, str, dict[str, Any]]:
-        if not self.records.integrations.get(cmd.tenant_id):
-            raise Refused("no integration is configured for this tenant")
-        try:
-            data = await self.records.rekey(cmd.tenant_id)
-        except RecordRefused as exc:
-            raise Refused(f"the stored integration cannot be used: {exc}") from None
-        except ValidationError as exc:
-            raise Refused(f"a stored record cannot be used: {describe_invalid(exc)}") from None
-        return "done", f"re-encrypted under {data['kid']} (was {data['previous_kid']})", data
-
     async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:
         config = self.directory.config(cmd.tenant_id)
         note = ""
@@ -289,42 +237,3 @@ class ControlDesk:
                            reason=cmd.reason or "deactivated by an operator", method="")
         self.lanes.deactivate(cmd.tenant_id)
         return "done", "deactivated: events are parked until re-activation" + note, {}
-
-    async def _replay(self, cmd: ReplayCommand) -> tuple[str, str, dict[str, Any]]:
-        config = self.directory.config(cmd.tenant_id)
-        if config is None:
-            raise Refused("no integration is configured for this tenant")
-        state = self.states.get(cmd.tenant_id)
-        if state.replay is not None and not state.replay.done:
-            raise Refused(f"a replay is already running ({state.replay.command_id})")
-        now = self.clock()
-        default = calendar_days_window(now, config.zone)
-        try:
-            window = ReplayWindow(cmd.since or default.start, cmd.until or default.end)
-        except ValueError as exc:
-            raise Refused(str(exc)) from None
-        await self.start_replay(cmd.tenant_id, cmd.command_id, window)
-        return "accepted", "replay started", {"window": window.as_dict()}
-
-    def _status(self, cmd: StatusCommand) -> tuple[str, str, dict[str, Any]]:
-        config = self.directory.config(cmd.tenant_id)
-        state = self.states.get(cmd.tenant_id)
-        lane = self.lanes.lanes.get(cmd.tenant_id)
-        data = state.model_dump(mode="json", exclude={"commands", "seen_commands"})
-        if not self._configured(cmd.tenant_id):
-            # A tenant's state defaults to active; with no integration it is none of them.
-            data["state"] = "unknown"
-        if config is not None:
-            data["config"] = {k: v for k, v in config.model_dump(mode="json").items()
-                              if k != "api_key"}
-        data["key_id"] = self.records.stored_kid(cmd.tenant_id)
-        data["lane_backlog"] = lane.backlog if lane else 0
-        data["mapped_employees"] = len(self.directory.stored_mapping(cmd.tenant_id).employees)
-        data["fallbacks"] = self.directory.fallbacks.get(cmd.tenant_id, {})
-        roster = self.directory.roster(cmd.tenant_id)
-        data["roster"] = {"synced_at": roster.synced_at.isoformat() if roster else None,
-                          "managers": sorted(roster.managers) if roster else []}
-        if data["state"] == "unknown":
-            return "done", "unknown (no integration configured)", data
-        return "done", state.state, data
-

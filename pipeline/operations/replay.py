@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import LaneRegistry
-from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.steps import SourceRef
 from pipeline.delivery.tenantstate import ReplayProgress, StateStore
-from pipeline.observability.metrics import REPLAY_REMAINING, REPLAY_SCANNED, REPLAY_SUBMITTED
+from pipeline.operations.replayrun import ReplayReader, report_replay
 from pipeline.operations.window import ReplayWindow
-from schemas.call_event import CallEvent
 from schemas.control import CommandResult
 
 __all__ = ["ReplayManager"]
@@ -28,23 +24,13 @@ __all__ = ["ReplayManager"]
 log = logging.getLogger(__name__)
 # Records are looked up by their timestamp; a producer's clock may run behind the call's.
 LOOKBACK_MS = 3_600_000
-SAVE_EVERY = 1.0
 # After an outage the start is an offset, not a time: the window lets every event through.
 SINCE_EVER = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-class _Tracker:
-    """Offsets of one partition handed to delivery and not yet settled."""
-
-    def __init__(self, start: int) -> None:
-        self.read_to = start
-        self.pending: set[int] = set()
-
-    def next(self) -> int:
-        return min(self.pending) if self.pending else self.read_to
-
-
 class ReplayManager:
+    """Starts, resumes and stops the tenants' replays; a replay is read by `ReplayReader`."""
+
     def __init__(self, *, bootstrap_servers: str, calls_topic: str, directory: TenantDirectory,
                  lanes: LaneRegistry, states: StateStore,
                  report: Callable[[CommandResult], Awaitable[object]],
@@ -203,17 +189,8 @@ class ReplayManager:
             log.exception("replay of %s failed; it resumes from its saved offsets", tenant_id)
             progress = self.states.get(tenant_id).replay
             if progress is not None:
-                await self._report(tenant_id, progress, "progress",
-                                   f"interrupted ({type(exc).__name__}); resuming")
-
-    async def _report(self, tenant_id: str, progress: ReplayProgress, status: str,
-                      message: str) -> None:
-        await self.report(CommandResult.model_validate({
-            "command_id": progress.command_id, "tenant_id": tenant_id, "type": "replay",
-            "status": status, "message": message, "at": self.clock(),
-            "data": {"scanned": progress.scanned, "submitted": progress.submitted,
-                     "settled": progress.settled, "remaining": progress.remaining,
-                     "window": progress.window}}))
+                await report_replay(self, tenant_id, progress, "progress",
+                                    f"interrupted ({type(exc).__name__}); resuming")
 
     async def _run(self, tenant_id: str) -> None:
         progress = self.states.get(tenant_id).replay
@@ -222,129 +199,11 @@ class ReplayManager:
             return
         self._active[tenant_id] = progress
         try:
-            await self._read(tenant_id, progress, config)
+            await ReplayReader(self).read(tenant_id, progress, config)
         finally:
             self._active.pop(tenant_id, None)
 
-    async def _read(self, tenant_id: str, progress: ReplayProgress, config: Any) -> None:
-        """Read every partition up to its reach, which live events held back for the replay
-        move on; done once all is read and settled and the reach stands still."""
-        window = ReplayWindow.from_dict(progress.window)
-        lane = self.lanes.lane_for(config)
-        trackers = {int(p): _Tracker(o) for p, o in progress.next.items()}
-        consumer = AIOKafkaConsumer(**self.client_options, enable_auto_commit=False,
-                                    max_poll_records=500)
-        await consumer.start()
-        last_save = time.monotonic()
-        finished = False
-        try:
-            tps = {p: TopicPartition(self.calls_topic, p) for p in trackers}
-            consumer.assign(list(tps.values()))
-            for p, tp in tps.items():
-                consumer.seek(tp, trackers[p].read_to)
-            await self._report(tenant_id, progress, "progress", "replaying")
-            while True:
-                if not self.owns(tenant_id):
-                    log.info("replay %s of %s stops here: the tenant moved to another worker",
-                             progress.command_id, tenant_id)
-                    return
-                if not self.steady():
-                    await asyncio.sleep(0.2)
-                    continue
-                open_tps = [tps[p] for p, t in trackers.items()
-                            if t.read_to < progress.reach_of(str(p))]
-                if open_tps:
-                    batch = await consumer.getmany(*open_tps, timeout_ms=500)
-                    if not self.steady():  # it changed while fetching: read these again
-                        for tp in batch:
-                            consumer.seek(tp, trackers[tp.partition].read_to)
-                        continue
-                    # The mapping as it is now, each fetch: an operator's change applies.
-                    mapping = self.directory.mapping(tenant_id)
-                    for tp, messages in batch.items():
-                        tracker = trackers[tp.partition]
-                        if await self._take(tp, messages, tenant_id, window, config, mapping,
-                                            tracker, progress, lane):
-                            # Read past the reach: from where it stopped, once the reach moves.
-                            consumer.seek(tp, tracker.read_to)
-                elif any(t.pending for t in trackers.values()):
-                    await asyncio.sleep(0.2)
-                else:
-                    # Nothing pending and the reach stands: done, in this very step, so no
-                    # live event can be held back for a replay that has just ended.
-                    self._save(tenant_id, progress, trackers)
-                    self._finish(tenant_id, progress)
-                    finished = True
-                    break
-                if time.monotonic() - last_save > SAVE_EVERY:
-                    self._save(tenant_id, progress, trackers)
-                    await self._report(tenant_id, progress, "progress", "replaying")
-                    last_save = time.monotonic()
-        finally:
-            if not finished:
-                self._save(tenant_id, progress, trackers)
-            await consumer.stop()
-        await self._report(tenant_id, progress, "done",
-                           f"replayed {progress.submitted} events of {progress.scanned} read")
-
-    async def _take(self, tp: TopicPartition, messages: list[Any], tenant_id: str,
-                    window: ReplayWindow, config: Any, mapping: Any, tracker: _Tracker,
-                    progress: ReplayProgress, lane: Any) -> bool:
-        """Hand the tenant's records of a fetch to its lane; True if it read past the reach."""
-        partition = str(tp.partition)
-        key = tenant_id.encode()
-        for message in messages:
-            if message.offset < tracker.read_to:
-                continue
-            if message.offset >= progress.reach_of(partition):
-                return True
-            progress.scanned += 1
-            REPLAY_SCANNED.labels(tenant_id).inc()
-            tracker.read_to = message.offset + 1
-            if message.key != key or message.value is None:
-                continue
-            # Past where the replay began are live events held back for it: all of them go.
-            held = message.offset >= progress.ends.get(partition, 0)
-            work = self._work(message, tenant_id, window, config, mapping, tracker, progress,
-                              held=held)
-            if work is not None:
-                tracker.pending.add(message.offset)
-                progress.submitted += 1
-                REPLAY_SUBMITTED.labels(tenant_id).inc()
-                await lane.submit(work)
-        return False
-
-    def _work(self, message: Any, tenant_id: str, window: ReplayWindow, config: Any,
-              mapping: Any, tracker: _Tracker, progress: ReplayProgress, *,
-              held: bool = False) -> Work | None:
-        try:
-            event = CallEvent.model_validate_json(message.value)
-        except ValidationError:
-            return None  # it went to the invalid topic when it first arrived
-        if event.tenant_id != tenant_id or not (held or window.contains(event.started_at)):
-            return None
-        plan = plan_call(event, config, mapping)
-        if plan.is_empty:
-            return None
-        offset = message.offset
-
-        def settled() -> None:
-            tracker.pending.discard(offset)
-            progress.settled += 1
-
-        return Work(event=event, plan=plan, raw=message.value, key=message.key,
-                    source=SourceRef(message.topic, message.partition, offset), ack=settled,
-                    replayed=True)
-
-    def _save(self, tenant_id: str, progress: ReplayProgress,
-              trackers: dict[int, _Tracker]) -> None:
-        progress.next = {str(p): t.next() for p, t in trackers.items()}
-        REPLAY_REMAINING.labels(tenant_id).set(progress.remaining)
-        self.states.update(tenant_id, replay=progress)
-
-    def _finish(self, tenant_id: str, progress: ReplayProgress) -> None:
-        """Done: the dead letters parked up to the re-activation are settled."""
-        progress.done = True
-        progress.finished_at = self.clock()
-        REPLAY_REMAINING.labels(tenant_id).set(0)
-        self.states.update(tenant_id, replay=progress, parked=0, settled_at=self.clock())
+    def read_consumer(self) -> AIOKafkaConsumer:
+        """A consumer of the replay's own, to read the call topic from its saved offsets."""
+        return AIOKafkaConsumer(**self.client_options, enable_auto_commit=False,
+                                max_poll_records=500)

@@ -1,0 +1,154 @@
+"""One retailCRM key's requests: pacing, a deadline, answers read within a cap, errors raised."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Self, TypeVar
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from pipeline.crm.errors import CRMAPIError, CRMTransportError
+from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS, SlidingWindowLimiter
+from pipeline.crm.transport import PORTAL
+from pipeline.crm.wire import (
+    encode_form,
+    encode_query,
+    error_for,
+    json_object,
+    malformed,
+    read_capped,
+)
+from pipeline.secrets import scrub_json
+
+__all__ = ["MAX_RESPONSE_BYTES", "CRMSession", "Params", "RequestObserver", "Verb"]
+
+# The largest answers the pipeline asks for (100 users or tasks a page) are a few hundred KB; a
+# page of 100 full orders about 1 MB. Anything far past that is a broken or hostile portal.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# (method, outcome, seconds, waited_for_rate_limit) after every request; feeds the metrics.
+RequestObserver = Callable[[str, str, float, float], None]
+Verb = Literal["GET", "POST"]
+Params = Mapping[str, Any]
+T = TypeVar("T")
+# The answer is decompressed here, within the cap, so only encodings zlib reads are asked for.
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class CRMSession:
+    """One portal, one key: sends a request and reads its answer; `RetailCRMClient` names them.
+
+    Requests are paced per key: at most 10 in any second, 40 for /telephony methods. `timeout`
+    bounds each whole request (the pacing wait before it aside), and no answer is read past
+    `max_response_bytes`, so a slow or flooding portal costs only its own tenant.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: SecretStr | str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0,
+        general_rps: int = CRM_GENERAL_RPS,
+        telephony_rps: int = CRM_TELEPHONY_RPS,
+        observer: RequestObserver | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout,
+                                       headers={"Accept-Encoding": ACCEPT_ENCODING})
+        self._general = SlidingWindowLimiter(general_rps)
+        self._telephony = SlidingWindowLimiter(telephony_rps)
+        self._observer = observer
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key=**********)"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(
+        self,
+        verb: Verb,
+        path: str,
+        *,
+        method: str,
+        params: Params | None = None,
+        form: Params | None = None,
+        versioned: bool = True,
+    ) -> dict[str, Any]:
+        """Send one call; `method` is its name as key permissions list it (/api/users/{id})."""
+        return await self._call(_as_is, verb, path, method=method, params=params, form=form,
+                                versioned=versioned)
+
+    async def _call(self, parse: Callable[[dict[str, Any]], T], verb: Verb, path: str, *,
+                    method: str, params: Params | None = None, form: Params | None = None,
+                    versioned: bool = True) -> T:
+        """Send one call and `parse` its success answer; what does not parse is malformed."""
+        prefix = "/api/v5/" if versioned else "/api/"
+        url = self.base_url + prefix + path.lstrip("/")
+        if params:
+            url += "?" + encode_query(params)
+        limiter = self._telephony if path.startswith("telephony/") else self._general
+        slot, waited = await limiter.reserve()
+        started = time.monotonic()
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            if event.endswith("send_request_headers.started"):
+                slot.sent(time.monotonic())  # the window counts from when it really left
+        outcome = "error"
+        try:
+            try:
+                # httpx's timeouts bound each read; a reply dripping a byte at a time needs this.
+                async with asyncio.timeout(self.timeout):
+                    async with self._http.stream(
+                        verb, url, headers={"X-API-KEY": self._key.get_secret_value()},
+                        data=encode_form(form) if form is not None else None,
+                        extensions={"trace": trace, PORTAL: self.base_url},
+                    ) as response:
+                        raw = await read_capped(response, cap=self.max_response_bytes,
+                                                 method=method)
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                outcome = "timeout"
+                cause = type(exc).__name__ if isinstance(exc, httpx.TimeoutException) else \
+                    f"deadline {self.timeout:g}s"
+                raise CRMTransportError(f"retailCRM {method}: timed out ({cause})",
+                                        method=method) from None
+            except httpx.TransportError as exc:
+                outcome = "transport_error"
+                raise CRMTransportError(f"retailCRM {method}: {type(exc).__name__}",
+                                        method=method) from None
+            body, kind = json_object(raw)
+            if not (response.is_success and body is not None and body.get("success") is True):
+                # A portal may echo the key in errorMsg or errors: never into an exception.
+                secrets = [self._key.get_secret_value()]
+                raise error_for(method, response, scrub_json(body, secrets), kind, raw)
+            try:
+                result = parse(body)
+            except ValidationError as exc:
+                # `from None`: the pydantic error quotes the answer's values.
+                raise malformed(method, response.status_code, exc) from None
+            outcome = "success"
+            return result
+        except CRMAPIError as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            if self._observer is not None:
+                self._observer(method, outcome, time.monotonic() - started, waited)
+
+
+def _as_is(body: dict[str, Any]) -> dict[str, Any]:
+    return body
