@@ -136,10 +136,10 @@ class TenantHealth:
     Any other transition is a no-op by rule and returns False (they are races between a lane,
     its probe and the desk, not bugs): `broke` while not active (the first cause stands, and
     a deactivated tenant does not break because a request failed) or with a deactivation's
-    dead letter (only `deactivated` deactivates), `recovered` while active or deactivated (a
-    probe never re-activates). Refused with ValueError: `broke` with an
-    action that does not break a tenant. In any condition: `denied`, `parked`, `settled`,
-    `outage_replay_started`; and a new key (`new_key`) forgets the denied methods.
+    dead letter (only `deactivated` deactivates); `recovered` while active or deactivated (a
+    probe never re-activates). Refused with ValueError, a bug: `broke` with an action that
+    does not break a tenant. In any condition: `denied`, `parked`, `settled` and
+    `outage_replay_started`; a new key (`new_key`, `uses_key`) forgets the denied methods.
     """
 
     def __init__(self, states: StateStore, tenant_id: str, *,
