@@ -8,6 +8,7 @@ import time
 
 from pipeline.app import app, settings
 from pipeline.crm import errors as e
+from pipeline.delivery.health import publish_gauges
 from pipeline.runtime import directory, lanes, ledger, staff, states
 from pipeline.streams.tables import tenant_partition
 
@@ -30,11 +31,9 @@ async def _sync_rosters() -> None:
             continue
         # Opened for the sync only: the configs kept are those of tenants with calls.
         config = directory.config(tenant_id, keep=False)
-        if config is None or states.get(tenant_id).state != "active":
+        if config is None or lanes.health(tenant_id).stopped:
             continue
         lane = lanes.lanes.get(tenant_id)  # no lane is made for a sync: memory follows calls
-        if lane is not None and lane.broken is not None:
-            continue
         # The pooled client of the portal and key: the sync shares the tenant's request budget.
         client = lane.steps.client if lane is not None else lanes.clients.get(config)
         try:
@@ -83,7 +82,7 @@ async def publish_tenant_states() -> None:
     try:
         owned = {tp.partition for tp in app.assignor.assigned_actives()
                  if tp.topic == settings.topics.calls}
-        states.publish(lambda tenant_id: tenant_partition(
+        publish_gauges(states, lambda tenant_id: tenant_partition(
             tenant_id, settings.topics.partitions) in owned)
     except Exception:
         log.exception("publishing the tenant states failed")

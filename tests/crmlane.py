@@ -9,10 +9,12 @@ from typing import Any
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
+from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import Ledger, MemoryLedger
 from pipeline.delivery.outlets import Outlets
 from pipeline.delivery.steps import Steps
 from pipeline.delivery.tenantlane import TenantLane
+from pipeline.delivery.tenantstate import StateStore
 from schemas import IntegrationConfig
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
 
@@ -51,9 +53,10 @@ async def enable_telephony(client: RetailCRMClient) -> None:
 
 def quick_lane(cfg: IntegrationConfig, ledger: Ledger, outlets: Outlets, *,
                settings: CRMSettings = QUICK) -> tuple[RetailCRMClient, Steps, TenantLane]:
-    """A client of `cfg`'s portal, its steps and a tenant lane "acme" that lingers 50 ms."""
+    """A client of `cfg`'s portal, its steps and a tenant lane "acme" that lingers 50 ms; the
+    tenant's health in a tenant-state table of its own, in memory."""
     client = RetailCRMClient(base_url=cfg.portal_url.unicode_string(), api_key=cfg.api_key)
     steps = Steps(client=client, ledger=ledger, settings=settings,
-                  clock=lambda: datetime.now(UTC))
+                  health=TenantHealth(StateStore({}), "acme"), clock=lambda: datetime.now(UTC))
     lane = TenantLane(tenant_id="acme", steps=steps, outlets=outlets, linger=0.05, buffer=100)
     return client, steps, lane

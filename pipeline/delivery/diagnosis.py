@@ -36,7 +36,9 @@ class Steps(Protocol):
     client: RetailCRMClient
     ledger: Ledger
     clock: Callable[[], datetime]
-    denied: set[str]
+
+    @property
+    def denied(self) -> frozenset[str]: ...
 
     def call(self, method: str, fn: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
 

@@ -15,11 +15,11 @@ import httpx
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.transport import SharedTransport
-from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import Ledger
 from pipeline.delivery.outlets import Outlets
 from pipeline.delivery.steps import SourceRef, Steps, Work
-from pipeline.delivery.tenantlane import DEACTIVATED, LaneHooks, TenantLane
+from pipeline.delivery.tenantlane import LaneHooks, TenantLane
 from pipeline.delivery.tenantstate import StateStore, key_fingerprint
 from pipeline.observability.metrics import observe_crm_request
 from schemas.integration import IntegrationConfig
@@ -38,8 +38,12 @@ class Recovery(Protocol):
 
 
 def _portal_and_key(config: IntegrationConfig) -> tuple[str, str]:
-    """The pool's key for a client and a lane's fingerprint: a new portal or key, a new client."""
+    """The pool's key for a client: a new portal or key, a new client."""
     return str(config.portal_url), config.api_key.get_secret_value()
+
+
+def _fingerprint(config: IntegrationConfig) -> str:
+    return key_fingerprint(config.api_key.get_secret_value())
 
 
 # Gives the client for a tenant's portal and key, for `async with`.
@@ -91,7 +95,8 @@ class ClientPool:
 
 
 class LaneRegistry:
-    """Lanes by tenant; a changed integration (new key, new portal) gets a fresh client."""
+    """Lanes by tenant; a changed integration (new key, new portal) gets a fresh client. The
+    tenants' health is in the tenant-state table (in memory without one), never in a lane."""
 
     def __init__(self, *, settings: CRMSettings, ledger: Ledger, outlets: Outlets,
                  states: StateStore | None = None,
@@ -101,7 +106,7 @@ class LaneRegistry:
         self.settings = settings
         self.ledger = ledger
         self.outlets = outlets
-        self.states = states
+        self.states = states if states is not None else StateStore({})
         self.probe_interval = probe_interval
         self.outage_probe_interval = outage_probe_interval
         # One TLS context for every tenant's client, a pool per portal (pipeline/crm/transport.py).
@@ -109,7 +114,6 @@ class LaneRegistry:
         self.buffer = buffer
         self.clock = clock
         self.lanes: dict[str, TenantLane] = {}
-        self._fingerprints: dict[str, tuple[str, str]] = {}
         self.recovery: Recovery | None = None  # the replays, once the worker has them
         self.clients = ClientPool(self._new_client)
         # One generator for every lane's backoff jitter (a Random of its own is 2.5 KB a lane).
@@ -122,88 +126,39 @@ class LaneRegistry:
             general_rps=self.settings.general_rps, telephony_rps=self.settings.telephony_rps,
             observer=observe_crm_request)
 
+    def health(self, tenant_id: str) -> TenantHealth:
+        return TenantHealth(self.states, tenant_id, clock=self.clock)
+
     def lane_for(self, config: IntegrationConfig) -> TenantLane:
-        fingerprint = _portal_and_key(config)
+        """A restarted worker's new lane reads the tenant's stored health: a broken key stays
+        broken without being called again, and its denied methods stay denied."""
         lane = self.lanes.get(config.tenant_id)
         if lane is None:
             steps = Steps(client=self.clients.get(config), ledger=self.ledger,
-                          settings=self.settings, clock=self.clock, rand=self._jitter)
+                          settings=self.settings, health=self.health(config.tenant_id),
+                          clock=self.clock, rand=self._jitter)
             lane = TenantLane(tenant_id=config.tenant_id, steps=steps, outlets=self.outlets,
                               linger=self.settings.upload_linger_seconds, buffer=self.buffer,
                               hooks=self, probe_interval=self.probe_interval,
                               outage_probe_interval=self.outage_probe_interval)
             self.lanes[config.tenant_id] = lane
-            self._apply_stored_state(lane, config)
+            lane.health.uses_key(_fingerprint(config))  # another key's state is forgotten
             lane.start()
-        elif self._fingerprints.get(config.tenant_id) != fingerprint:
-            self._new_key(lane, config)
-        self._fingerprints[config.tenant_id] = fingerprint
+        elif self.clients.get(config) is not lane.steps.client:
+            self._switch_client(lane, config)
+            lane.health.new_key(_fingerprint(config))
         lane.diagnosis.config = config  # its option as the tenant has it now
         return lane
 
-    def _apply_stored_state(self, lane: TenantLane, config: IntegrationConfig) -> None:
-        """A restarted worker remembers a broken key: it does not call it again to find out."""
-        if self.states is None:
-            return
-        state = self.states.get(config.tenant_id)
-        same_key = state.key_fingerprint in ("", key_fingerprint(
-            config.api_key.get_secret_value()))
-        if state.state == "deactivated":
-            lane.broken = DEACTIVATED
-        elif state.state == "broken" and same_key:
-            lane.broken = DeadLetter(reason=state.reason, broken=True, method=state.method)
-        if same_key:
-            lane.steps.denied = set(state.denied_methods)
-
-    def _new_key(self, lane: TenantLane, config: IntegrationConfig) -> None:
+    def _switch_client(self, lane: TenantLane, config: IntegrationConfig) -> None:
         lane.steps.client = self.clients.get(config)  # the old one stays pooled (other users)
         lane.steps.known_callers.clear()
-        lane.steps.denied = set()
-        if lane.broken is not DEACTIVATED:
-            lane.broken = None
 
     def reset(self, config: IntegrationConfig) -> TenantLane:
-        """After an activation: a fresh client, nothing broken, nothing denied."""
+        """After an activation (health.py's `activated`): a fresh client for the lane."""
         lane = self.lane_for(config)
-        self._new_key(lane, config)
-        lane.broken = None
+        self._switch_client(lane, config)
         return lane
-
-    def deactivate(self, tenant_id: str) -> None:
-        lane = self.lanes.get(tenant_id)
-        if lane is not None:
-            lane.broken = DEACTIVATED
-
-    # -- LaneHooks: the state table follows what the lanes find --------------------------------
-
-    def on_broken(self, tenant_id: str, action: DeadLetter) -> None:
-        if self.states is not None and action is not DEACTIVATED:
-            fingerprint = self._fingerprints.get(tenant_id, ("", ""))[1]
-            self.states.update(tenant_id, state="broken", reason=action.reason,
-                               method=action.method, since=self.clock(),
-                               key_fingerprint=key_fingerprint(fingerprint))
-
-    def on_recovered(self, tenant_id: str, reason: str) -> None:
-        if self.states is not None:
-            self.states.update(tenant_id, state="active", reason=reason,
-                               method="", since=self.clock())
-
-    def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None:
-        if self.states is not None:
-            state = self.states.get(tenant_id)
-            changes: dict[str, object] = {"parked": state.parked + 1}
-            if outage:  # where the replay after the outage starts: the first offset it parked
-                partition = str(source.partition)
-                first = state.outage_offsets.get(partition)
-                changes["outage_offsets"] = {**state.outage_offsets, partition: min(
-                    source.offset, first if first is not None else source.offset)}
-            self.states.update(tenant_id, **changes)
-
-    def on_denied(self, tenant_id: str, method: str) -> None:
-        if self.states is not None:
-            state = self.states.get(tenant_id)
-            if method not in state.denied_methods:
-                self.states.update(tenant_id, denied_methods=[*state.denied_methods, method])
 
     def held_back(self, tenant_id: str, work: Work) -> bool:
         recovery = self.recovery
@@ -230,7 +185,6 @@ class LaneRegistry:
         lanes = []
         for tenant_id in idle:  # out of the registry before any await: nothing is submitted
             lanes.append(self.lanes.pop(tenant_id))
-            self._fingerprints.pop(tenant_id, None)
         for lane in lanes:
             await lane.stop()
         in_use = {id(lane.steps.client) for lane in self.lanes.values()}

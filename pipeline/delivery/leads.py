@@ -192,7 +192,7 @@ class Leads:
                 if isinstance(action, DeadLetter) and action.broken:
                     raise
                 # The key lacks the method (nothing was made), or the upload kept failing.
-                look = not (isinstance(action, DeadLetter) and action.reason == "AccessDenied")
+                look = not (isinstance(action, DeadLetter) and action.denied)
             for lead in chunk:
                 made_id = result.uploaded.get(_external_id(lead, step))
                 if made_id is not None:

@@ -18,7 +18,8 @@ from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
 from pipeline.delivery import callback
-from pipeline.delivery.errorpolicy import OUTAGE, DeadLetter, Reject, Retry, decide
+from pipeline.delivery.errorpolicy import DeadLetter, Reason, Reject, Retry, decide, key_refused
+from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import (
     CallerKey,
     CallFacts,
@@ -149,30 +150,38 @@ class Steps:
     """The CRM steps of a call, each guarded by the error policy and recorded in the ledger."""
 
     def __init__(self, *, client: RetailCRMClient, ledger: Ledger, settings: CRMSettings,
-                 clock: Callable[[], datetime], rand: random.Random | None = None) -> None:
+                 health: TenantHealth, clock: Callable[[], datetime],
+                 rand: random.Random | None = None) -> None:
         self.client = client
+        # The tenant's health: the methods its key was refused are parked without asking
+        # again until the key changes.
+        self.health = health
         self.ledger = ledger
         self.settings = settings
         self.clock = clock
         self.rand = rand or random.Random()  # noqa: S311 - jitter, not cryptography
         self.known_callers: TTLCache[str, ManagerLookup] = TTLCache(maxsize=10_000, ttl=600)
-        # Methods the key was refused: parked without asking again until the key changes.
-        self.denied: set[str] = set()
         # Optional methods the key was refused (BATCH_METHODS): done another way from then on.
         self.unavailable: set[str] = set()
         self.on_denied: Callable[[str], None] | None = None
         # Told of every refused request (pipeline/delivery/diagnosis.py looks for a refused shop).
         self.on_rejected: Callable[[str, e.CRMRejectedError], None] | None = None
 
+    @property
+    def denied(self) -> frozenset[str]:
+        """The methods the key was refused (read from the tenant's health)."""
+        return frozenset(self.health.now.denied)
+
     async def call(self, method: str, fn: Callable[[], Awaitable[T]], *,
                    deadline: datetime | None = None, work: Work | None = None,
                    optional: bool = False) -> T:
         """`fn` under the error policy. An `optional` method the key is refused is noted in
         `unavailable` (the caller does without it), not as the tenant's denied method."""
-        if method in self.denied:
+        if self.health.is_denied(method):
             if self.on_denied is not None:  # every refusal: a recurrence for diagnosis
                 self.on_denied(method)
-            raise StepFailed(DeadLetter(reason="AccessDenied", broken=False, method=method))
+            raise StepFailed(DeadLetter(reason=Reason.ACCESS_DENIED, broken=False,
+                                        method=method))
         attempt = 0
         while True:
             attempt += 1
@@ -186,14 +195,14 @@ class Steps:
                 action = decide(exc, attempt=attempt, max_attempts=self.settings.max_attempts,
                                 base=self.settings.backoff_base_seconds,
                                 cap=self.settings.backoff_max_seconds, rand=self.rand)
-            if isinstance(action, DeadLetter) and action.reason == "AccessDenied" and optional:
+            if isinstance(action, DeadLetter) and action.denied and optional:
                 self.unavailable.add(method)
                 raise StepFailed(action)
-            if isinstance(action, DeadLetter) and action.reason == "AccessDenied":
-                self.denied.add(action.method or method)
+            if isinstance(action, DeadLetter) and action.denied:
+                self.health.denied(action.method or method)
                 if self.on_denied is not None:
                     self.on_denied(action.method or method)
-            if isinstance(action, DeadLetter) and action.reason.startswith(OUTAGE):
+            if isinstance(action, DeadLetter) and action.exhausted:
                 action = await self._portal_or_request(action)
             if not isinstance(action, Retry):
                 raise StepFailed(action)
@@ -211,7 +220,7 @@ class Steps:
             await self.client.credentials()
         except e.RetailCRMError as exc:
             if isinstance(exc, e.CRMAuthorizationError):  # the key broke meanwhile
-                return DeadLetter(reason=type(exc).__name__, broken=True, method=exc.method)
+                return DeadLetter(reason=key_refused(exc), broken=True, method=exc.method)
             return dataclasses.replace(exhausted, broken=True)
         return exhausted
 

@@ -14,26 +14,20 @@ from pipeline.crm.client import MAX_CALLS_PER_UPLOAD
 from pipeline.crm.errors import CRMRejectedError
 from pipeline.delivery.diagnosis import Diagnosis, access_denied, site_error, site_refused
 from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.health import Condition
 from pipeline.delivery.leads import Leads
 from pipeline.delivery.outlets import Outlets
-from pipeline.delivery.steps import Lead, Revoked, SourceRef, StepFailed, Steps, Work, finished
+from pipeline.delivery.steps import Lead, Revoked, StepFailed, Steps, Work, finished
 from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
 
-__all__ = ["DEACTIVATED", "LaneHooks", "TenantLane"]
+__all__ = ["LaneHooks", "TenantLane"]
 
 # The logger the lanes have always logged under (pipeline/delivery/lanes.py, which makes them).
 log = logging.getLogger("pipeline.delivery.lanes")
-DEACTIVATED = DeadLetter(reason="Deactivated", broken=True)
 
 
 class LaneHooks(Protocol):
-    def on_broken(self, tenant_id: str, action: DeadLetter) -> None: ...
-
-    def on_recovered(self, tenant_id: str, reason: str) -> None: ...
-
-    def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None: ...
-
-    def on_denied(self, tenant_id: str, method: str) -> None: ...
+    """The replays, as a lane sees them (its health it reads and drives itself)."""
 
     def held_back(self, tenant_id: str, work: Work) -> bool:
         """A live event a running replay of the tenant takes over (it keeps their order)."""
@@ -44,20 +38,21 @@ class LaneHooks(Protocol):
 
 class TenantLane:
     """Takes a tenant's events in order, batches their call uploads, and acks each event only
-    after it was delivered, dead-lettered or put on the invalid topic."""
+    after it was delivered, dead-lettered or put on the invalid topic. While the tenant's
+    health (`steps.health`, pipeline/delivery/health.py) is not active, it parks them all."""
 
     def __init__(self, *, tenant_id: str, steps: Steps, outlets: Outlets, linger: float,
                  buffer: int, hooks: LaneHooks | None = None, probe_interval: float = 300.0,
                  outage_probe_interval: float = 30.0) -> None:
         self.tenant_id = tenant_id
         self.steps = steps
+        self.health = steps.health
         self.outlets = outlets
         self.linger = linger
         self.hooks = hooks
         self.probe_interval = probe_interval
         self.outage_probe_interval = outage_probe_interval
         self._last_probe = time.monotonic()
-        self.broken: DeadLetter | None = None
         self.diagnosis = Diagnosis(tenant_id=tenant_id, steps=steps)
         steps.on_denied = self._denied
         steps.on_rejected = self._rejected
@@ -67,9 +62,13 @@ class TenantLane:
         self._busy = False
         self._last_active = time.monotonic()
 
+    @property
+    def broken(self) -> DeadLetter | None:
+        """What its events are parked with while the tenant is not active (a read-only view
+        of its health)."""
+        return self.health.dead_letter()
+
     def _denied(self, method: str) -> None:
-        if self.hooks is not None:
-            self.hooks.on_denied(self.tenant_id, method)
         self.diagnosis.report(access_denied(method))
 
     def _rejected(self, method: str, exc: CRMRejectedError) -> None:
@@ -98,7 +97,7 @@ class TenantLane:
     def idle_since(self, now: float) -> float:
         """Seconds the lane has had nothing to do (0 while it has something, or a key or a
         portal to probe: a broken lane wakes by itself)."""
-        if self._busy or not self._queue.empty() or self._held or self.broken is not None:
+        if self._busy or not self._queue.empty() or self._held or self.health.stopped:
             return 0.0
         return now - self._last_active
 
@@ -137,7 +136,7 @@ class TenantLane:
         """A pop-up or an on-call status is worth something only now: it leaves at once, while
         the batch it joins goes on gathering uploads. Not while the lane is broken (its batch
         parks it), and not for a record a replay holds back."""
-        if self.broken is not None or not _urgent(work) or work.prepared:
+        if self.health.stopped or not _urgent(work) or work.prepared:
             return
         if work.start() and not self._held_back(work):
             await self._step(self.steps.announce, work)
@@ -157,7 +156,7 @@ class TenantLane:
         """How long the lane may wait for an event before it has something to do itself."""
         waits = [max(0.0, (until - self.steps.clock()).total_seconds())
                  for until in self._held_until()]
-        if self.broken is not None and self.broken.outage:
+        if self.health.now.condition is Condition.OUTAGE:
             # While its portal is down, the lane wakes up to probe it even with no traffic:
             # what the outage parked is replayed only once a probe finds the portal back.
             waits.append(self.outage_probe_interval)
@@ -169,8 +168,8 @@ class TenantLane:
 
     def _due(self) -> list[Work]:
         """Held uploads whose wait is over (or that a broken lane must park now)."""
-        now = self.steps.clock()
-        due = [w for w in self._held.values() if self.broken is not None or
+        now, stopped = self.steps.clock(), self.health.stopped
+        due = [w for w in self._held.values() if stopped or
                w.plan.hold_upload_until is None or w.plan.hold_upload_until <= now]
         for work in due:
             del self._held[work.plan.call_id]
@@ -180,14 +179,14 @@ class TenantLane:
         """The works to upload now. An answered call that ended without a recording waits
         (`recording_wait_seconds`) for a later record of the same call, which replaces it:
         retailCRM keeps a call's first upload, so uploading early would lose the recording."""
-        now = self.steps.clock()
+        now, stopped = self.steps.clock(), self.health.stopped
         ready = []
         for work in batch:
             earlier = self._held.pop(work.plan.call_id, None)
             if earlier is not None and earlier is not work:
                 work.ack = _acks(earlier.ack, work.ack)  # settled together, with the later one
             until = work.plan.hold_upload_until
-            if work.broken is None and self.broken is None and until is not None and now < until:
+            if work.broken is None and not stopped and until is not None and now < until:
                 self._held[work.plan.call_id] = work
             else:
                 ready.append(work)
@@ -204,30 +203,24 @@ class TenantLane:
     async def _probe(self) -> None:
         """A broken key is asked again at most once per probe interval, with /api/credentials;
         a portal that was down, more often (nothing is wrong with its key)."""
-        broken = self.broken
-        interval = self.outage_probe_interval if broken is not None and broken.outage else \
-            self.probe_interval
-        if broken is None or broken is DEACTIVATED or \
-                time.monotonic() - self._last_probe < interval:
+        health = self.health.now
+        outage = health.condition is Condition.OUTAGE
+        interval = self.outage_probe_interval if outage else self.probe_interval
+        if not health.probed or time.monotonic() - self._last_probe < interval:
             return
         self._last_probe = time.monotonic()
         try:
             await self.steps.client.credentials()
         except Exception:  # noqa: BLE001 - still broken, whatever the answer
             return
-        if broken.outage and self.hooks is not None and \
+        if outage and self.hooks is not None and \
                 not await self.hooks.recover_outage(self.tenant_id):
             return  # the replay of what it parked could not start: stay parked, try again
-        if broken.outage:
-            log.warning("tenant %s: the portal answers again; resuming delivery, and what was "
-                        "parked meanwhile is replayed", self.tenant_id)
-        else:
-            log.warning("tenant %s: the key answers again; resuming delivery (parked events "
-                        "wait for a replay)", self.tenant_id)
-        self.broken = None
-        if self.hooks is not None:
-            self.hooks.on_recovered(self.tenant_id, "the portal answers again after an outage"
-                                    if broken.outage else "the key answered a probe")
+        if not self.health.recovered():
+            return  # deactivated meanwhile: a probe does not re-activate
+        log.warning("tenant %s: %s", self.tenant_id, "the portal answers again; resuming "
+                    "delivery, and what was parked meanwhile is replayed" if outage else
+                    "the key answers again; resuming delivery (parked events wait for a replay)")
 
     def drop_stale(self) -> int:
         """Held uploads of records whose partition was revoked are dropped unstarted: their
@@ -246,7 +239,7 @@ class TenantLane:
         batch = [w for w in batch if (w.announced and w.live) or
                  (not w.announced and w.start() and not self._held_back(w))]
         for work in batch:  # pop-ups first, for the whole batch: they are worth only now
-            if self.broken is None and not work.prepared and not work.announced:
+            if not self.health.stopped and not work.prepared and not work.announced:
                 await self._step(self.steps.announce, work)
         await self._leads(batch)
         batch = self._hold_uploads(self._drop_revoked(batch))
@@ -256,11 +249,10 @@ class TenantLane:
             for work in batch:
                 self._failed(work, exc)
         batch = self._drop_revoked(batch)
-        if self.broken is None:
-            self.broken = next((w.broken for w in batch if w.broken is not None), None)
-            if self.broken is not None and self.hooks is not None:
-                self.hooks.on_broken(self.tenant_id, self.broken)
-        if self.broken is None:
+        broken = next((w.broken for w in batch if w.broken is not None), None)
+        if broken is not None:
+            self.health.broke(broken)  # a no-op if it broke (or was deactivated) before
+        if not self.health.stopped:
             # After the batch's CRM steps, before its acks: a committed record's problem was
             # dealt with. It never fails a call (its failures are logged and counted).
             await self.diagnosis.run()
@@ -280,8 +272,9 @@ class TenantLane:
                     leads.append(lead)
 
             for work in round_:
-                if self.broken is not None:
-                    work.broken = self.broken
+                broken = self.health.dead_letter()
+                if broken is not None:
+                    work.broken = broken
                     continue
                 if not work.prepared and not work.revoked:
                     await self._step(begin, work)
@@ -289,9 +282,10 @@ class TenantLane:
             leads = [lead for lead in leads if lead.work.broken is None and not lead.work.revoked]
             if not leads:
                 continue
-            if self.broken is not None:
+            broken = self.health.dead_letter()
+            if broken is not None:
                 for lead in leads:
-                    lead.work.broken = self.broken
+                    lead.work.broken = broken
                 continue
             try:
                 await Leads(self.steps, self._step).run(leads)
@@ -326,9 +320,7 @@ class TenantLane:
     def _failed(self, work: Work, exc: Exception) -> None:
         if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
             work.broken = exc.action
-            self.broken = exc.action
-            if self.hooks is not None:
-                self.hooks.on_broken(self.tenant_id, exc.action)
+            self.health.broke(exc.action)
             log.error("tenant %s integration broken (%s on %s); parking its events",
                       self.tenant_id, exc.action.reason, exc.action.method)
             return
@@ -356,9 +348,9 @@ class TenantLane:
                     if not work.rejected and not work.parked:
                         finished(self.steps.ledger, work)
                         DELIVERED.inc()
-                if (work.broken is not None or work.parked) and self.hooks is not None:
-                    self.hooks.on_parked(self.tenant_id, work.source,
-                                         work.broken is not None and work.broken.outage)
+                if work.broken is not None or work.parked:
+                    self.health.parked(work.source,
+                                       outage=work.broken is not None and work.broken.outage)
                 break
             except Exception:
                 log.exception("could not write the outcome of %s; retrying", work.source)

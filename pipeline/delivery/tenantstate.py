@@ -1,20 +1,16 @@
-"""Each tenant's integration state — active, broken (and why), deactivated — and its replay."""
+"""The tenant-state table: each tenant's health (written by health.py), replay and commands."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.observability.metrics import DEAD_LETTER_BACKLOG, INTEGRATION_STATE
-
 __all__ = ["ReplayProgress", "StateStore", "TenantState", "key_fingerprint"]
 
-STATES = ("active", "broken", "deactivated")
 KEEP_RESULTS = 100  # results kept for "already handled" answers; ids are kept longer
 
 
@@ -49,6 +45,9 @@ class ReplayProgress(BaseModel):
 
 
 class TenantState(BaseModel):
+    """The stored record. Its health fields (state to settled_at) are read and written only
+    through pipeline/delivery/health.py, which keeps their format as it always was."""
+
     model_config = ConfigDict(extra="forbid")
 
     state: Literal["active", "broken", "deactivated"] = "active"
@@ -71,7 +70,7 @@ class TenantState(BaseModel):
 
 
 class StateStore:
-    """Over a tenant-partitioned table; every change also updates the state metrics."""
+    """Over a tenant-partitioned table (the state gauges follow health.py's changes)."""
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self._table = table
@@ -87,9 +86,6 @@ class StateStore:
 
     def put(self, tenant_id: str, state: TenantState) -> None:
         self._table[tenant_id] = state.model_dump(mode="json")
-        for name in STATES:
-            INTEGRATION_STATE.labels(tenant_id, name).set(1 if state.state == name else 0)
-        DEAD_LETTER_BACKLOG.labels(tenant_id).set(state.parked)
 
     def update(self, tenant_id: str, **changes: Any) -> TenantState:
         state = self.get(tenant_id).model_copy(update=changes)
@@ -117,29 +113,3 @@ class StateStore:
 
     def tenants(self) -> Iterator[str]:
         yield from list(self._table.keys())
-
-    def publish(self, owned: Callable[[str], bool]) -> int:
-        """Set the state gauges of every tenant this worker owns from the table (after a start
-        or a failover they exist before the tenant's next event) and drop the others'."""
-        shown = 0
-        for tenant_id in self.tenants():
-            stored = self.stored(tenant_id)
-            if "|" in tenant_id or stored is None:
-                continue
-            if owned(tenant_id):
-                current = stored.get("state", "active")
-                for name in STATES:
-                    INTEGRATION_STATE.labels(tenant_id, name).set(1 if current == name else 0)
-                DEAD_LETTER_BACKLOG.labels(tenant_id).set(int(stored.get("parked", 0)))
-                shown += 1
-            else:
-                forget_gauges(tenant_id)
-        return shown
-
-
-def forget_gauges(tenant_id: str) -> None:
-    for name in STATES:
-        with contextlib.suppress(KeyError):
-            INTEGRATION_STATE.remove(tenant_id, name)
-    with contextlib.suppress(KeyError):
-        DEAD_LETTER_BACKLOG.remove(tenant_id)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from pipeline.crm import errors as e
 from pipeline.delivery.employees import link_refusal
+from pipeline.delivery.health import Condition, TenantHealth
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import ClientFor, LaneRegistry
 from pipeline.delivery.tenantstate import StateStore, key_fingerprint
@@ -168,10 +169,13 @@ class ControlDesk(DeskCommands):
 
     async def _push_module(self, config: IntegrationConfig, mapping: EmployeeMapping) -> None:
         """The CRM routes pop-ups by extension: its module follows the mapping."""
-        state = self.states.get(config.tenant_id)
+        health = self._health(config.tenant_id).now
         async with self.client_for(config) as crm:
             await crm.edit_integration_module(module_payload(
-                config, mapping, active=state.state != "deactivated"))
+                config, mapping, active=health.condition is not Condition.DEACTIVATED))
+
+    def _health(self, tenant_id: str) -> TenantHealth:
+        return TenantHealth(self.states, tenant_id, clock=self.clock)
 
     async def _activate(self, cmd: ActivateCommand, api_key: str
                         ) -> tuple[str, str, dict[str, Any]]:
@@ -206,9 +210,7 @@ class ControlDesk(DeskCommands):
         await self.records.write_config(config)
         if mapping != saved:
             await self.records.write_mapping(mapping)
-        self.states.update(cmd.tenant_id, state="active", reason="activated", method="",
-                           since=self.clock(), denied_methods=[],
-                           key_fingerprint=key_fingerprint(api_key))
+        health = self._health(cmd.tenant_id)
         data: dict[str, Any] = {"previous_state": None if new else previous.state,
                                 "module": info.info}
         message = "active (new)" if new else f"active (was {previous.state})"
@@ -217,9 +219,11 @@ class ControlDesk(DeskCommands):
             # events wait for it, so what was parked is delivered first, in order.
             window = calendar_days_window(self.clock(), config.zone)
             await self.start_replay(cmd.tenant_id, cmd.command_id, window)
+            health.activated(key_fingerprint(api_key))
             self.lanes.reset(config)
             data["replay_window"] = window.as_dict()
             return "accepted", message + "; replaying today and the two days before", data
+        health.activated(key_fingerprint(api_key))
         self.lanes.reset(config)
         return "done", message, data
 
@@ -233,7 +237,5 @@ class ControlDesk(DeskCommands):
                         config, self.directory.stored_mapping(cmd.tenant_id), active=False))
             except e.CRMAuthorizationError as exc:
                 note = f"; the module could not be switched off in the CRM ({exc.error_msg})"
-        self.states.update(cmd.tenant_id, state="deactivated", since=self.clock(),
-                           reason=cmd.reason or "deactivated by an operator", method="")
-        self.lanes.deactivate(cmd.tenant_id)
+        self._health(cmd.tenant_id).deactivated(cmd.reason)
         return "done", "deactivated: events are parked until re-activation" + note, {}

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.delivery.health import Condition, TenantHealth
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.steps import SourceRef
@@ -117,9 +118,9 @@ class ReplayManager:
         for tenant_id in self.states.tenants():
             if "|" in tenant_id or not owns(tenant_id):
                 continue
-            state = self.states.get(tenant_id)
+            health = self._health(tenant_id).now
             running = self.running.get(tenant_id)
-            if not state.outage_offsets or state.state != "active" or (
+            if not health.outage_offsets or health.condition is not Condition.ACTIVE or (
                     running is not None and not running.done()):
                 continue
             if await self.start_outage_replay(tenant_id):
@@ -154,12 +155,12 @@ class ReplayManager:
     async def start_outage_replay(self, tenant_id: str) -> bool:
         """The portal answers again: replay, from the first parked offset on, what its outage
         parked; live events wait for it from now on. False if the replay could not start."""
-        state = self.states.get(tenant_id)
-        if not state.outage_offsets:
+        health, replay = self._health(tenant_id), self.states.get(tenant_id).replay
+        offsets = dict(health.now.outage_offsets)
+        if not offsets:
             return True
-        if state.replay is not None and not state.replay.done:
+        if replay is not None and not replay.done:
             return True  # a running replay reads on over what the outage parked
-        offsets = dict(state.outage_offsets)
         now = self.clock()
         command_id = f"outage-{tenant_id}-{now:%Y%m%dT%H%M%S}"
         log.warning("the portal of %s answers again: replaying what its outage parked "
@@ -171,8 +172,11 @@ class ReplayManager:
         except Exception:
             log.exception("could not start the outage replay of %s; trying again", tenant_id)
             return False
-        self.states.update(tenant_id, outage_offsets={})
+        health.outage_replay_started()
         return True
+
+    def _health(self, tenant_id: str) -> TenantHealth:
+        return TenantHealth(self.states, tenant_id, clock=self.clock)
 
     async def stop(self) -> None:
         for task in self.running.values():

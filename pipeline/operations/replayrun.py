@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
+from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.planning import plan_call
@@ -191,4 +192,5 @@ class ReplayReader:
         progress.done = True
         progress.finished_at = self.host.clock()
         REPLAY_REMAINING.labels(tenant_id).set(0)
-        self.host.states.update(tenant_id, replay=progress, parked=0, settled_at=self.host.clock())
+        self.host.states.update(tenant_id, replay=progress)
+        TenantHealth(self.host.states, tenant_id, clock=self.host.clock).settled()

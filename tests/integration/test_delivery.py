@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.lanes import LaneRegistry, TenantLane
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
@@ -486,14 +486,6 @@ class ReplayRunning:
         self.held.append(work.source.offset)
         return True
 
-    def on_broken(self, tenant_id: str, action: DeadLetter) -> None: ...
-
-    def on_recovered(self, tenant_id: str, reason: str) -> None: ...
-
-    def on_parked(self, tenant_id: str, source: SourceRef, outage: bool) -> None: ...
-
-    def on_denied(self, tenant_id: str, method: str) -> None: ...
-
     async def recover_outage(self, tenant_id: str) -> bool:
         return True
 
@@ -649,9 +641,9 @@ async def test_idle_lanes_and_their_clients_are_let_go_busy_and_broken_ones_stay
         lane = registry.lane_for(cfg)
         assert len(registry.clients) == 1
         assert await registry.evict_idle(after=60.0) == 0  # not quiet long enough
-        lane.broken = DeadLetter(reason="CRMAuthorizationError", broken=True)
+        assert lane.health.broke(DeadLetter(reason=Reason.UNAUTHORIZED, broken=True))
         assert await registry.evict_idle(after=0.0) == 0  # it must probe its key
-        lane.broken = None
+        assert lane.health.recovered()
         assert await registry.evict_idle(after=0.0) == 1
         assert registry.lanes == {} and len(registry.clients) == 0
         fresh = registry.lane_for(cfg)

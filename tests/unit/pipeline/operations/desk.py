@@ -14,6 +14,7 @@ import httpx
 
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import REQUIRED_METHODS, TELEPHONY_UPLOAD_METHODS
+from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.tenantstate import StateStore
@@ -88,13 +89,9 @@ class Lanes:
     def __init__(self) -> None:
         self.lanes: dict[str, Any] = {}
         self.resets: list[str] = []
-        self.deactivated: list[str] = []
 
     def reset(self, config: IntegrationConfig) -> None:
         self.resets.append(config.tenant_id)
-
-    def deactivate(self, tenant_id: str) -> None:
-        self.deactivated.append(tenant_id)
 
 
 class Worker:
@@ -139,6 +136,10 @@ class Worker:
         async with RetailCRMClient(base_url=str(config.portal_url), api_key=config.api_key,
                                    transport=httpx.MockTransport(self.portal)) as client:
             yield client
+
+    def health(self, tenant_id: str = "acme") -> TenantHealth:
+        """The tenant's health, as its lane reads it."""
+        return TenantHealth(self.states, tenant_id)
 
     def restarted(self, *, keyring: KeyRing | None = None) -> Worker:
         return Worker(self.portal, keyring=keyring or self.keyring, clock=self.now,

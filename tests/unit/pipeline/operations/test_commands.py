@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.tenantstate import ReplayProgress
 from pipeline.operations.operator import build_command
 from pipeline.operations.window import calendar_days_window
@@ -63,7 +64,7 @@ async def test_a_forged_or_altered_command_is_refused_and_changes_nothing() -> N
     result = await worker.desk.handle(json.dumps(altered).encode(), b"acme")
     assert result.message == "bad signature"
     assert [worker.integrations, worker.mappings, worker.states_table] == before
-    assert worker.lanes.deactivated == [] and len(worker.portal.edits) == 1
+    assert not worker.health().stopped and len(worker.portal.edits) == 1
 
 
 async def test_an_unknown_type_or_a_bad_field_is_refused_naming_it() -> None:
@@ -93,7 +94,7 @@ async def test_a_command_keyed_for_another_tenant_is_refused() -> None:
     await worker.set_up()
     result = await worker.send(issued(worker, "deactivate"), key=b"globex")
     assert result.status == "refused" and "record key must be the tenant_id" in result.message
-    assert worker.states.get("acme").state == "active" and worker.lanes.deactivated == []
+    assert worker.states.get("acme").state == "active" and not worker.health().stopped
 
 
 # -- repeated ids -----------------------------------------------------------------------------
@@ -133,7 +134,7 @@ async def test_a_command_that_failed_on_the_portal_is_not_carried_out_when_repea
     command = issued(worker, "deactivate")
     failed = await worker.send(command)
     assert failed.status == "failed" and failed.message.startswith("retailCRM: ")
-    assert worker.states.get("acme").state == "active" and worker.lanes.deactivated == []
+    assert worker.states.get("acme").state == "active" and not worker.health().stopped
     worker.portal.down = False
     again = await worker.send(command)
     assert again.status == "failed" and again.message.startswith("already handled")
@@ -207,7 +208,8 @@ async def test_deactivate_parks_the_tenant_even_when_the_portal_refuses_the_modu
     assert result.status == "done" and "could not be switched off" in result.message
     state = worker.states.get("acme")
     assert (state.state, state.reason, state.since) == ("deactivated", "unpaid", NOON)
-    assert worker.lanes.deactivated == ["acme"]
+    # What the lane parks every event with from now on.
+    assert worker.health().dead_letter() == DeadLetter(reason=Reason.DEACTIVATED, broken=True)
     worker.portal.gone = False
     clean = await worker.send(issued(worker, "deactivate"))
     assert clean.message == "deactivated: events are parked until re-activation"
