@@ -37,7 +37,7 @@ class HoleFiller:
     def __init__(self, gate: OffsetGate, *, group_id: str, client_options: Mapping[str, Any],
                  accept: Accept, assigned: Assigned, ready: Callable[[], bool],
                  order: InOrder | None = None, idle_seconds: float = 5.0,
-                 batch: int = 200) -> None:
+                 batch: int = 200, clock: Callable[[], float] = time.monotonic) -> None:
         self.gate = gate
         self.group_id = group_id
         self.client_options = dict(client_options)
@@ -47,6 +47,7 @@ class HoleFiller:
         self.order = order
         self.idle_seconds = idle_seconds
         self.batch = batch
+        self.clock = clock  # the gate stamps reads with time.monotonic; a test moves this on
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._wake = asyncio.Event()
@@ -83,7 +84,7 @@ class HoleFiller:
         consumer = await self._reader()
         await self._look_up_bases(consumer)
         await self._release()
-        now = time.monotonic()
+        now = self.clock()
         # Only partitions that could have a tail hole: one that reads goes on by itself.
         assigned = [(key, generation) for key, generation in self.assigned()
                     if self.gate.quiet(key, generation, idle=self.idle_seconds, now=now)]

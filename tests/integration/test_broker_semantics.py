@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 DAY_MS = 86_400_000
@@ -100,34 +101,31 @@ async def test_compacted_topic_keeps_the_latest_value_per_key(kafka_bootstrap: s
         "delete.retention.ms": "100", "min.compaction.lag.ms": "0"})
     await _produce(kafka_bootstrap, topic_name,
                    [(b"tenant-%d" % (i % 3), b"v%d" % i, None) for i in range(30)])
-    await asyncio.sleep(0.3)
-    deadline = time.monotonic() + 60
-    latest: dict[bytes, bytes] = {}
-    total = 30
-    while time.monotonic() < deadline:
+    tp = TopicPartition(topic_name, 0)
+    kept: list[tuple[bytes, bytes]] = []
+
+    async def compacted() -> dict[bytes, bytes] | None:
         # Each new record rolls the segment (segment.ms) so the older ones become cleanable.
         await _produce(kafka_bootstrap, topic_name, [(b"roll", b"x", None)])
         consumer = AIOKafkaConsumer(topic_name, bootstrap_servers=kafka_bootstrap,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
         try:
-            tp = TopicPartition(topic_name, 0)
             end = (await consumer.end_offsets([tp]))[tp]
             seen: list[tuple[bytes, bytes]] = []
             while True:
                 batch = await consumer.getmany(timeout_ms=500)
                 msgs = [m for ms in batch.values() for m in ms]
                 seen += [(m.key, m.value) for m in msgs]
-                if not msgs or (msgs and msgs[-1].offset >= end - 1):
+                if not msgs or msgs[-1].offset >= end - 1:
                     break
         finally:
             await consumer.stop()
-        latest = {k: v for k, v in seen if k != b"roll"}
-        total = sum(1 for k, _ in seen if k != b"roll")
-        if total == 3:
-            break
-        await asyncio.sleep(1)
-    assert total == 3, "the log cleaner never compacted the topic"
+        kept[:] = [(k, v) for k, v in seen if k != b"roll"]
+        return dict(kept) if len(kept) == 3 else None
+
+    latest = await wait_until(compacted, "the log cleaner to compact the topic", within=60,
+                              every=0.5, detail=lambda: f"{len(kept)} of the 30 records left")
     assert latest == {b"tenant-0": b"v27", b"tenant-1": b"v28", b"tenant-2": b"v29"}
 
 

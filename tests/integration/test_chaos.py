@@ -86,8 +86,8 @@ async def fault(double: CRMDouble, **spec: Any) -> None:
 async def test_a_write_applied_first_is_made_and_answered_after_the_timeout(
         crm_double: CRMDouble, portal: Portal) -> None:
     await fault(crm_double, portal="acme", method="/api/tasks/create", apply_first=True,
-                latency=1.5, count=1)
-    async with client(crm_double, timeout=0.5) as crm:
+                latency=0.8, count=1)
+    async with client(crm_double, timeout=0.3) as crm:
         with pytest.raises(e.CRMTransportError, match="timed out"):
             await crm.request("POST", "tasks/create", method="/api/tasks/create",
                               form={"task": TASK})
@@ -118,9 +118,9 @@ async def test_a_huge_answer_is_refused_by_the_client_at_its_cap(
 
 async def test_a_dripping_answer_arrives_whole_but_late(
         crm_double: CRMDouble, portal: Portal) -> None:
-    await fault(crm_double, portal="acme", method="/api/credentials", drip_seconds=1.0,
+    await fault(crm_double, portal="acme", method="/api/credentials", drip_seconds=0.6,
                 count=2)
-    async with client(crm_double, timeout=0.4) as crm:
+    async with client(crm_double, timeout=0.2) as crm:
         with pytest.raises(e.CRMTransportError, match="timed out"):
             await crm.credentials()
     async with client(crm_double, timeout=5) as crm:

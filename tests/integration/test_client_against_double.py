@@ -128,7 +128,7 @@ async def test_rate_limit_server_errors_and_timeouts_are_retryable(
 
     crm_double.state.faults.append(Fault(portal="acme", status=503, remaining=1))
     crm_double.state.faults.append(Fault(portal="acme", status=502, remaining=1))
-    crm_double.state.faults.append(Fault(portal="acme", latency=1.0, remaining=1))
+    crm_double.state.faults.append(Fault(portal="acme", latency=0.6, remaining=1))
     async with RetailCRMClient(base_url=crm_double.portal_url("acme"), api_key="acme-key",
                                timeout=0.2) as crm:
         for expected in (e.RateLimited, e.CRMServerError, e.CRMTransportError):

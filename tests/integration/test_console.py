@@ -13,7 +13,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +28,7 @@ from pipeline.devtools.devstack import publish_tenants
 from pipeline.devtools.localkafka import free_port
 from pipeline.devtools.samples import sample_calls, sample_tenants
 from tests.integration.stack import Stack
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 
@@ -67,18 +67,16 @@ class ConsoleProcess:
 
     async def ready(self, within: float = 60) -> None:
         """Serving and caught up with the topics it reads."""
-        deadline = time.monotonic() + within
         async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
+            async def caught_up() -> bool:
                 assert self.proc is not None and self.proc.poll() is None, self.tail()
                 try:
-                    health = (await client.get(f"{self.url}/healthz")).json()
-                    if health["caught_up"]:
-                        return
+                    return bool((await client.get(f"{self.url}/healthz")).json()["caught_up"])
                 except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise AssertionError("the console did not come up:\n" + self.tail())
+                    return False
+
+            await wait_until(caught_up, "the console to come up and catch up", within=within,
+                             every=0.2, detail=self.tail)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
@@ -144,14 +142,13 @@ async def shot(page: Page, name: str) -> None:
 async def calls_landed(world: World, tenant_id: str, call_ids: set[str],
                        within: float = 90) -> None:
     portal = world.stack.double.state.portals[tenant_id]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if call_ids <= set(portal.calls):
-            return
-        await asyncio.sleep(0.1)
-    missing = sorted(call_ids - set(portal.calls))
-    raise AssertionError(f"{len(missing)} calls of {tenant_id} never landed, e.g. "
-                         f"{missing[:3]}:\n{world.stack.worker.log_tail()}")
+
+    def missing() -> str:
+        gone = sorted(call_ids - set(portal.calls))
+        return f"{len(gone)} never landed, e.g. {gone[:3]}:\n{world.stack.worker.log_tail()}"
+
+    await wait_until(lambda: call_ids <= set(portal.calls), f"the calls of {tenant_id} to land",
+                     within=within, every=0.1, detail=missing)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -13,6 +13,8 @@ from pipeline.streams.holes import HoleFiller
 from pipeline.streams.offsets import Lease, OffsetGate
 
 pytestmark = pytest.mark.kafka
+
+IDLE = 5.0  # seconds with nothing read before a partition's log end is looked at
 
 
 async def _topic_with(bootstrap: str, topic: str, count: int) -> None:
@@ -44,7 +46,10 @@ async def _commit(bootstrap: str, group: str, topic: str, offset: int) -> None:
 
 
 def _filler(gate: OffsetGate, bootstrap: str, group: str, topic: str,
-            handed: dict[int, bytes]) -> HoleFiller:
+            handed: dict[int, bytes], ahead: list[float] | None = None) -> HoleFiller:
+    """A filler on a clock `ahead[0]` seconds past the gate's: idle time passes at once."""
+    skew = ahead if ahead is not None else [0.0]
+
     async def accept(record: ConsumerRecord[bytes, bytes], lease: Lease) -> None:
         assert lease.live and record.value is not None
         handed[record.offset] = record.value
@@ -52,7 +57,7 @@ def _filler(gate: OffsetGate, bootstrap: str, group: str, topic: str,
 
     return HoleFiller(gate, group_id=group, client_options={"bootstrap_servers": bootstrap},
                       accept=accept, assigned=lambda: [((topic, 0), 1)], ready=lambda: True,
-                      idle_seconds=0.5)
+                      idle_seconds=IDLE, clock=lambda: time.monotonic() + skew[0])
 
 
 async def test_records_below_a_generation_s_first_are_read_from_the_committed_offset(
@@ -66,10 +71,11 @@ async def test_records_below_a_generation_s_first_are_read_from_the_committed_of
     for lease in leases:
         lease.settle()
     handed: dict[int, bytes] = {}
-    filler = _filler(gate, kafka_bootstrap, group, topic_name, handed)
+    ahead = [0.0]
+    filler = _filler(gate, kafka_bootstrap, group, topic_name, handed, ahead)
     try:
         await filler.step()  # looks up the base (12), then reads the holes
-        await asyncio.sleep(0.6)
+        ahead[0] = IDLE + 0.1  # longer than IDLE with nothing read
         await filler.step()  # 26..29 never came either: the watch finds them once idle
     finally:
         await filler.close()
@@ -147,12 +153,13 @@ async def test_transaction_markers_are_passed_not_waited_for(
     for offset in offsets:  # as Faust hands them out
         gate.read(topic_name, 0, offset, generation=1, stamp=0.0).settle()
     handed: dict[int, bytes] = {}
-    filler = _filler(gate, kafka_bootstrap, f"{topic_name}-tx", topic_name, handed)
+    ahead = [0.0]
+    filler = _filler(gate, kafka_bootstrap, f"{topic_name}-tx", topic_name, handed, ahead)
     try:
         await filler.step()  # base 0 (never committed); holes 1 and 3 hold markers only
         assert gate.holes() == [] and handed == {}
         assert gate.commit_points() == {(topic_name, 0): 5}
-        await asyncio.sleep(0.6)
+        ahead[0] = IDLE + 0.1  # longer than IDLE with nothing read
         await filler.step()  # the last marker, at the log's end, once idle
     finally:
         await filler.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -42,7 +41,7 @@ def _over_limit(state: DoubleState, portal: str, key: str, telephony: bool,
     """Sliding one-second window per key, kept apart for /telephony (10/s and 40/s)."""
     cls = "telephony" if telephony else "general"
     window = state.windows.setdefault((portal + "\0" + key, cls), deque())
-    now = time.monotonic()
+    now = state.clock()
     while window and now - window[0] >= 1.0:
         window.popleft()
     if len(window) >= (limits[1] if telephony else limits[0]):

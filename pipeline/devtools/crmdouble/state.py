@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -160,6 +162,7 @@ class DoubleState:
     requests: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
     windows: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     by_method: dict[tuple[str, str], int] = field(default_factory=dict)  # (portal, method)
+    clock: Callable[[], float] = time.monotonic  # the rate-limit windows' (a test moves it)
 
     def key_lookup(self, portal: Portal, key: str) -> ApiKey | None:
         return portal.keys.get(key)

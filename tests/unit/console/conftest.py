@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
 from pydantic import SecretStr
 
 from pipeline.config import SecretsSettings, Settings
@@ -23,6 +24,8 @@ from pipeline.console.sessions import SessionCodec
 from schemas.control import CommandResult
 
 PASSWORD = "correct horse battery"
+# argon2id at its cheapest: a sign-in costs ~1 ms, not ~0.3 s (the parameters are not under test).
+QUICK_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 KEYS = "unit:" + base64.b64encode(b"k" * 32).decode()
 Answer = Callable[[dict[str, Any]], tuple[str, str, dict[str, Any]]]
 
@@ -90,7 +93,7 @@ class Web:
 async def web(tmp_path: Path) -> AsyncIterator[Web]:
     settings = Settings(operator_key=SecretStr("unit-operator-key"),
                         secrets=SecretsSettings(keys=SecretStr(KEYS)))
-    accounts = Accounts(tmp_path / "accounts.json")
+    accounts = Accounts(tmp_path / "accounts.json", hasher=QUICK_HASHER)
     accounts.set_password("olga", PASSWORD, role="operator")
     accounts.set_password("vera", PASSWORD, role="viewer")
     audit = AuditLog(tmp_path / "audit.jsonl")

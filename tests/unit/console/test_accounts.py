@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.console.accounts import AccountError, Accounts
+from tests.unit.console.conftest import QUICK_HASHER
+
+
+def quick(path: Path) -> Accounts:
+    """Accounts hashing with cheap parameters; the first test keeps argon2's own."""
+    return Accounts(path, hasher=QUICK_HASHER)
 
 
 def test_users_are_stored_as_argon2id_hashes_in_a_private_file(tmp_path: Path) -> None:
@@ -22,7 +28,7 @@ def test_users_are_stored_as_argon2id_hashes_in_a_private_file(tmp_path: Path) -
 
 
 def test_authenticate_knows_the_password_and_the_role(tmp_path: Path) -> None:
-    accounts = Accounts(tmp_path / "accounts.json")
+    accounts = quick(tmp_path / "accounts.json")
     accounts.set_password("vera", "a long enough password", role="viewer")
     vera = accounts.authenticate("vera", "a long enough password")
     assert vera is not None and vera.role == "viewer" and not vera.can_change
@@ -32,11 +38,11 @@ def test_authenticate_knows_the_password_and_the_role(tmp_path: Path) -> None:
 
 def test_another_process_adding_a_user_is_seen(tmp_path: Path) -> None:
     path = tmp_path / "accounts.json"
-    serving = Accounts(path)
+    serving = quick(path)
     assert serving.get("olga") is None
-    Accounts(path).set_password("olga", "a long enough password", role="operator")
+    quick(path).set_password("olga", "a long enough password", role="operator")
     assert serving.get("olga") is not None
-    Accounts(path).set_password("olga", "a long enough password", role="viewer")
+    quick(path).set_password("olga", "a long enough password", role="viewer")
     account = serving.get("olga")
     assert account is not None and account.role == "viewer"
     assert Accounts(path).remove("olga") and serving.get("olga") is None
@@ -50,4 +56,4 @@ def test_another_process_adding_a_user_is_seen(tmp_path: Path) -> None:
 def test_bad_accounts_are_refused(tmp_path: Path, name: str, password: str, role: str,
                                   why: str) -> None:
     with pytest.raises(AccountError, match=why):
-        Accounts(tmp_path / "a.json").set_password(name, password, role=role)
+        quick(tmp_path / "a.json").set_password(name, password, role=role)

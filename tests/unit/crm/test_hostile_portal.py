@@ -43,7 +43,7 @@ class Body(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:
-            if self.pause:
+            if self.pause:  # real time on purpose: a slow drip is the fault the deadline cuts
                 await asyncio.sleep(self.pause)
             self.sent += len(chunk)
             yield chunk

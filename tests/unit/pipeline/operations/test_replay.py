@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -187,10 +186,15 @@ async def test_a_replay_reads_nothing_while_the_worker_is_not_steady(
     missed |= {"direction": "in", "status": "no_answer", "talk_seconds": 0, "employee": None}
     log.append(0, b"acme", json.dumps(missed).encode(), at)
     mapping = replays.worker.mappings.pop("acme")  # recovered so far: the integration only
-    steady = [False]
-    replays.manager.steady = lambda: steady[0]
+    steady, asked = [False], [0]
+
+    def is_steady() -> bool:
+        asked[0] += 1
+        return steady[0]
+
+    replays.manager.steady = is_steady
     await replays.manager.start("acme", "r-1", WINDOW)
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: asked[0] >= 2, "the replay to hold off once and ask again")
     assert replays.lanes.lane.works == [] and replays.progress.scanned == 0
     replays.worker.mappings["acme"] = mapping
     steady[0] = True

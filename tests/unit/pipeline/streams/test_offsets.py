@@ -14,6 +14,7 @@ from intervaltree import IntervalTree
 
 from pipeline.streams.committer import Committer
 from pipeline.streams.offsets import OffsetGate
+from tests.waiting import wait_until
 
 T = "callsync.calls"
 
@@ -165,14 +166,12 @@ async def test_release_waits_for_running_work_then_commits_and_forgets() -> None
     committer = Committer(gate, flush=flush, commit=commit)
     running, queued = read(gate, 0, 1)
     assert running.start()
-
-    async def finish_later() -> None:
-        await asyncio.sleep(0.05)
-        running.settle()
-
-    task = asyncio.create_task(finish_later())
-    assert await committer.release([(T, 0)], wait=5.0) == {(T, 0): 1}
-    await task
+    release = asyncio.create_task(committer.release([(T, 0)], wait=5.0))
+    await wait_until(lambda: not queued.live, "the release to revoke the partition")
+    await asyncio.sleep(0)  # one more turn: it waits now, if it waits at all
+    assert not release.done() and committed == [], "it waits for the work under way"
+    running.settle()
+    assert await asyncio.wait_for(release, 5) == {(T, 0): 1}
     assert committed == [{(T, 0): 1}]
     assert not queued.start()  # its next owner reads it again
     assert gate.partitions(T) == []
