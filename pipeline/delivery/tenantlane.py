@@ -15,9 +15,9 @@ from pipeline.crm.errors import CRMRejectedError
 from pipeline.delivery.diagnosis import Diagnosis, access_denied, site_error, site_refused
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import Condition
-from pipeline.delivery.leads import Leads
 from pipeline.delivery.outlets import Outlets
-from pipeline.delivery.steps import Lead, Revoked, StepFailed, Steps, Work, finished
+from pipeline.delivery.rounds import Early, Rounds
+from pipeline.delivery.steps import Revoked, StepFailed, Steps, Work, finished
 from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
 
 __all__ = ["LaneHooks", "TenantLane"]
@@ -61,6 +61,10 @@ class TenantLane:
         self._task: asyncio.Task[None] | None = None
         self._busy = False
         self._last_active = time.monotonic()
+        self._rounds = Rounds(steps, self._step, self._failed)
+        self._in_flight: set[str] = set()  # the callers of the batch making its leads
+        self._back: asyncio.Task[None] | None = None  # that batch's leads, uploads, outcomes
+        self._arrived = asyncio.Event()  # set by each submit
 
     @property
     def broken(self) -> DeadLetter | None:
@@ -92,12 +96,14 @@ class TenantLane:
         """Waits while the lane is full: back-pressure on the partition, never a dropped event."""
         self._last_active = time.monotonic()
         await self._queue.put(work)
+        self._arrived.set()
         LANE_BACKLOG.inc()
 
     def idle_since(self, now: float) -> float:
         """Seconds the lane has had nothing to do (0 while it has something, or a key or a
         portal to probe: a broken lane wakes by itself)."""
-        if self._busy or not self._queue.empty() or self._held or self.health.stopped:
+        if self._busy or not self._queue.empty() or self._held or self.health.stopped or (
+                self._back is not None and not self._back.done()):
             return 0.0
         return now - self._last_active
 
@@ -143,14 +149,40 @@ class TenantLane:
         work.announced = True
 
     async def _run(self) -> None:
-        while True:
-            batch = await self._collect(self._wait())
-            self._busy = True
-            try:
-                await self.deliver(batch + self._due())
-            finally:
-                self._busy = False
-                self._last_active = time.monotonic()
+        """Batch after batch; a batch's front (its lookups) runs while the batch before makes
+        its leads and uploads, which stay in order."""
+        try:
+            while True:
+                await self._next_or_back()
+                batch = await self._collect(self._wait())
+                self._busy = True
+                try:
+                    front = await self._front(batch + self._due())
+                    if self._back is not None:
+                        await self._back
+                    self._in_flight = {w.plan.phone for w in front[0]}
+                    self._back = asyncio.create_task(self._back_of(*front))
+                finally:
+                    self._busy = False
+                    self._last_active = time.monotonic()
+        finally:
+            if self._back is not None and not self._back.done():
+                self._back.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._back
+
+    async def _next_or_back(self) -> None:
+        """With nothing queued, wait for an event or for the batch in flight to finish: what
+        that batch holds back (`_held`) sets how long the lane may then wait for events."""
+        back = self._back
+        if back is None or back.done() or not self._queue.empty():
+            return
+        self._arrived.clear()
+        arrived = asyncio.ensure_future(self._arrived.wait())
+        try:
+            await asyncio.wait({back, arrived}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
 
     def _wait(self) -> float | None:
         """How long the lane may wait for an event before it has something to do itself."""
@@ -233,6 +265,12 @@ class TenantLane:
         return len(stale)
 
     async def deliver(self, batch: list[Work]) -> None:
+        """A batch from end to end (`_run` overlaps one batch's front with the one before)."""
+        await self._back_of(*await self._front(batch))
+
+    async def _front(self, batch: list[Work]) -> tuple[list[Work], Early]:
+        """What may run while the batch before still makes its leads: the probe, the pop-ups,
+        and the lookups of callers not in that batch."""
         # The probe first: a portal found back starts the replay of what its outage parked,
         # and this very batch's live events must then wait for it too.
         await self._probe()
@@ -241,7 +279,18 @@ class TenantLane:
         for work in batch:  # pop-ups first, for the whole batch: they are worth only now
             if not self.health.stopped and not work.prepared and not work.announced:
                 await self._step(self.steps.announce, work)
-        await self._leads(batch)
+        return batch, await self._rounds.look_ahead(batch, self._in_flight)
+
+    async def _back_of(self, batch: list[Work], early: Early) -> None:
+        """The leads, the call uploads and the outcomes, one batch after another."""
+        self._in_flight = {w.plan.phone for w in batch}
+        try:
+            await self._rounds.run(batch, early)
+            await self._upload(batch)
+        finally:
+            self._in_flight = set()
+
+    async def _upload(self, batch: list[Work]) -> None:
         batch = self._hold_uploads(self._drop_revoked(batch))
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
@@ -258,40 +307,6 @@ class TenantLane:
             await self.diagnosis.run()
         for work in batch:
             await self._finish(work)
-
-    async def _leads(self, batch: list[Work]) -> None:
-        """Each call's lookup, then its batch's customers, orders and tasks (leads.py),
-        in rounds that hold one call of a caller each: a caller's later call is looked up once
-        the customer its first call made exists."""
-        for round_ in _rounds(batch):
-            leads: list[Lead] = []
-
-            async def begin(work: Work, leads: list[Lead] = leads) -> None:
-                lead = await self.steps.begin(work)
-                if lead is not None:
-                    leads.append(lead)
-
-            for work in round_:
-                broken = self.health.dead_letter()
-                if broken is not None:
-                    work.broken = broken
-                    continue
-                if not work.prepared and not work.revoked:
-                    await self._step(begin, work)
-                work.prepared = True
-            leads = [lead for lead in leads if lead.work.broken is None and not lead.work.revoked]
-            if not leads:
-                continue
-            broken = self.health.dead_letter()
-            if broken is not None:
-                for lead in leads:
-                    lead.work.broken = broken
-                continue
-            try:
-                await Leads(self.steps, self._step).run(leads)
-            except Exception as exc:  # noqa: BLE001 - a broken integration, or a bug: none vanish
-                for lead in leads:
-                    self._failed(lead.work, exc)
 
     async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
         if work.revoked:
@@ -356,19 +371,6 @@ class TenantLane:
                 log.exception("could not write the outcome of %s; retrying", work.source)
                 await asyncio.sleep(1)
         work.ack()
-
-
-def _rounds(batch: list[Work]) -> list[list[Work]]:
-    """The batch in rounds, each with at most one call of a caller, in the batch's order."""
-    rounds: list[list[Work]] = []
-    calls: dict[str, int] = {}
-    for work in batch:
-        n = calls.get(work.plan.phone, 0)
-        calls[work.plan.phone] = n + 1
-        if n == len(rounds):
-            rounds.append([])
-        rounds[n].append(work)
-    return rounds
 
 
 def _urgent(work: Work) -> bool:
