@@ -26,7 +26,7 @@ from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping, Routes, Routing
 
-__all__ = ["TenantDirectory", "accept_call", "describe_invalid", "divert"]
+__all__ = ["TenantDirectory", "accept_call", "admit", "describe_invalid", "divert"]
 
 log = logging.getLogger(__name__)
 
@@ -228,19 +228,33 @@ async def accept_call(*, raw: bytes | None, key: bytes | None, source: SourceRef
                               tenant_id=event.tenant_id)
         ack()
         return
-    mapping = directory.mapping(event.tenant_id)
+    work = admit(event, config=config, mapping=directory.mapping(event.tenant_id),
+                 directory=directory, lanes=lanes, raw=raw, key=key, source=source, ack=ack,
+                 lease=lease)
+    if work is None:
+        ack()
+        return
+    await lanes.lane_for(config).submit(work)
+
+
+def admit(event: CallEvent, *, config: IntegrationConfig, mapping: Routes,
+          directory: TenantDirectory, lanes: LaneRegistry, raw: bytes, key: bytes | None,
+          source: SourceRef, ack: Callable[[], object], lease: Lease | None = None,
+          replayed: bool = False) -> Work | None:
+    """The one way in for a valid call event, live or replayed: its plan, its lane's
+    diagnosis told the mapping (the senior manager) and an unmapped extension, and its work —
+    None when the call needs nothing in the CRM."""
     unlinked = directory.note_fallback(event, mapping)
     plan = plan_call(event, config, mapping)
     if plan.is_empty:
-        ack()
-        return
+        return None
     lane = lanes.lane_for(config)
     lane.diagnosis.configure(config, mapping.senior_manager_id)
     if unlinked is not None and event.employee is not None:
         lane.diagnosis.report(unmapped_extension(event.employee.id, event.employee.extension,
                                                  unlinked))
-    await lane.submit(Work(event=event, plan=plan, raw=raw, key=key, source=source, ack=ack,
-                           lease=lease))
+    return Work(event=event, plan=plan, raw=raw, key=key, source=source, ack=ack, lease=lease,
+                replayed=replayed)
 
 
 async def divert(outlets: Outlets, *, raw: bytes | None, key: bytes | None, source: SourceRef,

@@ -13,9 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from pipeline.delivery.health import TenantHealth
-from pipeline.delivery.intake import TenantDirectory
+from pipeline.delivery.intake import TenantDirectory, admit
 from pipeline.delivery.lanes import LaneRegistry
-from pipeline.delivery.planning import plan_call
 from pipeline.delivery.steps import SourceRef, Work
 from pipeline.delivery.tenantstate import ReplayProgress, StateStore
 from pipeline.observability.metrics import REPLAY_REMAINING, REPLAY_SCANNED, REPLAY_SUBMITTED
@@ -168,18 +167,16 @@ class ReplayReader:
             return None  # it went to the invalid topic when it first arrived
         if event.tenant_id != tenant_id or not (held or window.contains(event.started_at)):
             return None
-        plan = plan_call(event, config, mapping)
-        if plan.is_empty:
-            return None
         offset = message.offset
 
         def settled() -> None:
             tracker.pending.discard(offset)
             progress.settled += 1
 
-        return Work(event=event, plan=plan, raw=message.value, key=message.key,
-                    source=SourceRef(message.topic, message.partition, offset), ack=settled,
-                    replayed=True)
+        return admit(event, config=config, mapping=mapping, directory=self.host.directory,
+                     lanes=self.host.lanes, raw=message.value, key=message.key,
+                     source=SourceRef(message.topic, message.partition, offset), ack=settled,
+                     replayed=True)
 
     def _save(self, tenant_id: str, progress: ReplayProgress,
               trackers: dict[int, _Tracker]) -> None:

@@ -97,6 +97,20 @@ async def test_a_replay_delivers_the_tenant_s_calls_of_the_window_only(
         "r-1", "done", "replayed 3 events of 6 read")
 
 
+async def test_replayed_calls_come_in_as_live_ones_do_senior_manager_and_diagnosis(
+        replays: Replays, log: CallLog) -> None:
+    """With no live call at all, the lane learns the senior manager and an unmapped extension
+    from the replay (intake.admit is the one way in for both)."""
+    put(log, 0, "in-1", WINDOW.start + timedelta(hours=1))  # emp-1 (ext 101) is linked to nobody
+    await replays.manager.start("acme", "r-1", WINDOW)
+    await replays.finished()
+    diagnosis = replays.lanes.lane.diagnosis
+    assert diagnosis.senior_manager_id == SENIOR
+    [problem] = diagnosis.reported
+    assert (problem.kind, problem.subject) == ("unmapped_extension", "101")
+    assert [w.replayed for w in replays.lanes.lane.works] == [True]
+
+
 async def test_the_end_is_fixed_at_the_start_and_live_events_after_it_wait_for_it(
         replays: Replays, log: CallLog) -> None:
     put(log, 0, "old", NOW - timedelta(hours=5))
