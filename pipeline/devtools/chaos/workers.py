@@ -90,10 +90,10 @@ class Workers:
     def stop(self, name: str) -> None:
         """SIGTERM and wait: a worker leaving the group on purpose."""
         member = self.members[name]
-        if member.process is None:
+        process, member.process = member.process, None  # before SIGTERM: not an exit to `check`
+        if process is None:
             return
-        code = member.process.stop()
-        member.process = None
+        code = process.stop()
         if code not in (0, None):
             self.stop_codes.append(f"{name}: exit {code} after SIGTERM")
 
