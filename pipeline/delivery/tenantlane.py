@@ -17,7 +17,8 @@ from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import Condition
 from pipeline.delivery.outlets import Outlets
 from pipeline.delivery.rounds import Early, Rounds
-from pipeline.delivery.steps import Revoked, StepFailed, Steps, Work, finished
+from pipeline.delivery.steps import Steps
+from pipeline.delivery.work import Revoked, StepFailed, Work, finished
 from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
 
 __all__ = ["LaneHooks", "TenantLane"]

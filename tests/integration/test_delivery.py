@@ -16,7 +16,7 @@ from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.lanes import LaneRegistry, TenantLane
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.streams.offsets import OffsetGate
