@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.app import app, calls_topic, is_steady, owns, settings
 from pipeline.delivery.intake import accept_call, divert
-from pipeline.delivery.steps import SourceRef
+from pipeline.delivery.work import SourceRef
 from pipeline.observability.metrics import EVENTS_CONSUMED
 from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
 from pipeline.streams.committer import Committer

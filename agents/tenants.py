@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from pipeline.app import app, integrations, integrations_topic, mappings, mappings_topic
 from pipeline.delivery.intake import describe_invalid, divert
-from pipeline.delivery.steps import SourceRef
+from pipeline.delivery.work import SourceRef
 from pipeline.observability.metrics import TENANT_UPDATES
 from pipeline.runtime import directory, outlets
 from pipeline.secrets import SecretError

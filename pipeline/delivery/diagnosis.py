@@ -145,6 +145,17 @@ class Diagnosis:
             return
         self._due[key] = problem
 
+    def denied(self, method: str) -> None:
+        """Told of every method the key is refused (`Steps.on_denied`)."""
+        self.report(access_denied(method))
+
+    def rejected(self, method: str, exc: e.CRMRejectedError) -> None:
+        """Told of every refused request (`Steps.on_rejected`): a refused shop is a problem."""
+        message = site_error(exc)
+        config = self.config
+        if message is not None and config is not None:
+            self.report(site_refused(method, config.site_code, message))
+
     def _key(self, problem: Problem) -> DiagnosisKey:
         return diagnosis_key(self.tenant_id, self.steps.client.base_url, problem)
 

@@ -16,7 +16,7 @@ from pipeline.delivery.employees import Roster, effective_mapping
 from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.outlets import Outlets
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.observability.logs import redactor
 from pipeline.observability.metrics import FALLBACKS
 from pipeline.secrets import KeyRing, SecretError

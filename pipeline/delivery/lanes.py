@@ -18,9 +18,10 @@ from pipeline.crm.transport import SharedTransport
 from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import Ledger
 from pipeline.delivery.outlets import Outlets
-from pipeline.delivery.steps import SourceRef, Steps, Work
+from pipeline.delivery.steps import Steps
 from pipeline.delivery.tenantlane import LaneHooks, TenantLane
 from pipeline.delivery.tenantstate import StateStore, key_fingerprint
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.observability.metrics import observe_crm_request
 from schemas.integration import IntegrationConfig
 

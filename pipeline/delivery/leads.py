@@ -13,7 +13,8 @@ from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager, Uploa
 from pipeline.delivery import callback
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.planning import CallPlan, order_for, task_for, task_performer
-from pipeline.delivery.steps import Lead, StepFailed, Steps, Work, at_most_once, or_zero
+from pipeline.delivery.steps import Steps, at_most_once, or_zero
+from pipeline.delivery.work import Lead, StepFailed, Work
 from pipeline.observability.metrics import LEAD_BATCH_SIZE
 from schemas.crm import CustomerPayload, CustomerRef, OrderPayload, TaskPayload
 

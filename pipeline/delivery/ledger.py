@@ -26,7 +26,7 @@ class CallFacts(TypedDict, total=False):
     """A call's entry, under its call id."""
 
     at: int  # epoch seconds of its first record: `prune` goes by it
-    record: str  # digest of the first `ended` record (`steps.upload_digest`): it wins
+    record: str  # digest of the first `ended` record (`uploads.upload_digest`): it wins
     lead: bool  # the lead decision, made once
     customer_id: int  # the customer made for it
     order: int

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from pipeline.delivery.errorpolicy import DeadLetter
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.observability.metrics import DEAD_LETTERED, INVALID
 
 __all__ = ["Headers", "Outlets", "Send", "TopicOutlets", "dead_letter_headers",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from pipeline.delivery.leads import Each, Leads
-from pipeline.delivery.steps import Lead, Steps, Work
+from pipeline.delivery.steps import Steps
+from pipeline.delivery.work import Lead, Work
 
 __all__ = ["Early", "Rounds", "rounds"]
 

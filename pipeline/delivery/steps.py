@@ -6,8 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import random
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -15,135 +14,20 @@ from cachetools import TTLCache
 
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
-from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
+from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
-from pipeline.delivery import callback
+from pipeline.delivery import callback, popups, uploads
 from pipeline.delivery.errorpolicy import DeadLetter, Reason, Reject, Retry, decide, key_refused
 from pipeline.delivery.health import TenantHealth
-from pipeline.delivery.ledger import (
-    CallerKey,
-    CallFacts,
-    DoneFlag,
-    Ledger,
-    done_flag,
-    popup_flag,
-    status_flag,
-)
+from pipeline.delivery.ledger import CallerKey, Ledger
 from pipeline.delivery.planning import CallPlan, is_new_lead
-from pipeline.observability.metrics import BATCH_SIZE, POPUPS_SKIPPED, RETRIES, STATUS_SYNC
-from pipeline.streams.offsets import Lease
-from schemas.call_event import CallEvent
-from schemas.crm import CustomerRef
+from pipeline.delivery.uploads import CONFLICTING_RECORD, upload_digest
+from pipeline.delivery.work import Lead, Revoked, StepFailed, Work, done_tag
+from pipeline.observability.metrics import RETRIES
 
-__all__ = ["Lead", "Revoked", "SourceRef", "StepFailed", "Steps", "Work", "at_most_once",
-           "caller_key", "finished", "or_zero"]
+__all__ = ["Steps", "at_most_once", "caller_key", "or_zero"]
 
 T = TypeVar("T")
-LATE_RECORDING = (
-    "late_recording: the call was uploaded without a recording, and retailCRM keeps a call's "
-    "first upload (calls are de-duplicated by externalId and cannot be edited); publish a "
-    "call's ended record once its recording URL is known")
-
-
-CONFLICTING_RECORD = (
-    "conflicting_record: another record of this call was uploaded first with other content; "
-    "retailCRM keeps a call's first upload (calls are de-duplicated by externalId and cannot "
-    "be edited)")
-
-
-def upload_digest(work: Work) -> str:
-    """Of the record as the producer sent it (not of the payload, which follows the tenant's
-    settings): the same record delivered again is no conflict. Without the recording, which
-    may come in a later record (`recording_wait_seconds`, else `late_recording`)."""
-    body = work.event.model_dump_json(exclude={"recording_url"})
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class SourceRef:
-    topic: str
-    partition: int
-    offset: int
-
-    def __str__(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
-
-
-@dataclass
-class Work:
-    """One call event on its way through a tenant lane; `ack` runs once its outcome is durable."""
-
-    event: CallEvent
-    plan: CallPlan
-    raw: bytes
-    key: bytes | None
-    source: SourceRef
-    ack: Callable[[], object]
-    rejected: list[str] = field(default_factory=list)
-    parked: list[DeadLetter] = field(default_factory=list)
-    broken: DeadLetter | None = None
-    # Nothing the CRM can take, for a reason of its own: the event goes to the invalid topic.
-    undeliverable: str | None = None
-    prepared: bool = False  # its per-call steps ran; only its upload is left (a held upload)
-    announced: bool = False  # its pop-ups left on arrival, while its batch gathered uploads
-    # The live consumer's claim on the record; None for replayed work (the replay tracks it).
-    lease: Lease | None = None
-    replayed: bool = False
-    # Its partition moved to another owner mid-way: dropped unsettled, read again there.
-    revoked: bool = False
-
-    @property
-    def live(self) -> bool:
-        """Still this worker's to deliver: no CRM request is made for it otherwise."""
-        return self.lease is None or self.lease.live
-
-    def start(self) -> bool:
-        """False if the record's partition moved to another owner: drop the work unstarted."""
-        if self.lease is None or self.lease.start():
-            return True
-        self.lease.abandon()
-        return False
-
-
-@dataclass
-class Lead:
-    """A call whose lookup is done, on its way through its batch's customers, orders and tasks
-    (pipeline/delivery/leads.py)."""
-
-    work: Work
-    facts: CallFacts  # the ledger's, as they were when the call began
-    lookup: ManagerLookup
-    new_lead: bool
-    seen: bool  # delivered before: what it makes may exist although the ledger missed it
-    customer: CustomerRef | None = None
-
-    @property
-    def decided(self) -> bool:
-        """Its lead decision was recorded now (not read from an earlier delivery)."""
-        return not self.seen
-
-
-class Revoked(Exception):
-    """The record's partition was revoked while its work ran. The work stops before its next
-    CRM request, so that two owners never write for one record at once: the next owner reads
-    it again from the commit point and finds in the ledger what was done already."""
-
-
-class StepFailed(Exception):
-    def __init__(self, action: DeadLetter | Reject) -> None:
-        super().__init__(action.reason)
-        self.action = action
-
-
-def done_tag(work: Work) -> DoneFlag:
-    """Per stage: the `ended` record of a call has work left when its `answered` is done."""
-    return done_flag(work.event.stage)
-
-
-def finished(ledger: Ledger, work: Work) -> None:
-    """Note a record whose every step succeeded, so a redelivery costs no request at all."""
-    if work.broken is None and not work.rejected and not work.parked:
-        ledger.mark(work.plan.tenant_id, work.plan.call_id, done_tag(work))
 
 
 class Steps:
@@ -243,15 +127,9 @@ class Steps:
     # -- per call ------------------------------------------------------------------------------
 
     async def announce(self, work: Work) -> None:
-        """Pop-ups and the on-call status: worth something only now, so they leave first."""
-        plan = work.plan
-        if not plan.popups and plan.status_change is None:
-            return
-        facts = self.ledger.facts(plan.tenant_id, plan.call_id)
-        if facts.get(done_tag(work)):
-            return
-        await self._popups(work, facts)
-        await self._status(work, facts)
+        """Pop-ups and the on-call status: worth something only now, so they leave first
+        (pipeline/delivery/popups.py)."""
+        await popups.announce(self, work)
 
     async def begin(self, work: Work) -> Lead | None:
         """A call's steps up to knowing whether it is a new lead (its lookup); the rest are
@@ -321,115 +199,11 @@ class Steps:
         self.known_callers[plan.phone] = lookup
         self.remember_caller(plan, lookup.customer.id)
 
-    async def _popups(self, work: Work, facts: CallFacts) -> None:
-        for popup in work.plan.popups:
-            tag = popup_flag(popup.stage)
-            if facts.get(tag):
-                continue
-            if self.clock() > popup.not_after:
-                POPUPS_SKIPPED.labels("stale").inc()
-                continue
-            try:
-                await self.call("/api/telephony/call/event",
-                                lambda p=popup.payload: self.client.call_event(p),  # type: ignore[misc]
-                                deadline=popup.not_after, work=work)
-            except StepFailed as failed:
-                if isinstance(failed.action, DeadLetter) and failed.action.broken:
-                    raise
-                # A pop-up is worth nothing later: it is counted, never parked or replayed.
-                POPUPS_SKIPPED.labels(failed.action.reason.split(":")[0]).inc()
-                continue
-            self.ledger.mark(work.plan.tenant_id, work.plan.call_id, tag)
-
-    async def _status(self, work: Work, facts: CallFacts) -> None:
-        """Busy while on the call; back to what it was after — unless the user changed it."""
-        change = work.plan.status_change
-        if change is None or self.clock() > change.not_after:
-            return
-        plan = work.plan
-        if facts.get(status_flag(change.action)):
-            return
-        try:
-            user = await self.call("/api/users/{id}", lambda: self.client.user(change.user_id),
-                                   deadline=change.not_after, work=work)
-            if change.action == "busy":
-                if user.status != "busy":
-                    await self.call("/api/users/{id}/status", lambda: self.client.set_user_status(
-                        change.user_id, "busy"), deadline=change.not_after, work=work)
-                    STATUS_SYNC.labels("busy").inc()
-                self.ledger.record(plan.tenant_id, plan.call_id, status_busy=True,
-                                   status_before=user.status if user.status != "busy" else None)
-                return
-            before = facts.get("status_before")
-            if facts.get("status_busy") and before and user.status == "busy":
-                await self.call("/api/users/{id}/status", lambda: self.client.set_user_status(
-                    change.user_id, before), deadline=change.not_after, work=work)
-                STATUS_SYNC.labels("restore").inc()
-            self.ledger.record(plan.tenant_id, plan.call_id, status_restore=True)
-        except StepFailed as failed:
-            if isinstance(failed.action, DeadLetter) and failed.action.broken:
-                raise
-            # A status is worth nothing later, like a pop-up: counted, never parked.
-            POPUPS_SKIPPED.labels("status:" + failed.action.reason.split(":")[0][:30]).inc()
-
     # -- batched -------------------------------------------------------------------------------
 
     async def upload(self, works: list[Work]) -> None:
-        """Calls not uploaded yet, in batches. A call's first record wins (retailCRM keeps a
-        call's first upload); a later record of it with other content is not dropped silently
-        but goes to the invalid topic (`late_recording`, `conflicting_record`)."""
-        pending: dict[str, Work] = {}
-        for w in works:
-            if w.plan.upload is None or w.broken is not None or w.undeliverable is not None:
-                continue
-            if not w.live:
-                w.revoked = True
-                continue
-            facts = self.ledger.facts(w.plan.tenant_id, w.plan.call_id)
-            digest = upload_digest(w)
-            first = pending.get(w.plan.call_id)
-            recording = _recording(w)
-            if first is not None:
-                if upload_digest(first) != digest:
-                    w.undeliverable = CONFLICTING_RECORD
-                elif recording != _recording(first):
-                    w.undeliverable = LATE_RECORDING if not _recording(first) \
-                        else CONFLICTING_RECORD
-            elif not (facts.get("call") or facts.get(done_tag(w))):
-                pending[w.plan.call_id] = w
-            elif recording and facts.get("recorded") is False:
-                w.undeliverable = LATE_RECORDING
-            elif facts.get("upload_digest") not in (None, digest) or (
-                    recording and facts.get("recording") not in (None, recording)):
-                w.undeliverable = CONFLICTING_RECORD
-        for chunk in _chunks(list(pending.values()), MAX_CALLS_PER_UPLOAD):
-            await self._upload(chunk)
-
-    async def _upload(self, chunk: list[Work]) -> None:
-        calls = [w.plan.upload for w in chunk if w.plan.upload is not None]
-        try:
-            await self.call("/api/telephony/calls/upload", lambda: self.client.upload_calls(calls))
-        except StepFailed as failed:
-            action = failed.action
-            if isinstance(action, DeadLetter):
-                for w in chunk:
-                    if action.broken:
-                        w.broken = action
-                    else:
-                        w.parked.append(DeadLetter(reason=f"upload:{action.reason}",
-                                                   broken=False, method=action.method))
-            elif len(chunk) > 1:  # find the call the CRM refused: upload one by one
-                for w in chunk:
-                    await self._upload([w])
-            else:
-                chunk[0].rejected.append(f"upload: {action.reason}")
-            return
-        BATCH_SIZE.observe(len(chunk))
-        for w in chunk:
-            self.ledger.record(w.plan.tenant_id, w.plan.call_id, call=True,
-                               upload_digest=upload_digest(w), recording=_recording(w),
-                               recorded=w.plan.upload is not None and bool(
-                                   w.plan.upload.recordUrl))
+        """Calls not uploaded yet, in batches (pipeline/delivery/uploads.py)."""
+        await uploads.upload(self, works)
 
 
 def caller_key(tenant_id: str, portal: str, phone: str) -> CallerKey:
@@ -438,13 +212,6 @@ def caller_key(tenant_id: str, portal: str, phone: str) -> CallerKey:
     no call id. A tenant moved to another portal knows none of its callers there."""
     digest = hashlib.sha256(f"{tenant_id}|{portal}|{phone}".encode()).hexdigest()[:32]
     return CallerKey(f"#caller/{digest}")
-
-
-def _recording(work: Work) -> str:
-    """The uploaded recording, as a short digest ("" for none): a later record of the call
-    that brings another one is a conflict, not a silent drop."""
-    url = work.plan.upload.recordUrl if work.plan.upload is not None else None
-    return hashlib.sha256(str(url).encode()).hexdigest()[:16] if url else ""
 
 
 def at_most_once(create: Callable[[], Awaitable[int]], find: Callable[[], Awaitable[int | None]]
@@ -469,8 +236,3 @@ def at_most_once(create: Callable[[], Awaitable[int]], find: Callable[[], Awaita
 async def or_zero(find: Callable[[], Awaitable[int | None]]) -> int:
     """A look-up for `guard`, whose None means the step failed: 0 for "not there"."""
     return await find() or 0
-
-
-def _chunks(items: list[Work], size: int) -> Iterator[list[Work]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Protocol
 
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD
-from pipeline.crm.errors import CRMRejectedError
-from pipeline.delivery.diagnosis import Diagnosis, access_denied, site_error, site_refused
+from pipeline.delivery.diagnosis import Diagnosis
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import Condition
+from pipeline.delivery.helduploads import HeldUploads
+from pipeline.delivery.outcomes import drop_revoked, failed, finish
 from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.probe import probe
 from pipeline.delivery.rounds import Early, Rounds
-from pipeline.delivery.steps import Revoked, StepFailed, Steps, Work, finished
-from pipeline.observability.metrics import DELIVERED, LANE_BACKLOG
+from pipeline.delivery.steps import Steps
+from pipeline.delivery.work import Revoked, Work
+from pipeline.observability.metrics import LANE_BACKLOG
 
 __all__ = ["LaneHooks", "TenantLane"]
-
-# The logger the lanes have always logged under (pipeline/delivery/lanes.py, which makes them).
-log = logging.getLogger("pipeline.delivery.lanes")
 
 
 class LaneHooks(Protocol):
@@ -54,10 +52,10 @@ class TenantLane:
         self.outage_probe_interval = outage_probe_interval
         self._last_probe = time.monotonic()
         self.diagnosis = Diagnosis(tenant_id=tenant_id, steps=steps)
-        steps.on_denied = self._denied
-        steps.on_rejected = self._rejected
+        steps.on_denied = self.diagnosis.denied
+        steps.on_rejected = self.diagnosis.rejected
         self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
-        self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
+        self._held = HeldUploads()  # uploads waiting for their recording
         self._task: asyncio.Task[None] | None = None
         self._busy = False
         self._last_active = time.monotonic()
@@ -71,15 +69,6 @@ class TenantLane:
         """What its events are parked with while the tenant is not active (a read-only view
         of its health)."""
         return self.health.dead_letter()
-
-    def _denied(self, method: str) -> None:
-        self.diagnosis.report(access_denied(method))
-
-    def _rejected(self, method: str, exc: CRMRejectedError) -> None:
-        message = site_error(exc)
-        config = self.diagnosis.config
-        if message is not None and config is not None:
-            self.diagnosis.report(site_refused(method, config.site_code, message))
 
     def start(self) -> None:
         if self._task is None:
@@ -187,42 +176,16 @@ class TenantLane:
     def _wait(self) -> float | None:
         """How long the lane may wait for an event before it has something to do itself."""
         waits = [max(0.0, (until - self.steps.clock()).total_seconds())
-                 for until in self._held_until()]
+                 for until in self._held.until()]
         if self.health.now.condition is Condition.OUTAGE:
             # While its portal is down, the lane wakes up to probe it even with no traffic:
             # what the outage parked is replayed only once a probe finds the portal back.
             waits.append(self.outage_probe_interval)
         return min(waits) if waits else None
 
-    def _held_until(self) -> list[datetime]:
-        return [w.plan.hold_upload_until for w in self._held.values()
-                if w.plan.hold_upload_until is not None]
-
     def _due(self) -> list[Work]:
         """Held uploads whose wait is over (or that a broken lane must park now)."""
-        now, stopped = self.steps.clock(), self.health.stopped
-        due = [w for w in self._held.values() if stopped or
-               w.plan.hold_upload_until is None or w.plan.hold_upload_until <= now]
-        for work in due:
-            del self._held[work.plan.call_id]
-        return due
-
-    def _hold_uploads(self, batch: list[Work]) -> list[Work]:
-        """The works to upload now. An answered call that ended without a recording waits
-        (`recording_wait_seconds`) for a later record of the same call, which replaces it:
-        retailCRM keeps a call's first upload, so uploading early would lose the recording."""
-        now, stopped = self.steps.clock(), self.health.stopped
-        ready = []
-        for work in batch:
-            earlier = self._held.pop(work.plan.call_id, None)
-            if earlier is not None and earlier is not work:
-                work.ack = _acks(earlier.ack, work.ack)  # settled together, with the later one
-            until = work.plan.hold_upload_until
-            if work.broken is None and not stopped and until is not None and now < until:
-                self._held[work.plan.call_id] = work
-            else:
-                ready.append(work)
-        return ready
+        return self._held.due(self.steps.clock(), self.health.stopped)
 
     def _held_back(self, work: Work) -> bool:
         """While a replay of the tenant runs, its live events wait for the replay, which reads
@@ -241,28 +204,13 @@ class TenantLane:
         if not health.probed or time.monotonic() - self._last_probe < interval:
             return
         self._last_probe = time.monotonic()
-        try:
-            await self.steps.client.credentials()
-        except Exception:  # noqa: BLE001 - still broken, whatever the answer
-            return
-        if outage and self.hooks is not None and \
-                not await self.hooks.recover_outage(self.tenant_id):
-            return  # the replay of what it parked could not start: stay parked, try again
-        if not self.health.recovered():
-            return  # deactivated meanwhile: a probe does not re-activate
-        log.warning("tenant %s: %s", self.tenant_id, "the portal answers again; resuming "
-                    "delivery, and what was parked meanwhile is replayed" if outage else
-                    "the key answers again; resuming delivery (parked events wait for a replay)")
+        await probe(tenant_id=self.tenant_id, client=self.steps.client, health=self.health,
+                    hooks=self.hooks, outage=outage)
 
     def drop_stale(self) -> int:
         """Held uploads of records whose partition was revoked are dropped unstarted: their
         next owner reads them again from the commit point."""
-        stale = [w for w in self._held.values() if w.lease is not None and not w.lease.live]
-        for work in stale:
-            del self._held[work.plan.call_id]
-            if work.lease is not None:
-                work.lease.abandon()
-        return len(stale)
+        return self._held.drop_stale()
 
     async def deliver(self, batch: list[Work]) -> None:
         """A batch from end to end (`_run` overlaps one batch's front with the one before)."""
@@ -291,13 +239,13 @@ class TenantLane:
             self._in_flight = set()
 
     async def _upload(self, batch: list[Work]) -> None:
-        batch = self._hold_uploads(self._drop_revoked(batch))
+        batch = self._held.hold(drop_revoked(batch), self.steps.clock(), self.health.stopped)
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
             for work in batch:
                 self._failed(work, exc)
-        batch = self._drop_revoked(batch)
+        batch = drop_revoked(batch)
         broken = next((w.broken for w in batch if w.broken is not None), None)
         if broken is not None:
             self.health.broke(broken)  # a no-op if it broke (or was deactivated) before
@@ -306,7 +254,8 @@ class TenantLane:
             # dealt with. It never fails a call (its failures are logged and counted).
             await self.diagnosis.run()
         for work in batch:
-            await self._finish(work)
+            await finish(work, tenant_id=self.tenant_id, outlets=self.outlets,
+                         ledger=self.steps.ledger, health=self.health)
 
     async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
         if work.revoked:
@@ -318,69 +267,11 @@ class TenantLane:
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
             self._failed(work, exc)
 
-    @staticmethod
-    def _drop_revoked(batch: list[Work]) -> list[Work]:
-        """Works whose partition was revoked mid-way stop here, unsettled and without an
-        outcome: their next owner reads them again and the ledger tells it what was done."""
-        kept = []
-        for work in batch:
-            if work.revoked or not work.live:
-                work.revoked = True
-                if work.lease is not None:
-                    work.lease.abandon()
-            else:
-                kept.append(work)
-        return kept
-
     def _failed(self, work: Work, exc: Exception) -> None:
-        if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
-            work.broken = exc.action
-            self.health.broke(exc.action)
-            log.error("tenant %s integration broken (%s on %s); parking its events",
-                      self.tenant_id, exc.action.reason, exc.action.method)
-            return
-        log.exception("call %s from %s failed unexpectedly", work.plan.call_id, work.source,
-                      exc_info=exc)
-        work.parked.append(DeadLetter(reason=f"internal:{type(exc).__name__}", broken=False))
-
-    async def _finish(self, work: Work) -> None:
-        while True:
-            try:
-                if work.broken is not None:
-                    await self.outlets.dead_letter(work, [work.broken])
-                elif work.undeliverable is not None:
-                    await self.outlets.invalid(raw=work.raw, key=work.key, source=work.source,
-                                               reason=work.undeliverable,
-                                               tenant_id=self.tenant_id)
-                else:
-                    if work.rejected:
-                        await self.outlets.invalid(
-                            raw=work.raw, key=work.key, source=work.source,
-                            reason="crm_rejected: " + "; ".join(work.rejected),
-                            tenant_id=self.tenant_id)
-                    if work.parked:
-                        await self.outlets.dead_letter(work, work.parked)
-                    if not work.rejected and not work.parked:
-                        finished(self.steps.ledger, work)
-                        DELIVERED.inc()
-                if work.broken is not None or work.parked:
-                    self.health.parked(work.source,
-                                       outage=work.broken is not None and work.broken.outage)
-                break
-            except Exception:
-                log.exception("could not write the outcome of %s; retrying", work.source)
-                await asyncio.sleep(1)
-        work.ack()
+        failed(work, exc, tenant_id=self.tenant_id, health=self.health)
 
 
 def _urgent(work: Work) -> bool:
     """A pop-up or an on-call status: it leaves at once, it does not wait for an upload."""
     return bool(work.plan.popups) or work.plan.status_change is not None
 
-
-def _acks(*acks: Callable[[], object]) -> Callable[[], None]:
-    def ack() -> None:
-        for one in acks:
-            one()
-
-    return ack

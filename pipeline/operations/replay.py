@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline.delivery.health import Condition, TenantHealth
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import LaneRegistry
-from pipeline.delivery.steps import SourceRef
 from pipeline.delivery.tenantstate import ReplayProgress, StateStore
+from pipeline.delivery.work import SourceRef
 from pipeline.operations.replayrun import ReplayReader, report_replay
 from pipeline.operations.window import ReplayWindow
 from schemas.control import CommandResult

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.intake import TenantDirectory, admit
 from pipeline.delivery.lanes import LaneRegistry
-from pipeline.delivery.steps import SourceRef, Work
 from pipeline.delivery.tenantstate import ReplayProgress, StateStore
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.observability.metrics import REPLAY_REMAINING, REPLAY_SCANNED, REPLAY_SUBMITTED
 from pipeline.operations.window import ReplayWindow
 from schemas.call_event import CallEvent

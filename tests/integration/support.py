@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.crm.client import RetailCRMClient
 from pipeline.delivery.errorpolicy import DeadLetter
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Portal
 from pipeline.devtools.devstack import DevTenant

@@ -16,7 +16,7 @@ from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.lanes import LaneRegistry, TenantLane
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.streams.offsets import OffsetGate
@@ -429,6 +429,8 @@ async def test_a_recording_that_never_comes_delays_the_upload_only_so_long(
     await wait_until(lambda: "c2" in portal.calls, "the upload of c2, which waits for nothing")
     assert list(portal.calls) == ["c2"] and harness.acked == ["c2"]
     await wait_until(lambda: "c1" in portal.calls, "the upload of c1 once its wait is over")
+    # Acked once the lane has the CRM's answer, a moment after the double stored the call.
+    await wait_until(lambda: harness.acked == ["c2", "c1"], "c1 acked after its upload")
     await harness.lane.stop()
     assert "c1" in portal.calls and portal.calls["c1"].get("recordUrl") is None
     assert harness.acked == ["c2", "c1"]

@@ -18,8 +18,8 @@ from pipeline.crm.client import RetailCRMClient
 from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
 from pipeline.delivery.tenantstate import StateStore
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
 from pipeline.operations.replay import ReplayManager

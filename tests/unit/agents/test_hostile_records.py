@@ -13,7 +13,7 @@ from agents.calls import deliver_calls
 from agents.tenants import store_integrations
 from pipeline import runtime
 from pipeline.delivery.outlets import MAX_COPY_BYTES, Headers, TopicOutlets
-from pipeline.delivery.steps import SourceRef
+from pipeline.delivery.work import SourceRef
 
 EVENT = {"call_id": "c1", "tenant_id": "ghost", "started_at": "2026-11-25T10:00:00+02:00",
          "direction": "in", "client_phone": "+380501112233", "status": "answered"}

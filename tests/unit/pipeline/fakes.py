@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.delivery.errorpolicy import DeadLetter
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 
 __all__ = ["Diagnosis", "Lane", "Lanes", "Outlets"]
 

@@ -13,7 +13,8 @@ from prometheus_client import REGISTRY
 from pipeline.crm.methods import TASK_EDIT
 from pipeline.delivery.ledger import CallerFacts, MemoryLedger
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work, caller_key
+from pipeline.delivery.steps import caller_key
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig

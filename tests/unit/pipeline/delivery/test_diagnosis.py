@@ -13,7 +13,7 @@ from pipeline.config import CRMSettings
 from pipeline.delivery.diagnosis import CREATE, unmapped_extension
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig

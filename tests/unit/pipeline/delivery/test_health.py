@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 
 from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.health import Condition, Health, TenantHealth, publish_gauges
-from pipeline.delivery.steps import SourceRef
 from pipeline.delivery.tenantstate import ReplayProgress, StateStore
+from pipeline.delivery.work import SourceRef
 
 T0 = datetime(2025, 11, 3, 9, 0, tzinfo=UTC)
 KEY = DeadLetter(reason=Reason.INVALID_API_KEY, broken=True, method="/api/telephony/calls/upload")

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.delivery.intake import accept_call, divert
 from pipeline.delivery.lanes import LaneRegistry
-from pipeline.delivery.steps import SourceRef
+from pipeline.delivery.work import SourceRef
 from pipeline.streams.offsets import OffsetGate
 from tests.unit.pipeline.fakes import Lanes, Outlets
 from tests.unit.pipeline.operations.desk import Portal, Worker

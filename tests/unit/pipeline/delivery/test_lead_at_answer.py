@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.outlets import MAX_COPY_BYTES, MAX_KEY_BYTES, Headers, TopicOutlets
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.steps import SourceRef, Work
+from pipeline.delivery.work import SourceRef, Work
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping

@@ -17,9 +17,10 @@ from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
 from pipeline.delivery.rounds import rounds
-from pipeline.delivery.steps import SourceRef, Steps, Work
+from pipeline.delivery.steps import Steps
 from pipeline.delivery.tenantlane import TenantLane
 from pipeline.delivery.tenantstate import StateStore
+from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Fault, Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig

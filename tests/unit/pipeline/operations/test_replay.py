@@ -10,8 +10,8 @@ from typing import cast
 import pytest
 
 from pipeline.delivery.lanes import LaneRegistry
-from pipeline.delivery.steps import SourceRef
 from pipeline.delivery.tenantstate import ReplayProgress
+from pipeline.delivery.work import SourceRef
 from pipeline.operations import replay
 from pipeline.operations.replay import ReplayManager
 from pipeline.operations.window import ReplayWindow

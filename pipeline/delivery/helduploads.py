@@ -1,0 +1,67 @@
+"""A lane's uploads held for a recording (`recording_wait_seconds`), by call id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pipeline.delivery.work import Work
+
+__all__ = ["HeldUploads"]
+
+
+class HeldUploads:
+    """Answered calls that ended without a recording, each waiting until its plan's
+    `hold_upload_until` for a later record of the same call, which replaces it."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def until(self) -> list[datetime]:
+        return [w.plan.hold_upload_until for w in self._held.values()
+                if w.plan.hold_upload_until is not None]
+
+    def due(self, now: datetime, stopped: bool) -> list[Work]:
+        """Held uploads whose wait is over (or that a broken lane must park now)."""
+        due = [w for w in self._held.values() if stopped or
+               w.plan.hold_upload_until is None or w.plan.hold_upload_until <= now]
+        for work in due:
+            del self._held[work.plan.call_id]
+        return due
+
+    def hold(self, batch: list[Work], now: datetime, stopped: bool) -> list[Work]:
+        """The works to upload now. An answered call that ended without a recording waits
+        (`recording_wait_seconds`) for a later record of the same call, which replaces it:
+        retailCRM keeps a call's first upload, so uploading early would lose the recording."""
+        ready = []
+        for work in batch:
+            earlier = self._held.pop(work.plan.call_id, None)
+            if earlier is not None and earlier is not work:
+                work.ack = _acks(earlier.ack, work.ack)  # settled together, with the later one
+            until = work.plan.hold_upload_until
+            if work.broken is None and not stopped and until is not None and now < until:
+                self._held[work.plan.call_id] = work
+            else:
+                ready.append(work)
+        return ready
+
+    def drop_stale(self) -> int:
+        """Held uploads of records whose partition was revoked are dropped unstarted: their
+        next owner reads them again from the commit point."""
+        stale = [w for w in self._held.values() if w.lease is not None and not w.lease.live]
+        for work in stale:
+            del self._held[work.plan.call_id]
+            if work.lease is not None:
+                work.lease.abandon()
+        return len(stale)
+
+
+def _acks(*acks: Callable[[], object]) -> Callable[[], None]:
+    def ack() -> None:
+        for one in acks:
+            one()
+
+    return ack

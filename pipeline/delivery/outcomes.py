@@ -1,0 +1,75 @@
+"""A work's end in its lane: a failure noted, its outcome written and acked, or dropped revoked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.health import TenantHealth
+from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.work import StepFailed, Work, finished
+from pipeline.observability.metrics import DELIVERED
+
+__all__ = ["drop_revoked", "failed", "finish"]
+
+# The logger the lanes have always logged under (pipeline/delivery/lanes.py, which makes them).
+log = logging.getLogger("pipeline.delivery.lanes")
+
+
+def drop_revoked(batch: list[Work]) -> list[Work]:
+    """Works whose partition was revoked mid-way stop here, unsettled and without an
+    outcome: their next owner reads them again and the ledger tells it what was done."""
+    kept = []
+    for work in batch:
+        if work.revoked or not work.live:
+            work.revoked = True
+            if work.lease is not None:
+                work.lease.abandon()
+        else:
+            kept.append(work)
+    return kept
+
+
+def failed(work: Work, exc: Exception, *, tenant_id: str, health: TenantHealth) -> None:
+    if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
+        work.broken = exc.action
+        health.broke(exc.action)
+        log.error("tenant %s integration broken (%s on %s); parking its events",
+                  tenant_id, exc.action.reason, exc.action.method)
+        return
+    log.exception("call %s from %s failed unexpectedly", work.plan.call_id, work.source,
+                  exc_info=exc)
+    work.parked.append(DeadLetter(reason=f"internal:{type(exc).__name__}", broken=False))
+
+
+async def finish(work: Work, *, tenant_id: str, outlets: Outlets, ledger: Ledger,
+                 health: TenantHealth) -> None:
+    """The work's outcome, written until it is durable; then the work is acked."""
+    while True:
+        try:
+            if work.broken is not None:
+                await outlets.dead_letter(work, [work.broken])
+            elif work.undeliverable is not None:
+                await outlets.invalid(raw=work.raw, key=work.key, source=work.source,
+                                      reason=work.undeliverable, tenant_id=tenant_id)
+            else:
+                if work.rejected:
+                    await outlets.invalid(
+                        raw=work.raw, key=work.key, source=work.source,
+                        reason="crm_rejected: " + "; ".join(work.rejected),
+                        tenant_id=tenant_id)
+                if work.parked:
+                    await outlets.dead_letter(work, work.parked)
+                if not work.rejected and not work.parked:
+                    finished(ledger, work)
+                    DELIVERED.inc()
+            if work.broken is not None or work.parked:
+                health.parked(work.source,
+                              outage=work.broken is not None and work.broken.outage)
+            break
+        except Exception:
+            log.exception("could not write the outcome of %s; retrying", work.source)
+            await asyncio.sleep(1)
+    work.ack()

@@ -1,0 +1,103 @@
+"""A call event's work item on its way through a tenant lane, and the outcomes of its steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipeline.crm.models import ManagerLookup
+from pipeline.delivery.errorpolicy import DeadLetter, Reject
+from pipeline.delivery.ledger import CallFacts, DoneFlag, Ledger, done_flag
+from pipeline.delivery.planning import CallPlan
+from pipeline.streams.offsets import Lease
+from schemas.call_event import CallEvent
+from schemas.crm import CustomerRef
+
+__all__ = ["Lead", "Revoked", "SourceRef", "StepFailed", "Work", "done_tag", "finished"]
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass
+class Work:
+    """One call event on its way through a tenant lane; `ack` runs once its outcome is durable."""
+
+    event: CallEvent
+    plan: CallPlan
+    raw: bytes
+    key: bytes | None
+    source: SourceRef
+    ack: Callable[[], object]
+    rejected: list[str] = field(default_factory=list)
+    parked: list[DeadLetter] = field(default_factory=list)
+    broken: DeadLetter | None = None
+    # Nothing the CRM can take, for a reason of its own: the event goes to the invalid topic.
+    undeliverable: str | None = None
+    prepared: bool = False  # its per-call steps ran; only its upload is left (a held upload)
+    announced: bool = False  # its pop-ups left on arrival, while its batch gathered uploads
+    # The live consumer's claim on the record; None for replayed work (the replay tracks it).
+    lease: Lease | None = None
+    replayed: bool = False
+    # Its partition moved to another owner mid-way: dropped unsettled, read again there.
+    revoked: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Still this worker's to deliver: no CRM request is made for it otherwise."""
+        return self.lease is None or self.lease.live
+
+    def start(self) -> bool:
+        """False if the record's partition moved to another owner: drop the work unstarted."""
+        if self.lease is None or self.lease.start():
+            return True
+        self.lease.abandon()
+        return False
+
+
+@dataclass
+class Lead:
+    """A call whose lookup is done, on its way through its batch's customers, orders and tasks
+    (pipeline/delivery/leads.py)."""
+
+    work: Work
+    facts: CallFacts  # the ledger's, as they were when the call began
+    lookup: ManagerLookup
+    new_lead: bool
+    seen: bool  # delivered before: what it makes may exist although the ledger missed it
+    customer: CustomerRef | None = None
+
+    @property
+    def decided(self) -> bool:
+        """Its lead decision was recorded now (not read from an earlier delivery)."""
+        return not self.seen
+
+
+class Revoked(Exception):
+    """The record's partition was revoked while its work ran. The work stops before its next
+    CRM request, so that two owners never write for one record at once: the next owner reads
+    it again from the commit point and finds in the ledger what was done already."""
+
+
+class StepFailed(Exception):
+    def __init__(self, action: DeadLetter | Reject) -> None:
+        super().__init__(action.reason)
+        self.action = action
+
+
+def done_tag(work: Work) -> DoneFlag:
+    """Per stage: the `ended` record of a call has work left when its `answered` is done."""
+    return done_flag(work.event.stage)
+
+
+def finished(ledger: Ledger, work: Work) -> None:
+    """Note a record whose every step succeeded, so a redelivery costs no request at all."""
+    if work.broken is None and not work.rejected and not work.parked:
+        ledger.mark(work.plan.tenant_id, work.plan.call_id, done_tag(work))
