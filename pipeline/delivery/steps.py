@@ -71,6 +71,11 @@ class Steps:
             attempt += 1
             if work is not None and not work.live:
                 raise Revoked(work.source)
+            stopped = self.health.dead_letter()
+            if stopped is not None:
+                # Broken, down or deactivated meanwhile (another batch of the lane found it):
+                # parked as that found it, without asking a dead key or a downed portal again.
+                raise StepFailed(stopped)
             try:
                 return await fn()
             except e.RetailCRMError as exc:

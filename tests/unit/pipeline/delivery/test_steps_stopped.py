@@ -1,0 +1,49 @@
+"""A step of a tenant that is no longer active asks the CRM nothing: it is parked as it broke."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.crm.client import RetailCRMClient
+from pipeline.delivery.errorpolicy import DeadLetter, Reason
+from pipeline.delivery.health import TenantHealth
+from pipeline.delivery.ledger import MemoryLedger
+from pipeline.delivery.steps import Steps
+from pipeline.delivery.tenantstate import StateStore
+from pipeline.delivery.work import StepFailed
+from tests.crmlane import QUICK
+
+
+def steps() -> Steps:
+    client = RetailCRMClient(base_url="https://acme.retailcrm.example", api_key="k")
+    return Steps(client=client, ledger=MemoryLedger(), settings=QUICK,
+                 health=TenantHealth(StateStore({}), "acme"), clock=lambda: datetime.now(UTC))
+
+
+@pytest.mark.parametrize("stop", ["key", "outage", "operator"])
+async def test_a_step_after_the_tenant_stopped_makes_no_request(stop: str) -> None:
+    it = steps()
+    asked: list[str] = []
+
+    async def request() -> int:
+        asked.append("tasks/create")
+        return 1
+
+    assert await it.call("/api/tasks/create", request) == 1  # active: asked
+    if stop == "key":
+        it.health.broke(DeadLetter(reason=Reason.INVALID_API_KEY, broken=True,
+                                   method="/api/tasks/create"))
+    elif stop == "outage":
+        it.health.broke(DeadLetter(reason=f"{Reason.RETRIES_EXHAUSTED}:ReadTimeout",
+                                   broken=True, method="/api/tasks/create"))
+    else:
+        it.health.deactivated("by an operator")
+    with pytest.raises(StepFailed) as failed:
+        await it.call("/api/tasks/create", request)
+    assert asked == ["tasks/create"]  # nothing more went to the dead key or downed portal
+    action = failed.value.action
+    assert isinstance(action, DeadLetter) and action.broken
+    assert action.outage is (stop == "outage")
+    await it.client.aclose()
