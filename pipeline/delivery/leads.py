@@ -12,6 +12,7 @@ from pipeline.crm.client import MAX_PER_UPLOAD
 from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager, UploadResult
 from pipeline.delivery import callback
 from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.outcome import failed
 from pipeline.delivery.planning import CallPlan, order_for, task_for, task_performer
 from pipeline.delivery.steps import Steps, at_most_once, or_zero
 from pipeline.delivery.work import Lead, StepFailed, Work
@@ -166,7 +167,7 @@ class Leads:
         batch: list[Lead] = []
         for lead in todo:
             if not lead.work.live:
-                lead.work.revoked = True
+                lead.work.revoke()
             elif lead.seen:
                 await self._one(one, lead, seen=True)
             else:
@@ -188,8 +189,8 @@ class Leads:
             try:
                 result = await self.steps.call(method, attempt, optional=True)
                 LEAD_BATCH_SIZE.labels(step).observe(len(chunk))
-            except StepFailed as failed:
-                action = failed.action
+            except StepFailed as exc:
+                action = exc.action
                 if isinstance(action, DeadLetter) and action.broken:
                     raise
                 # The key lacks the method (nothing was made), or the upload kept failing.
@@ -218,8 +219,8 @@ class Leads:
                 continue
             performer = task_performer(plan, lead.lookup)
             if performer is None:
-                work.parked.append(DeadLetter(reason="task:NoPerformer", broken=False,
-                                              method="/api/tasks/create"))
+                work.add(failed("task", "/api/tasks/create",
+                                DeadLetter(reason="NoPerformer", broken=False)))
                 continue
             task = task_for(plan, performer=performer, customer=lead.customer)
             if task is None or await self._noted(lead):

@@ -8,6 +8,7 @@ import logging
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.outcome import Outcome, broke
 from pipeline.delivery.outlets import Outlets
 from pipeline.delivery.work import StepFailed, Work, finished
 from pipeline.observability.metrics import DELIVERED
@@ -24,7 +25,7 @@ def drop_revoked(batch: list[Work]) -> list[Work]:
     kept = []
     for work in batch:
         if work.revoked or not work.live:
-            work.revoked = True
+            work.revoke()
             if work.lease is not None:
                 work.lease.abandon()
         else:
@@ -34,40 +35,42 @@ def drop_revoked(batch: list[Work]) -> list[Work]:
 
 def failed(work: Work, exc: Exception, *, tenant_id: str, health: TenantHealth) -> None:
     if isinstance(exc, StepFailed) and isinstance(exc.action, DeadLetter):
-        work.broken = exc.action
+        work.add(broke(exc.action))
         health.broke(exc.action)
         log.error("tenant %s integration broken (%s on %s); parking its events",
                   tenant_id, exc.action.reason, exc.action.method)
         return
     log.exception("call %s from %s failed unexpectedly", work.plan.call_id, work.source,
                   exc_info=exc)
-    work.parked.append(DeadLetter(reason=f"internal:{type(exc).__name__}", broken=False))
+    work.add(Outcome(parked=(DeadLetter(reason=f"internal:{type(exc).__name__}",
+                                        broken=False),)))
 
 
 async def finish(work: Work, *, tenant_id: str, outlets: Outlets, ledger: Ledger,
                  health: TenantHealth) -> None:
     """The work's outcome, written until it is durable; then the work is acked."""
+    outcome = work.outcome
     while True:
         try:
-            if work.broken is not None:
-                await outlets.dead_letter(work, [work.broken])
-            elif work.undeliverable is not None:
+            if outcome.broken is not None:
+                await outlets.dead_letter(work, [outcome.broken])
+            elif outcome.undeliverable is not None:
                 await outlets.invalid(raw=work.raw, key=work.key, source=work.source,
-                                      reason=work.undeliverable, tenant_id=tenant_id)
+                                      reason=outcome.undeliverable, tenant_id=tenant_id)
             else:
-                if work.rejected:
+                if outcome.rejected:
                     await outlets.invalid(
                         raw=work.raw, key=work.key, source=work.source,
-                        reason="crm_rejected: " + "; ".join(work.rejected),
+                        reason="crm_rejected: " + "; ".join(outcome.rejected),
                         tenant_id=tenant_id)
-                if work.parked:
-                    await outlets.dead_letter(work, work.parked)
-                if not work.rejected and not work.parked:
+                if outcome.parked:
+                    await outlets.dead_letter(work, outcome.parked)
+                if outcome.delivered:
                     finished(ledger, work)
                     DELIVERED.inc()
-            if work.broken is not None or work.parked:
+            if outcome.broken is not None or outcome.parked:
                 health.parked(work.source,
-                              outage=work.broken is not None and work.broken.outage)
+                              outage=outcome.broken is not None and outcome.broken.outage)
             break
         except Exception:
             log.exception("could not write the outcome of %s; retrying", work.source)

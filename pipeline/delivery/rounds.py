@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 from pipeline.delivery.leads import Each, Leads
+from pipeline.delivery.outcome import broke
 from pipeline.delivery.steps import Steps
 from pipeline.delivery.work import Lead, Work
 
@@ -59,7 +60,7 @@ class Rounds:
             for work in round_:
                 broken = self.steps.health.dead_letter()
                 if broken is not None:
-                    work.broken = broken
+                    work.add(broke(broken))
                     continue
                 if id(work) in early:
                     lead = early[id(work)]
@@ -74,7 +75,7 @@ class Rounds:
             broken = self.steps.health.dead_letter()
             if broken is not None:
                 for lead in leads:
-                    lead.work.broken = broken
+                    lead.work.add(broke(broken))
                 continue
             try:
                 await Leads(self.steps, self.each).run(leads)

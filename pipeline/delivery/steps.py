@@ -16,7 +16,7 @@ from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup
-from pipeline.delivery import callback, popups, uploads
+from pipeline.delivery import callback, outcome, popups, uploads
 from pipeline.delivery.errorpolicy import DeadLetter, Reason, Reject, Retry, decide, key_refused
 from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import CallerKey, Ledger
@@ -115,18 +115,14 @@ class Steps:
 
     async def guard(self, work: Work, step: str, method: str,
                      fn: Callable[[], Awaitable[T]]) -> T | None:
-        """Run a step; a rejection or a parked method is noted on the work, broken re-raises."""
+        """Run a step; a rejection or a parked method is the step's outcome, added to the
+        work's (None returned); a broken integration re-raises (the whole batch stops)."""
         try:
             return await self.call(method, fn, work=work)
-        except StepFailed as failed:
-            action = failed.action
-            if isinstance(action, DeadLetter):
-                if action.broken:
-                    raise
-                work.parked.append(DeadLetter(reason=f"{step}:{action.reason}",
-                                              broken=False, method=action.method or method))
-            else:
-                work.rejected.append(f"{step}: {action.reason}")
+        except StepFailed as exc:
+            if isinstance(exc.action, DeadLetter) and exc.action.broken:
+                raise
+            work.add(outcome.failed(step, method, exc.action))
             return None
 
     # -- per call ------------------------------------------------------------------------------
@@ -146,7 +142,7 @@ class Steps:
             if claimed is None:
                 self.ledger.record(plan.tenant_id, plan.call_id, record=digest)
             elif claimed != digest:
-                work.undeliverable = CONFLICTING_RECORD  # no step of it: not a task, nothing
+                work.add(outcome.undeliverable(CONFLICTING_RECORD))  # no step of it at all
                 return None
         if facts.get(done_tag(work)):  # delivered before, every step: nothing to ask the CRM
             return None

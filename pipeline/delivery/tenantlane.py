@@ -263,7 +263,7 @@ class TenantLane:
         try:
             await step(work)
         except Revoked:
-            work.revoked = True
+            work.revoke()
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
             self._failed(work, exc)
 

@@ -8,14 +8,16 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, RetailCRMClient
-from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.errorpolicy import Reject
 from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.outcome import failed, undeliverable
 from pipeline.delivery.work import StepFailed, Work, done_tag
 from pipeline.observability.metrics import BATCH_SIZE
 
 __all__ = ["CONFLICTING_RECORD", "LATE_RECORDING", "upload", "upload_digest"]
 
 T = TypeVar("T")
+METHOD = "/api/telephony/calls/upload"
 LATE_RECORDING = (
     "late_recording: the call was uploaded without a recording, and retailCRM keeps a call's "
     "first upload (calls are de-duplicated by externalId and cannot be edited); publish a "
@@ -54,28 +56,30 @@ async def upload(steps: Steps, works: list[Work]) -> None:
     but goes to the invalid topic (`late_recording`, `conflicting_record`)."""
     pending: dict[str, Work] = {}
     for w in works:
-        if w.plan.upload is None or w.broken is not None or w.undeliverable is not None:
+        if w.plan.upload is None or w.broken is not None or w.outcome.undeliverable is not None:
             continue
         if not w.live:
-            w.revoked = True
+            w.revoke()
             continue
         facts = steps.ledger.facts(w.plan.tenant_id, w.plan.call_id)
         digest = upload_digest(w)
         first = pending.get(w.plan.call_id)
         recording = _recording(w)
+        refused: str | None = None
         if first is not None:
             if upload_digest(first) != digest:
-                w.undeliverable = CONFLICTING_RECORD
+                refused = CONFLICTING_RECORD
             elif recording != _recording(first):
-                w.undeliverable = LATE_RECORDING if not _recording(first) \
-                    else CONFLICTING_RECORD
+                refused = LATE_RECORDING if not _recording(first) else CONFLICTING_RECORD
         elif not (facts.get("call") or facts.get(done_tag(w))):
             pending[w.plan.call_id] = w
         elif recording and facts.get("recorded") is False:
-            w.undeliverable = LATE_RECORDING
+            refused = LATE_RECORDING
         elif facts.get("upload_digest") not in (None, digest) or (
                 recording and facts.get("recording") not in (None, recording)):
-            w.undeliverable = CONFLICTING_RECORD
+            refused = CONFLICTING_RECORD
+        if refused is not None:
+            w.add(undeliverable(refused))
     for chunk in _chunks(list(pending.values()), MAX_CALLS_PER_UPLOAD):
         await _upload(steps, chunk)
 
@@ -83,21 +87,14 @@ async def upload(steps: Steps, works: list[Work]) -> None:
 async def _upload(steps: Steps, chunk: list[Work]) -> None:
     calls = [w.plan.upload for w in chunk if w.plan.upload is not None]
     try:
-        await steps.call("/api/telephony/calls/upload", lambda: steps.client.upload_calls(calls))
-    except StepFailed as failed:
-        action = failed.action
-        if isinstance(action, DeadLetter):
-            for w in chunk:
-                if action.broken:
-                    w.broken = action
-                else:
-                    w.parked.append(DeadLetter(reason=f"upload:{action.reason}",
-                                               broken=False, method=action.method))
-        elif len(chunk) > 1:  # find the call the CRM refused: upload one by one
-            for w in chunk:
+        await steps.call(METHOD, lambda: steps.client.upload_calls(calls))
+    except StepFailed as exc:
+        if isinstance(exc.action, Reject) and len(chunk) > 1:
+            for w in chunk:  # find the call the CRM refused: upload one by one
                 await _upload(steps, [w])
-        else:
-            chunk[0].rejected.append(f"upload: {action.reason}")
+        else:  # each call of the chunk parked, broken, or (alone) rejected
+            for w in chunk:
+                w.add(failed("upload", METHOD, exc.action))
         return
     BATCH_SIZE.observe(len(chunk))
     for w in chunk:

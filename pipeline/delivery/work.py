@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipeline.crm.models import ManagerLookup
 from pipeline.delivery.errorpolicy import DeadLetter, Reject
 from pipeline.delivery.ledger import CallFacts, DoneFlag, Ledger, done_flag
+from pipeline.delivery.outcome import DONE, REVOKED, Outcome
 from pipeline.delivery.planning import CallPlan
 from pipeline.streams.offsets import Lease
 from schemas.call_event import CallEvent
@@ -36,18 +37,30 @@ class Work:
     key: bytes | None
     source: SourceRef
     ack: Callable[[], object]
-    rejected: list[str] = field(default_factory=list)
-    parked: list[DeadLetter] = field(default_factory=list)
-    broken: DeadLetter | None = None
-    # Nothing the CRM can take, for a reason of its own: the event goes to the invalid topic.
-    undeliverable: str | None = None
+    # What its steps came to so far: each step's outcome is added (`add`), finish reads it.
+    outcome: Outcome = DONE
     prepared: bool = False  # its per-call steps ran; only its upload is left (a held upload)
     announced: bool = False  # its pop-ups left on arrival, while its batch gathered uploads
     # The live consumer's claim on the record; None for replayed work (the replay tracks it).
     lease: Lease | None = None
     replayed: bool = False
-    # Its partition moved to another owner mid-way: dropped unsettled, read again there.
-    revoked: bool = False
+
+    def add(self, outcome: Outcome) -> None:
+        """A step's outcome, added to the call's."""
+        self.outcome += outcome
+
+    @property
+    def broken(self) -> DeadLetter | None:
+        """The integration broke under it: the call is parked with it."""
+        return self.outcome.broken
+
+    @property
+    def revoked(self) -> bool:
+        """Its partition moved to another owner mid-way: dropped unsettled, read again there."""
+        return self.outcome.revoked
+
+    def revoke(self) -> None:
+        self.add(REVOKED)
 
     @property
     def live(self) -> bool:
@@ -99,5 +112,5 @@ def done_tag(work: Work) -> DoneFlag:
 
 def finished(ledger: Ledger, work: Work) -> None:
     """Note a record whose every step succeeded, so a redelivery costs no request at all."""
-    if work.broken is None and not work.rejected and not work.parked:
+    if work.outcome.delivered:
         ledger.mark(work.plan.tenant_id, work.plan.call_id, done_tag(work))
