@@ -4,6 +4,7 @@ was synced when the worker dies, the crash itself, quick retries, and the teleph
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,13 +13,15 @@ from pipeline.crm.client import RetailCRMClient
 from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import Ledger, MemoryLedger
 from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.planning import plan_call
 from pipeline.delivery.steps import Steps
 from pipeline.delivery.tenantlane import TenantLane
 from pipeline.delivery.tenantstate import StateStore
-from schemas import IntegrationConfig
+from pipeline.delivery.work import SourceRef, Work
+from schemas import CallEvent, EmployeeMapping, IntegrationConfig
 from schemas.crm import IntegrationModulePayload, Integrations, TelephonyConfiguration
 
-__all__ = ["QUICK", "Crash", "CrashableLedger", "enable_telephony", "quick_lane"]
+__all__ = ["QUICK", "Crash", "CrashableLedger", "enable_telephony", "quick_lane", "work_of"]
 
 # Retries that give up within a test's patience.
 QUICK = CRMSettings(max_attempts=4, backoff_base_seconds=0.01, backoff_max_seconds=0.05,
@@ -60,3 +63,11 @@ def quick_lane(cfg: IntegrationConfig, ledger: Ledger, outlets: Outlets, *,
                   health=TenantHealth(StateStore({}), "acme"), clock=lambda: datetime.now(UTC))
     lane = TenantLane(tenant_id="acme", steps=steps, outlets=outlets, linger=0.05, buffer=100)
     return client, steps, lane
+
+
+def work_of(event: CallEvent, cfg: IntegrationConfig, mapping: EmployeeMapping, offset: int = 0,
+            *, ack: Callable[[], object] = lambda: None, raw: bytes | None = None) -> Work:
+    """The event as a lane's work item, read from `calls[0]` at `offset`, planned for `cfg`."""
+    return Work(event=event, plan=plan_call(event, cfg, mapping),
+                raw=event.model_dump_json().encode() if raw is None else raw, key=b"acme",
+                source=SourceRef("calls", 0, offset), ack=ack)

@@ -16,12 +16,12 @@ from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.lanes import LaneRegistry, TenantLane
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.work import SourceRef, Work
+from pipeline.delivery.work import Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from pipeline.streams.offsets import OffsetGate
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
+from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane, work_of
 from tests.integration.support import RecordingOutlets
 from tests.waiting import wait_until
 
@@ -57,10 +57,8 @@ class Harness:
         self.client, self.steps, self.lane = quick_lane(self.cfg, self.ledger, self.outlets)
 
     def work(self, event: CallEvent, offset: int = 0) -> Work:
-        plan = plan_call(event, self.cfg, MAPPING)
-        return Work(event=event, plan=plan, raw=event.model_dump_json().encode(),
-                    key=b"acme", source=SourceRef("calls", 0, offset),
-                    ack=lambda: self.acked.append(event.call_id))
+        return work_of(event, self.cfg, MAPPING, offset,
+                       ack=lambda: self.acked.append(event.call_id))
 
     async def deliver(self, *events: CallEvent) -> None:
         await self.lane.deliver([self.work(e, n) for n, e in enumerate(events)])
@@ -650,11 +648,9 @@ async def test_idle_lanes_and_their_clients_are_let_go_busy_and_broken_ones_stay
         assert registry.lanes == {} and len(registry.clients) == 0
         fresh = registry.lane_for(cfg)
         assert fresh is not lane
-        plan = plan_call(call(1, direction="out"), cfg, MAPPING)
         acked: list[str] = []
-        await fresh.submit(Work(event=call(1, direction="out"), plan=plan, raw=b"{}",
-                                key=b"acme", source=SourceRef("calls", 0, 0),
-                                ack=lambda: acked.append("c1")))
+        await fresh.submit(work_of(call(1, direction="out"), cfg, MAPPING, raw=b"{}",
+                                   ack=lambda: acked.append("c1")))
         assert fresh.idle_since(float("inf")) == 0.0  # an event queued: not idle
         await wait_until(lambda: acked == ["c1"], "the fresh lane to deliver")
         assert "c1" in portal.calls and outlets.dead == [] == outlets.rejected

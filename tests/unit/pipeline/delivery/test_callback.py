@@ -14,11 +14,11 @@ from pipeline.crm.methods import TASK_EDIT
 from pipeline.delivery.ledger import CallerFacts, MemoryLedger
 from pipeline.delivery.planning import plan_call
 from pipeline.delivery.steps import caller_key
-from pipeline.delivery.work import SourceRef, Work
+from pipeline.delivery.work import Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import enable_telephony, quick_lane
+from tests.crmlane import enable_telephony, quick_lane, work_of
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -107,10 +107,7 @@ class Harness:
         self.works: list[Work] = []
 
     async def deliver(self, *events: CallEvent) -> None:
-        works = [Work(event=e, plan=plan_call(e, self.cfg, MAPPING),
-                      raw=e.model_dump_json().encode(), key=b"acme",
-                      source=SourceRef("calls", 0, n), ack=lambda: None)
-                 for n, e in enumerate(events)]
+        works = [work_of(e, self.cfg, MAPPING, n) for n, e in enumerate(events)]
         self.works += works
         await self.lane.deliver(works)
 

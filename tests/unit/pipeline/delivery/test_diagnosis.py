@@ -12,12 +12,10 @@ from prometheus_client import REGISTRY
 from pipeline.config import CRMSettings
 from pipeline.delivery.diagnosis import CREATE, unmapped_extension
 from pipeline.delivery.ledger import MemoryLedger
-from pipeline.delivery.planning import plan_call
-from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import ApiKey, Fault, Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
+from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane, work_of
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -75,9 +73,7 @@ class Harness:
             if employee is not None and employee.id not in MAPPING.employees:
                 self.lane.diagnosis.report(unmapped_extension(
                     employee.id, employee.extension, "not linked to a CRM manager"))
-            works.append(Work(event=event, plan=plan_call(event, self.cfg, MAPPING),
-                              raw=event.model_dump_json().encode(), key=b"acme",
-                              source=SourceRef("calls", 0, n), ack=lambda: None))
+            works.append(work_of(event, self.cfg, MAPPING, n))
         await self.lane.deliver(works)
 
     def requests(self) -> int:

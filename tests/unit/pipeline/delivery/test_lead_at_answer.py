@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 
 from pipeline.delivery.planning import plan_call
-from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane
+from tests.crmlane import Crash, CrashableLedger, enable_telephony, quick_lane, work_of
 from tests.unit.pipeline.fakes import Outlets
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -104,10 +103,7 @@ class Harness:
 
     async def deliver(self, *events: CallEvent) -> None:
         """The events as one lane batch (the lane runs a caller's records in rounds)."""
-        await self.lane.deliver([
-            Work(event=e, plan=plan_call(e, self.cfg, MAPPING), raw=e.model_dump_json().encode(),
-                 key=b"acme", source=SourceRef("calls", 0, n), ack=lambda: None)
-            for n, e in enumerate(events)])
+        await self.lane.deliver([work_of(e, self.cfg, MAPPING, n) for n, e in enumerate(events)])
 
     def restart(self) -> None:
         """The worker died: the ledger keeps what was synced, the process's caches are gone."""

@@ -10,12 +10,12 @@ from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.outcome import DONE, REVOKED, Outcome, broke, failed, undeliverable
 from pipeline.delivery.outcomes import finish
-from pipeline.delivery.planning import plan_call
 from pipeline.delivery.tenantstate import StateStore
 from pipeline.delivery.work import SourceRef, Work, done_tag
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping
+from tests.crmlane import work_of
 from tests.unit.pipeline.operations.fakekafka import call_json
 
 NOW = datetime(2024, 3, 13, 10, 0, tzinfo=UTC)
@@ -70,10 +70,9 @@ class Lane:
         config = IntegrationConfig.model_validate({
             "tenant_id": "acme", "portal_url": "https://acme.retailcrm.ru",
             "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": "k"})
-        plan = plan_call(event, config, EmployeeMapping(tenant_id="acme", senior_manager_id=28))
+        mapping = EmployeeMapping(tenant_id="acme", senior_manager_id=28)
         self.acked = 0
-        self.work = Work(event=event, plan=plan, raw=raw, key=b"acme",
-                         source=SourceRef("calls", 0, 7), ack=self._ack)
+        self.work = work_of(event, config, mapping, 7, ack=self._ack, raw=raw)
         self.work.add(outcome)
         self.outlets = Outlets()
         self.ledger = MemoryLedger()

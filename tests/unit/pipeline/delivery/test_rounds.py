@@ -15,16 +15,14 @@ import pytest
 from pipeline.crm.client import RetailCRMClient
 from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import MemoryLedger
-from pipeline.delivery.planning import plan_call
 from pipeline.delivery.rounds import rounds
 from pipeline.delivery.steps import Steps
 from pipeline.delivery.tenantlane import TenantLane
 from pipeline.delivery.tenantstate import StateStore
-from pipeline.delivery.work import SourceRef, Work
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Fault, Portal
 from schemas import CallEvent, EmployeeLink, EmployeeMapping, IntegrationConfig
-from tests.crmlane import QUICK, enable_telephony
+from tests.crmlane import QUICK, enable_telephony, work_of
 from tests.integration.support import RecordingOutlets
 from tests.waiting import wait_until
 
@@ -84,10 +82,8 @@ class Lane:
         self.acked: list[str] = []
 
     async def submit(self, event: CallEvent, offset: int) -> None:
-        await self.lane.submit(Work(
-            event=event, plan=plan_call(event, self.cfg, MAPPING),
-            raw=event.model_dump_json().encode(), key=b"acme",
-            source=SourceRef("calls", 0, offset), ack=lambda: self.acked.append(event.call_id)))
+        await self.lane.submit(work_of(event, self.cfg, MAPPING, offset,
+                                       ack=lambda: self.acked.append(event.call_id)))
 
 
 @pytest.fixture
@@ -134,9 +130,8 @@ def test_rounds_hold_one_call_of_a_caller_each() -> None:
         "tenant_id": "acme", "portal_url": "https://acme.retailcrm.example",
         "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": "k",
         "timezone": "Europe/Kyiv"})
-    works = [Work(event=e, plan=plan_call(e, cfg, MAPPING), raw=b"", key=b"acme",
-                  source=SourceRef("calls", 0, n), ack=lambda: None)
-             for n, e in enumerate([call(1, "+380501110001"), call(2, "+380501110002"),
-                                    call(3, "+380501110001"), call(4, "+380501110001")])]
+    calls = [call(1, "+380501110001"), call(2, "+380501110002"), call(3, "+380501110001"),
+             call(4, "+380501110001")]
+    works = [work_of(e, cfg, MAPPING, n) for n, e in enumerate(calls)]
     assert [[w.plan.call_id for w in r] for r in rounds(works)] == [
         ["c1", "c2"], ["c3"], ["c4"]]
