@@ -162,6 +162,12 @@ class TenantHealth:
         stored = self.states.stored(self.tenant_id)
         return stored is not None and stored.get("state", "active") != "active"
 
+    @property
+    def probed(self) -> bool:
+        """Broken or down (both "broken" as stored): the lane probes it by itself."""
+        stored = self.states.stored(self.tenant_id)
+        return stored is not None and stored.get("state") == Condition.BROKEN.exported
+
     def is_denied(self, method: str) -> bool:
         stored = self.states.stored(self.tenant_id)
         return stored is not None and method in stored.get("denied_methods", ())

@@ -90,8 +90,9 @@ class TenantLane:
 
     def idle_since(self, now: float) -> float:
         """Seconds the lane has had nothing to do (0 while it has something, or a key or a
-        portal to probe: a broken lane wakes by itself)."""
-        if self._busy or not self._queue.empty() or self._held or self.health.stopped or (
+        portal to probe: a broken lane wakes by itself). A deactivated one has nothing: a
+        fresh lane reads that from the tenant-state table and parks what comes."""
+        if self._busy or not self._queue.empty() or self._held or self.health.probed or (
                 self._back is not None and not self._back.done()):
             return 0.0
         return now - self._last_active

@@ -654,6 +654,17 @@ async def test_idle_lanes_and_their_clients_are_let_go_busy_and_broken_ones_stay
         assert fresh.idle_since(float("inf")) == 0.0  # an event queued: not idle
         await wait_until(lambda: acked == ["c1"], "the fresh lane to deliver")
         assert "c1" in portal.calls and outlets.dead == [] == outlets.rejected
+        # An operator's deactivation has nothing to probe: its lane goes, and the next lane
+        # parks what comes, as the tenant-state table says.
+        assert fresh.health.deactivated("by hand")
+        await wait_until(lambda: fresh.idle_since(float("inf")) > 0, "the lane to settle")
+        assert await registry.evict_idle(after=0.0) == 1 and registry.lanes == {}
+        await registry.lane_for(cfg).submit(work_of(call(2, direction="out"), cfg, MAPPING,
+                                                    offset=1, ack=lambda: acked.append("c2")))
+        await wait_until(lambda: acked == ["c1", "c2"], "the deactivated tenant's call parked")
+        assert "c2" not in portal.calls
+        assert [(c, [a.reason for a in actions]) for c, actions in outlets.dead] == [
+            ("c2", [Reason.DEACTIVATED])]
     finally:
         await registry.stop()
 
