@@ -45,12 +45,13 @@ from schemas.crm import (
 )
 
 __all__ = [
-    "MAX_CALLS_PER_UPLOAD", "MAX_PER_UPLOAD", "MAX_RESPONSE_BYTES", "PAGE_LIMITS",
+    "MAX_CALLS_PER_UPLOAD", "MAX_PER_UPLOAD", "MAX_RESPONSE_BYTES", "MAX_TASK_PAGES", "PAGE_LIMITS",
     "RequestObserver", "RetailCRMClient",
 ]
 
 MAX_CALLS_PER_UPLOAD = 50
 MAX_PER_UPLOAD = 50  # customers/upload, orders/upload
+MAX_TASK_PAGES = 20  # how far `find_task` reads
 USER_STATUSES = ("free", "busy", "dinner", "break")
 
 
@@ -185,6 +186,21 @@ class RetailCRMClient(CRMSession):
                     limit: int = 100) -> TasksPage:
         return await self._call(TasksPage.model_validate, "GET", "tasks", method="/api/tasks",
                                 params=page_params(filter, page, limit))
+
+    async def find_task(self, task: TaskPayload, marker: str) -> int | None:
+        """The id of a task of `task`'s performer and text whose commentary holds `marker`
+        (one an earlier try made), reading up to MAX_TASK_PAGES pages of 100: a caller's many
+        missed calls to one performer have one text."""
+        page, pages = 1, 1
+        while page <= min(pages, MAX_TASK_PAGES):
+            found = await self.tasks(
+                filter={"performers": [task.performerId], "text": task.text}, page=page,
+                limit=100)
+            match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
+            if match is not None:
+                return match.id
+            page, pages = page + 1, found.pagination.totalPageCount
+        return None
 
     async def create_task(self, task: TaskPayload, *, site: str | None = None) -> int:
         created = await self._call(Created.model_validate, "POST", "tasks/create",

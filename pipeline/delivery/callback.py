@@ -10,6 +10,7 @@ from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import TASK_EDIT
 from pipeline.crm.models import Task
 from pipeline.delivery.ledger import CallerFacts, CallerKey, CallFacts, Ledger
+from pipeline.delivery.payloads import task_marker
 from pipeline.delivery.planning import CallbackStep, CallPlan, callback_marker
 from pipeline.observability.metrics import CALLBACK_SECONDS
 from schemas.crm import TaskEdit
@@ -100,10 +101,10 @@ async def note_on_open_task(steps: Steps, work: Work) -> bool:
         return True  # the look-up failed: parked or rejected, never a second task
     task_id, task = found
     commentary = (task.commentary or "") if task is not None else ""
-    if task is None or (task.complete and f"Call {plan.call_id} " not in commentary):
+    if task is None or (task.complete and task_marker(plan.call_id) not in commentary):
         _forget(steps, work)
         return False
-    if f"Call {plan.call_id} " not in commentary:
+    if task_marker(plan.call_id) not in commentary:
         edit = TaskEdit(commentary=f"{commentary}\n{step.note}" if commentary else step.note)
         if await steps.guard(work, "task", TASK_EDIT,
                              lambda: _edit(steps, task_id, edit, plan.site)) is None:

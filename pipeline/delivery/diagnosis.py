@@ -26,7 +26,6 @@ CREATE = "/api/tasks/create"
 # How often a problem whose task is open may cost a look at that task (was it completed?):
 # only when the problem recurs, and then at most this often.
 RECHECK_SECONDS = 600.0
-MAX_TASK_PAGES = 20
 KEYS_PAGE = "Administration → Integrations → API access keys"
 
 
@@ -257,16 +256,5 @@ class Diagnosis:
 
     async def _find(self, task: TaskPayload, marker: str) -> int | None:
         """The task an earlier try made for this problem and generation, if there is one."""
-        page, pages = 1, 1
-        while page <= min(pages, MAX_TASK_PAGES):
-            async def read(page: int = page) -> Any:
-                return await self.steps.client.tasks(
-                    filter={"performers": [task.performerId], "text": task.text},
-                    page=page, limit=100)
-
-            found = await self.steps.call("/api/tasks", read)
-            match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
-            if match is not None:
-                return int(match.id)
-            page, pages = page + 1, found.pagination.totalPageCount
-        return None
+        return await self.steps.call("/api/tasks",
+                                     lambda: self.steps.client.find_task(task, marker))

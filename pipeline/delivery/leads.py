@@ -1,6 +1,7 @@
 """A lane's batch of calls after their lookups: the customers and orders of new leads (up to 50
 to a request where the key reaches customers/upload and orders/upload, one create each where it
-does not), then the tasks of missed calls — each step once, however often a call is delivered."""
+does not), then the tasks of missed calls (tasks.py) — each step once, however often a call is
+delivered."""
 
 from __future__ import annotations
 
@@ -10,22 +11,15 @@ from typing import Any
 from pipeline.crm import errors as e
 from pipeline.crm.client import MAX_PER_UPLOAD
 from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager, UploadResult
-from pipeline.delivery import callback
 from pipeline.delivery.errorpolicy import DeadLetter
-from pipeline.delivery.outcome import failed
-from pipeline.delivery.planning import CallPlan, order_for, task_for, task_performer
+from pipeline.delivery.planning import order_for
 from pipeline.delivery.steps import Steps, at_most_once, or_zero
-from pipeline.delivery.work import Lead, StepFailed, Work
+from pipeline.delivery.tasks import Tasks
+from pipeline.delivery.work import Each, Lead, StepFailed, Work
 from pipeline.observability.metrics import LEAD_BATCH_SIZE
-from schemas.crm import CustomerPayload, CustomerRef, OrderPayload, TaskPayload
+from schemas.crm import CustomerPayload, CustomerRef, OrderPayload
 
-__all__ = ["Each", "Leads"]
-
-# How far a look-up for a task made earlier reads (100 a page): a caller's missed calls to one
-# performer, with the same text.
-MAX_TASK_PAGES = 20
-# Runs one call's step as its lane does: a revoked record or a bug stops that call only.
-Each = Callable[[Callable[[Work], Awaitable[None]], Work], Awaitable[None]]
+__all__ = ["Leads"]
 
 
 class Leads:
@@ -45,7 +39,7 @@ class Leads:
             await self.steps.ledger.sync()
         await self._customers(leads)
         await self._orders(leads)
-        await self._tasks(leads)
+        await Tasks(self.steps, self.each).run(leads)
 
     # -- customers -----------------------------------------------------------------------------
 
@@ -208,84 +202,6 @@ class Leads:
             await one(lead, seen)
 
         await self.each(step, lead.work)
-
-    # -- tasks ---------------------------------------------------------------------------------
-
-    async def _tasks(self, leads: list[Lead]) -> None:
-        fresh: list[tuple[Lead, TaskPayload]] = []
-        for lead in leads:
-            work, plan = lead.work, lead.work.plan
-            if plan.task is None or lead.facts.get("task") or work.revoked:
-                continue
-            performer = task_performer(plan, lead.lookup)
-            if performer is None:
-                work.add(failed("task", "/api/tasks/create",
-                                DeadLetter(reason="NoPerformer", broken=False)))
-                continue
-            task = task_for(plan, performer=performer, customer=lead.customer)
-            if task is None or await self._noted(lead):
-                continue
-            if lead.facts.get("task_pending"):  # a crash came between create and record
-                await self._one(lambda lead, _, t=task: self._recheck_task(lead, t),  # type: ignore[misc]
-                                lead, seen=True)
-                continue
-            fresh.append((lead, task))
-        if not fresh:
-            return
-        # retailCRM does not de-duplicate tasks: the intents are made durable before the creates.
-        for lead, _ in fresh:
-            plan = lead.work.plan
-            self.steps.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
-        await self.steps.ledger.sync()
-        for lead, task in fresh:
-            await self._one(lambda lead, _, t=task: self._create_task(lead, t),  # type: ignore[misc]
-                            lead, seen=False)
-
-    async def _noted(self, lead: Lead) -> bool:
-        """The call's line went on its caller's open task (the call-back loop) instead of a
-        task of its own; True too where that failed: never a second task for the caller."""
-        noted = [True]
-
-        async def step(_: Work) -> None:
-            noted[0] = await callback.note_on_open_task(self.steps, lead.work)
-
-        await self.each(step, lead.work)
-        return noted[0]
-
-    async def _recheck_task(self, lead: Lead, task: TaskPayload) -> None:
-        plan = lead.work.plan
-        found = await self.steps.guard(lead.work, "task", "/api/tasks",
-                                       lambda: or_zero(lambda: self._find_task(plan, task)))
-        if found is None:  # the lookup failed: parked or rejected, noted on the work
-            return
-        if found:
-            self.steps.ledger.record(plan.tenant_id, plan.call_id, task=found)
-            callback.opened(self.steps, lead.work, found)
-            return
-        await self._create_task(lead, task)
-
-    async def _create_task(self, lead: Lead, task: TaskPayload) -> None:
-        plan = lead.work.plan
-        task_id = await self.steps.guard(lead.work, "task", "/api/tasks/create", at_most_once(
-            lambda: self.steps.client.create_task(task, site=plan.site),
-            lambda: self._find_task(plan, task)))
-        if task_id is not None:
-            self.steps.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
-            callback.opened(self.steps, lead.work, task_id)
-
-    async def _find_task(self, plan: CallPlan, task: TaskPayload) -> int | None:
-        """The id of the task made for this call earlier, if there is one."""
-        marker = f"Call {plan.call_id} "
-        page, pages = 1, 1
-        while page <= min(pages, MAX_TASK_PAGES):  # a caller's many missed calls: every page
-            found = await self.steps.client.tasks(
-                filter={"performers": [task.performerId], "text": task.text}, page=page,
-                limit=100)
-            match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
-            if match is not None:
-                return match.id
-            page, pages = page + 1, found.pagination.totalPageCount
-        return None
 
 
 def _customer_payload(lead: Lead) -> CustomerPayload | None:

@@ -23,7 +23,7 @@ from schemas.integration import IntegrationConfig
 
 __all__ = [
     "CALL_RESULT", "HANGUP_STATUS", "call_upload", "customer_external_id", "lead_payloads",
-    "missed_call_task", "order_external_id", "order_for", "task_for", "utm_source",
+    "missed_call_task", "order_external_id", "order_for", "task_for", "task_marker", "utm_source",
 ]
 
 CALL_RESULT = {
@@ -101,13 +101,18 @@ def lead_payloads(event: CallEvent, config: IntegrationConfig, manager: int | No
     return customer, order
 
 
+def task_marker(call_id: str) -> str:
+    """How a call's task names it in its commentary: a task an earlier try made is found by it."""
+    return f"Call {call_id} "
+
+
 def missed_call_task(event: CallEvent, zone: ZoneInfo, *, ended: datetime, mapped: int | None,
                      senior_manager_id: int | None) -> TaskDraft:
     """The call-back task a missed call from a caller opens, due when the call ended."""
     local = event.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     return TaskDraft(
         text=f"Missed call from {event.client_phone}",
-        commentary=(f"Call {event.call_id} at {local} to "
+        commentary=(f"{task_marker(event.call_id)}at {local} to "
                     f"{event.tracking_number or 'the main line'}: {event.status.value}, "
                     f"waited {event.wait_seconds}s."),
         datetime=ended.astimezone(zone).strftime("%Y-%m-%d %H:%M"),

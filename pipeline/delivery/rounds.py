@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from pipeline.delivery.leads import Each, Leads
+from pipeline.delivery.leads import Leads
 from pipeline.delivery.outcome import broke
 from pipeline.delivery.steps import Steps
-from pipeline.delivery.work import Lead, Work
+from pipeline.delivery.work import Each, Lead, Work
 
 __all__ = ["Early", "Rounds", "rounds"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pipeline.crm.models import ManagerLookup
@@ -14,7 +14,7 @@ from pipeline.streams.offsets import Lease
 from schemas.call_event import CallEvent
 from schemas.crm import CustomerRef
 
-__all__ = ["Lead", "Revoked", "SourceRef", "StepFailed", "Work", "done_tag", "finished"]
+__all__ = ["Each", "Lead", "Revoked", "SourceRef", "StepFailed", "Work", "done_tag", "finished"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,10 @@ class Lead:
     def decided(self) -> bool:
         """Its lead decision was recorded now (not read from an earlier delivery)."""
         return not self.seen
+
+
+# Runs one call's step as its lane does: a revoked record or a bug stops that call only.
+Each = Callable[[Callable[[Work], Awaitable[None]], Work], Awaitable[None]]
 
 
 class Revoked(Exception):

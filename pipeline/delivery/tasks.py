@@ -1,0 +1,94 @@
+"""The tasks of a batch's missed calls: one each, however often a call is delivered or crashes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from pipeline.delivery import callback
+from pipeline.delivery.errorpolicy import DeadLetter
+from pipeline.delivery.outcome import failed
+from pipeline.delivery.payloads import task_marker
+from pipeline.delivery.planning import task_for, task_performer
+from pipeline.delivery.steps import Steps, at_most_once, or_zero
+from pipeline.delivery.work import Each, Lead, Work
+from schemas.crm import TaskPayload
+
+__all__ = ["Tasks"]
+
+
+class Tasks:
+    """The last phase of a batch's leads (pipeline/delivery/leads.py): a task names the
+    customer the phases before made. retailCRM does not de-duplicate tasks, so the intents are
+    made durable before the creates, and an intent found after a crash looks for its task
+    before making one."""
+
+    def __init__(self, steps: Steps, each: Each) -> None:
+        self.steps = steps
+        self.each = each
+
+    async def run(self, leads: list[Lead]) -> None:
+        fresh: list[tuple[Lead, TaskPayload]] = []
+        for lead in leads:
+            work, plan = lead.work, lead.work.plan
+            if plan.task is None or lead.facts.get("task") or work.revoked:
+                continue
+            performer = task_performer(plan, lead.lookup)
+            if performer is None:
+                work.add(failed("task", "/api/tasks/create",
+                                DeadLetter(reason="NoPerformer", broken=False)))
+                continue
+            task = task_for(plan, performer=performer, customer=lead.customer)
+            if task is None or await self._noted(lead):
+                continue
+            if lead.facts.get("task_pending"):  # a crash came between create and record
+                await self._for(lead, partial(self._recheck, lead, task))
+                continue
+            fresh.append((lead, task))
+        if not fresh:
+            return
+        for lead, _ in fresh:
+            plan = lead.work.plan
+            self.steps.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
+        await self.steps.ledger.sync()
+        for lead, task in fresh:
+            await self._for(lead, partial(self._create, lead, task))
+
+    async def _for(self, lead: Lead, step: Callable[[], Awaitable[None]]) -> None:
+        """One lead's step, as its lane runs it: a revoked record or a bug stops that call."""
+        async def run(_: Work) -> None:
+            await step()
+
+        await self.each(run, lead.work)
+
+    async def _noted(self, lead: Lead) -> bool:
+        """The call's line went on its caller's open task (the call-back loop) instead of a
+        task of its own; True too where that failed: never a second task for the caller."""
+        noted = [True]
+
+        async def step() -> None:
+            noted[0] = await callback.note_on_open_task(self.steps, lead.work)
+
+        await self._for(lead, step)
+        return noted[0]
+
+    async def _recheck(self, lead: Lead, task: TaskPayload) -> None:
+        plan = lead.work.plan
+        found = await self.steps.guard(lead.work, "task", "/api/tasks", lambda: or_zero(
+            lambda: self.steps.client.find_task(task, task_marker(plan.call_id))))
+        if found is None:  # the lookup failed: its outcome is the call's
+            return
+        if found:
+            self.steps.ledger.record(plan.tenant_id, plan.call_id, task=found)
+            callback.opened(self.steps, lead.work, found)
+            return
+        await self._create(lead, task)
+
+    async def _create(self, lead: Lead, task: TaskPayload) -> None:
+        plan = lead.work.plan
+        task_id = await self.steps.guard(lead.work, "task", "/api/tasks/create", at_most_once(
+            lambda: self.steps.client.create_task(task, site=plan.site),
+            lambda: self.steps.client.find_task(task, task_marker(plan.call_id))))
+        if task_id is not None:
+            self.steps.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
+            callback.opened(self.steps, lead.work, task_id)
