@@ -44,6 +44,11 @@ async def _sync_rosters() -> None:
         except Exception:
             log.exception("roster sync of %s failed", tenant_id)
             continue
+        finally:
+            # Nor are connections kept for a sync (10,000 portals would hold 10,000 sockets),
+            # unless the tenant's calls began to use them meanwhile.
+            if tenant_id not in lanes.lanes:
+                await lanes.transport.release(client.base_url)
         log.info("roster of %s: %d managers", tenant_id, len(roster.managers))
 
 

@@ -59,10 +59,28 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_files_limit() -> int:
+    """Raise this process's limit of open files to what the system allows it: a worker keeps
+    connections to the portals in use, to the broker and to its clients, and a shell's soft
+    limit is often 1,024. The limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError):  # a container may refuse: run with what there is
+            return soft
+        return wanted
+    return soft
+
+
 def _worker(args: argparse.Namespace) -> int:
     from pipeline.config import load_settings, require_worker_secrets
 
     require_worker_secrets(load_settings())  # before anything starts: a clear refusal
+    open_files_limit()
 
     from pipeline.app import app, settings
     from pipeline.topics import ensure_topics

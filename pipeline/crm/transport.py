@@ -74,6 +74,16 @@ class SharedTransport(httpx.AsyncBaseTransport):
                 await pool.aclose()
         return len(idle)
 
+    async def release(self, portal: str) -> bool:
+        """Close one portal's pool now (its connections with it); False if it had none. The
+        next request to the portal opens a new one."""
+        self._used.pop(portal, None)
+        pool = self._pools.pop(portal, None)
+        if pool is None:
+            return False
+        await pool.aclose()
+        return True
+
     async def aclose(self) -> None:
         """A client closing: the pools stay for the other clients (see `close`)."""
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from pydantic import SecretStr
 
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.transport import PORTAL, SharedTransport
+from tests.waiting import wait_until
 
 
 def request(portal: str, path: str = "api/v5/users") -> httpx.Request:
@@ -50,3 +53,50 @@ async def test_the_client_names_its_portal_on_every_request() -> None:
         await client.credentials()
     assert seen == [client.base_url]
     await transport.close()
+
+
+
+CREDENTIALS = (b'{"success": true, "credentials": [], "scopes": [], "siteAccess": "access_full", '
+               b'"sitesAvailable": []}')
+
+
+async def test_a_released_portal_closes_its_connections_and_the_others_keep_theirs() -> None:
+    """The roster sync asks every tenant's portal: with 10,000 of them, kept connections
+    would be 10,000 sockets. A released portal's connections close at once (seen from the
+    server's side, over real sockets); the next request to it opens a new one."""
+    open_now: set[asyncio.StreamWriter] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_now.add(writer)
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(CREDENTIALS), CREDENTIALS))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            open_now.discard(writer)
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = SharedTransport()
+    acme, beta = (RetailCRMClient(base_url=f"http://127.0.0.1:{port}/{name}/",
+                                  api_key=SecretStr("k"), transport=transport)
+                  for name in ("acme", "beta"))
+    try:
+        await acme.credentials()
+        await beta.credentials()
+        await wait_until(lambda: len(open_now) == 2, "a connection to each portal")
+        assert await transport.release(acme.base_url)
+        await wait_until(lambda: len(open_now) == 1, "acme's connection closed")
+        assert not await transport.release(acme.base_url), "released already"
+        assert transport.pools == 1
+        await acme.credentials()
+        await wait_until(lambda: len(open_now) == 2, "a new connection to acme")
+    finally:
+        await transport.close()
+        server.close()
+        await server.wait_closed()
