@@ -40,6 +40,7 @@ class Condition(StrEnum):
 
 
 EXPORTED = ("active", "broken", "deactivated")
+PROBED_STATES = (Condition.BROKEN.value, Condition.OUTAGE.value)
 
 
 class Position(Protocol):
@@ -163,10 +164,9 @@ class TenantHealth:
         return stored is not None and stored.get("state", "active") != "active"
 
     @property
-    def probed(self) -> bool:
-        """Broken or down (both "broken" as stored): the lane probes it by itself."""
+    def probed(self) -> bool:  # broken or down: the lane probes it by itself
         stored = self.states.stored(self.tenant_id)
-        return stored is not None and stored.get("state") == Condition.BROKEN.exported
+        return stored is not None and stored.get("state") in PROBED_STATES
 
     def is_denied(self, method: str) -> bool:
         stored = self.states.stored(self.tenant_id)

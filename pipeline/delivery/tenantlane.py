@@ -178,7 +178,7 @@ class TenantLane:
         """How long the lane may wait for an event before it has something to do itself."""
         waits = [max(0.0, (until - self.steps.clock()).total_seconds())
                  for until in self._held.until()]
-        if self.health.now.condition is Condition.OUTAGE:
+        if self.health.probed and self.health.now.condition is Condition.OUTAGE:
             # While its portal is down, the lane wakes up to probe it even with no traffic:
             # what the outage parked is replayed only once a probe finds the portal back.
             waits.append(self.outage_probe_interval)
@@ -199,6 +199,8 @@ class TenantLane:
     async def _probe(self) -> None:
         """A broken key is asked again at most once per probe interval, with /api/credentials;
         a portal that was down, more often (nothing is wrong with its key)."""
+        if not self.health.probed:  # one field: the whole record is read only when it is
+            return
         health = self.health.now
         outage = health.condition is Condition.OUTAGE
         interval = self.outage_probe_interval if outage else self.probe_interval
