@@ -144,22 +144,27 @@ class TenantLane:
         try:
             while True:
                 await self._next_or_back()
-                batch = await self._collect(self._wait())
-                self._busy = True
-                try:
-                    front = await self._front(batch + self._due())
-                    if self._back is not None:
-                        await self._back
-                    self._in_flight = {w.plan.phone for w in front[0]}
-                    self._back = asyncio.create_task(self._back_of(*front))
-                finally:
-                    self._busy = False
-                    self._last_active = time.monotonic()
+                await self._turn(await self._collect(self._wait()))
         finally:
             if self._back is not None and not self._back.done():
                 self._back.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._back
+
+    async def _turn(self, batch: list[Work]) -> None:
+        """One batch's front now, its back in a task once the batch before is done. Its own
+        frame, so that an idle lane holds no finished batch (a worker with calls for 1,000
+        tenants held their last batches: 30 KB a tenant)."""
+        self._busy = True
+        try:
+            front = await self._front(batch + self._due())
+            if self._back is not None:
+                await self._back
+            self._in_flight = {w.plan.phone for w in front[0]}
+            self._back = asyncio.create_task(self._back_of(*front))
+        finally:
+            self._busy = False
+            self._last_active = time.monotonic()
 
     async def _next_or_back(self) -> None:
         """With nothing queued, wait for an event or for the batch in flight to finish: what

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -665,6 +667,28 @@ async def test_idle_lanes_and_their_clients_are_let_go_busy_and_broken_ones_stay
         assert "c2" not in portal.calls
         assert [(c, [a.reason for a in actions]) for c, actions in outlets.dead] == [
             ("c2", [Reason.DEACTIVATED])]
+    finally:
+        await registry.stop()
+
+
+async def test_an_idle_lane_holds_no_call_it_finished(crm_double: CRMDouble,
+                                                     portal: Portal) -> None:
+    """A worker with calls for 1,000 tenants kept each lane's last batch (events, plans,
+    payloads: 30 KB a tenant) until its next call came."""
+    registry = LaneRegistry(settings=CRMSettings(upload_linger_seconds=0.01),
+                            ledger=MemoryLedger(), outlets=RecordingOutlets())
+    try:
+        cfg = config(crm_double)
+        acked: list[str] = []
+        work = work_of(call(1, direction="out"), cfg, MAPPING, ack=lambda: acked.append("c1"))
+        gone = weakref.ref(work)
+        await registry.lane_for(cfg).submit(work)
+        del work
+        await wait_until(lambda: acked == ["c1"], "the call delivered")
+        await wait_until(lambda: registry.lanes["acme"].idle_since(float("inf")) > 0,
+                         "the lane idle")
+        gc.collect()
+        assert gone() is None, gc.get_referrers(gone())
     finally:
         await registry.stop()
 
