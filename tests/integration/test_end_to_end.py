@@ -66,8 +66,14 @@ async def test_a_mixed_batch_lands_exactly_and_feeding_it_again_changes_nothing(
         assert same(got, want), tenant.config.tenant_id
     counts = Counter(e["tenant_id"] for e in events)
     assert min(counts.values()) > 100 and sum(counts.values()) == 520
+    # Pacing to the limits is test_client_pacing's claim, strictly: not one 503. Here the
+    # double shares two cores with two other test processes, their brokers and workers, and a
+    # stamp of it late by more than the client's 30 ms guard counts eleven requests in a second
+    # that left 1.03 s apart (seen once in 4 whole-suite runs: 1 of 600 requests). A 503 is
+    # retried like any (the state above is exact); one in a hundred would be pacing, not that.
     stats = stack.double.state.stats()
-    assert all("503" not in s["by_status"] for s in stats.values()), stats
+    limited = sum(s["by_status"].get("503", 0) for s in stats.values())
+    assert limited <= sum(s["requests"] for s in stats.values()) // 100, stats
 
     invalid = await stack.read_topic(stack.settings.topics.invalid)
     reasons = {dict(m.headers)["callsync-reason"].decode().split(":")[0]: m for m in invalid}
