@@ -6,6 +6,7 @@ delivered."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 from pipeline.crm import errors as e
@@ -15,7 +16,7 @@ from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.planning import order_for
 from pipeline.delivery.steps import Steps, at_most_once, or_zero
 from pipeline.delivery.tasks import Tasks
-from pipeline.delivery.work import Each, Lead, StepFailed, Work
+from pipeline.delivery.work import Each, Lead, StepFailed, for_lead
 from pipeline.observability.metrics import LEAD_BATCH_SIZE
 from schemas.crm import CustomerPayload, CustomerRef, OrderPayload
 
@@ -198,10 +199,7 @@ class Leads:
 
     async def _one(self, one: Callable[[Lead, bool], Awaitable[None]], lead: Lead, *,
                    seen: bool) -> None:
-        async def step(_: Work) -> None:
-            await one(lead, seen)
-
-        await self.each(step, lead.work)
+        await for_lead(self.each, lead, partial(one, lead, seen))
 
 
 def _customer_payload(lead: Lead) -> CustomerPayload | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from functools import partial
 
 from pipeline.delivery import callback
@@ -11,7 +10,7 @@ from pipeline.delivery.outcome import failed
 from pipeline.delivery.payloads import task_marker
 from pipeline.delivery.planning import task_for, task_performer
 from pipeline.delivery.steps import Steps, at_most_once, or_zero
-from pipeline.delivery.work import Each, Lead, Work
+from pipeline.delivery.work import Each, Lead, for_lead
 from schemas.crm import TaskPayload
 
 __all__ = ["Tasks"]
@@ -42,7 +41,7 @@ class Tasks:
             if task is None or await self._noted(lead):
                 continue
             if lead.facts.get("task_pending"):  # a crash came between create and record
-                await self._for(lead, partial(self._recheck, lead, task))
+                await for_lead(self.each, lead, partial(self._recheck, lead, task))
                 continue
             fresh.append((lead, task))
         if not fresh:
@@ -52,14 +51,7 @@ class Tasks:
             self.steps.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
         await self.steps.ledger.sync()
         for lead, task in fresh:
-            await self._for(lead, partial(self._create, lead, task))
-
-    async def _for(self, lead: Lead, step: Callable[[], Awaitable[None]]) -> None:
-        """One lead's step, as its lane runs it: a revoked record or a bug stops that call."""
-        async def run(_: Work) -> None:
-            await step()
-
-        await self.each(run, lead.work)
+            await for_lead(self.each, lead, partial(self._create, lead, task))
 
     async def _noted(self, lead: Lead) -> bool:
         """The call's line went on its caller's open task (the call-back loop) instead of a
@@ -69,7 +61,7 @@ class Tasks:
         async def step() -> None:
             noted[0] = await callback.note_on_open_task(self.steps, lead.work)
 
-        await self._for(lead, step)
+        await for_lead(self.each, lead, step)
         return noted[0]
 
     async def _recheck(self, lead: Lead, task: TaskPayload) -> None:

@@ -209,7 +209,7 @@ class TenantLane:
         health = self.health.now
         outage = health.condition is Condition.OUTAGE
         interval = self.outage_probe_interval if outage else self.probe_interval
-        if not health.probed or time.monotonic() - self._last_probe < interval:
+        if time.monotonic() - self._last_probe < interval:
             return
         self._last_probe = time.monotonic()
         await probe(tenant_id=self.tenant_id, client=self.steps.client, health=self.health,

@@ -14,7 +14,8 @@ from pipeline.streams.offsets import Lease
 from schemas.call_event import CallEvent
 from schemas.crm import CustomerRef
 
-__all__ = ["Each", "Lead", "Revoked", "SourceRef", "StepFailed", "Work", "done_tag", "finished"]
+__all__ = ["Each", "Lead", "Revoked", "SourceRef", "StepFailed", "Work", "done_tag", "finished",
+           "for_lead"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,14 @@ class Lead:
 
 # Runs one call's step as its lane does: a revoked record or a bug stops that call only.
 Each = Callable[[Callable[[Work], Awaitable[None]], Work], Awaitable[None]]
+
+
+async def for_lead(each: Each, lead: Lead, step: Callable[[], Awaitable[None]]) -> None:
+    """One lead's step, as its lane runs it (`each`)."""
+    async def run(_: Work) -> None:
+        await step()
+
+    await each(run, lead.work)
 
 
 class Revoked(Exception):

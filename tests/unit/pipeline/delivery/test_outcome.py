@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pipeline.delivery.errorpolicy import DeadLetter, Reason, Reject
@@ -11,11 +10,12 @@ from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.outcome import DONE, REVOKED, Outcome, broke, failed, undeliverable
 from pipeline.delivery.outcomes import finish
 from pipeline.delivery.tenantstate import StateStore
-from pipeline.delivery.work import SourceRef, Work, done_tag
+from pipeline.delivery.work import done_tag
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping
 from tests.crmlane import work_of
+from tests.unit.pipeline.fakes import Outlets
 from tests.unit.pipeline.operations.fakekafka import call_json
 
 NOW = datetime(2024, 3, 13, 10, 0, tzinfo=UTC)
@@ -48,19 +48,6 @@ def test_steps_add_up_and_the_first_cause_stands() -> None:
     assert not any(o.delivered for o in (a, b, broke(KEY), undeliverable("x"), REVOKED))
 
 
-class Outlets:
-    def __init__(self) -> None:
-        self.invalids: list[str] = []
-        self.dead: list[list[str]] = []
-
-    async def invalid(self, *, raw: bytes | None, key: bytes | None, source: SourceRef,
-                      reason: str, tenant_id: str | None) -> None:
-        self.invalids.append(reason)
-
-    async def dead_letter(self, work: Work, actions: Sequence[DeadLetter]) -> None:
-        self.dead.append([a.reason for a in actions])
-
-
 class Lane:
     """A work with a given outcome through `finish`: what went where, and its ack."""
 
@@ -81,6 +68,14 @@ class Lane:
     def _ack(self) -> None:
         self.acked += 1
 
+    @property
+    def invalids(self) -> list[str]:
+        return [copy["reason"] for copy in self.outlets.invalids]
+
+    @property
+    def dead(self) -> list[list[str]]:
+        return [[a.reason for a in actions] for _, actions in self.outlets.dead]
+
     async def finish(self) -> None:
         await finish(self.work, tenant_id="acme", outlets=self.outlets,
                      ledger=self.ledger, health=self.health)
@@ -93,15 +88,15 @@ async def test_a_delivered_call_is_marked_done_and_acked() -> None:
     lane = Lane(DONE)
     await lane.finish()
     assert lane.done() and lane.acked == 1
-    assert (lane.outlets.invalids, lane.outlets.dead, lane.health.now.parked) == ([], [], 0)
+    assert (lane.invalids, lane.dead, lane.health.now.parked) == ([], [], 0)
 
 
 async def test_rejected_and_parked_steps_each_go_their_way_and_nothing_is_marked_done() -> None:
     lane = Lane(failed("order", "/api/orders/create", Reject(reason="bad"))
                 + failed("task", "/api/tasks/create", SLOW))
     await lane.finish()
-    assert lane.outlets.invalids == ["crm_rejected: order: bad"]
-    assert lane.outlets.dead == [["task:RetriesExhausted:CRMTimeout"]]
+    assert lane.invalids == ["crm_rejected: order: bad"]
+    assert lane.dead == [["task:RetriesExhausted:CRMTimeout"]]
     assert not lane.done() and lane.acked == 1 and lane.health.now.parked == 1
 
 
@@ -109,12 +104,12 @@ async def test_a_broken_call_is_one_dead_letter_whatever_else_its_steps_came_to(
     lane = Lane(failed("order", "/api/orders/create", Reject(reason="bad")) + broke(KEY)
                 + failed("task", "/api/tasks/create", SLOW) + undeliverable("x"))
     await lane.finish()
-    assert (lane.outlets.invalids, lane.outlets.dead) == ([], [[Reason.INVALID_API_KEY]])
+    assert (lane.invalids, lane.dead) == ([], [[Reason.INVALID_API_KEY]])
     assert not lane.done() and lane.acked == 1 and lane.health.now.parked == 1
 
 
 async def test_an_undeliverable_call_goes_to_the_invalid_topic_with_its_reason() -> None:
     lane = Lane(undeliverable("conflicting_record: …") + failed("task", "/api/x", SLOW))
     await lane.finish()
-    assert (lane.outlets.invalids, lane.outlets.dead) == (["conflicting_record: …"], [])
+    assert (lane.invalids, lane.dead) == (["conflicting_record: …"], [])
     assert not lane.done() and lane.acked == 1
