@@ -11,7 +11,7 @@ from pipeline.app import app, calls_topic, is_steady, owns, settings
 from pipeline.delivery.intake import accept_call, divert
 from pipeline.delivery.work import SourceRef
 from pipeline.observability.metrics import EVENTS_CONSUMED
-from pipeline.runtime import directory, flush_durably, lag, lanes, outlets, replays
+from pipeline.runtime import directory, flush_durably, lag, lanes, ledger, outlets, replays
 from pipeline.streams.committer import Committer
 from pipeline.streams.holes import HoleFiller, InOrder
 from pipeline.streams.offsets import Lease, OffsetGate, PartitionKey
@@ -127,6 +127,9 @@ async def _release(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> No
     keys = [(tp.topic, tp.partition) for tp in revoked if tp.topic == topic]
     gate.revoke(keys)
     lanes.drop_stale()
+    # Facts gathered for events still under way are written now, with the release's flush:
+    # the partitions' next owner reads them, and none lingers here over what it recovers.
+    ledger.write()
     await order.release_all()  # what waited for a hole of these is no longer this worker's
     try:
         await committer.release(keys, wait=_release_wait())

@@ -110,3 +110,4 @@ desk = ControlDesk(
 async def _stop_lanes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     await replays.stop()
     await lanes.stop()
+    ledger.write()  # what stopped lanes recorded goes out with Faust's last flush

@@ -35,10 +35,12 @@ class CrashableLedger(MemoryLedger):
         super().__init__()
         self.durable: dict[str, Any] = {}
 
-    async def sync(self) -> None:
+    async def sync(self, *entries: tuple[str, str]) -> None:
+        await super().sync(*entries)  # what it names is written; all that was written is flushed
         self.durable = copy.deepcopy(self.data)
 
     def crash(self) -> None:
+        self._pending.clear()
         self.data.clear()
         self.data.update(copy.deepcopy(self.durable))
 

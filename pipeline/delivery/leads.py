@@ -34,10 +34,12 @@ class Leads:
         self.each = each
 
     async def run(self, leads: list[Lead]) -> None:
-        if any(lead.decided and lead.new_lead for lead in leads):
+        made = [(lead.work.plan.tenant_id, lead.work.plan.call_id) for lead in leads
+                if lead.decided and lead.new_lead]
+        if made:
             # Durable before a customer is made: after a crash the lookup would find that
             # customer and take the call for a known caller's, losing its order.
-            await self.steps.ledger.sync()
+            await self.steps.ledger.sync(*made)
         await self._customers(leads)
         await self._orders(leads)
         await Tasks(self.steps, self.each).run(leads)

@@ -117,15 +117,26 @@ class Ledger(Protocol):
     def record_diagnosis(self, tenant_id: str, key: DiagnosisKey,
                          **facts: Unpack[DiagnosisFacts]) -> None: ...
 
-    async def sync(self) -> None:
-        """Return once everything recorded so far is durable."""
+    def write(self, *entries: tuple[str, str]) -> None:
+        """Hand what was recorded for these entries (tenant id, call id or caller key), or for
+        every entry where none is named, to the store: an event's before it is acknowledged,
+        so they are made durable with the commit over it."""
+
+    async def sync(self, *entries: tuple[str, str]) -> None:
+        """Return once what was recorded for these entries, or for every one where none is
+        named, is durable."""
 
 
 class TableLedger:
     """Backed by a mapping (a Faust table partitioned by tenant, so the facts sit with the calls).
 
-    Facts are written before the event is acknowledged; Faust flushes the changelog producer
-    before it commits offsets, so what the ledger says is durable no later than the commit.
+    Every write to the table is a changelog record, and a restart reads them all back (a call
+    gathers some eight facts on its way). So facts are gathered per entry, read at once, and
+    written when their event is acknowledged (`outcomes.finish` writes the call's entry and its
+    caller's), or sooner where a create needs them durable first (`sync`): one record per
+    entry in between however many facts it gained. The committer flushes Faust's producer
+    before it commits offsets, so what the ledger says of an event is durable no later than
+    the commit over it; what a crash loses before that belongs to events read again after it.
     The entries are plain dicts of the kinds above, stored as they are (the casts cost nothing).
     """
 
@@ -135,6 +146,7 @@ class TableLedger:
         self._table = table
         self._flush = flush
         self._clock = clock
+        self._pending: dict[str, dict[str, Any]] = {}  # entries recorded, not yet written
 
     def facts(self, tenant_id: str, call_id: str) -> CallFacts:
         return cast(CallFacts, self._entry(tenant_id, call_id))
@@ -157,32 +169,50 @@ class TableLedger:
 
     def record_diagnosis(self, tenant_id: str, key: DiagnosisKey,
                          **facts: Unpack[DiagnosisFacts]) -> None:
+        # Not an event's: written at once (the diagnosis syncs before a create of its own).
         self._merge(tenant_id, key, facts)
+        self.write()
+
+    def write(self, *entries: tuple[str, str]) -> None:
+        if entries:
+            for entry in (ledger_key(tenant_id, key) for tenant_id, key in entries):
+                if entry in self._pending:
+                    self._table[entry] = self._pending.pop(entry)
+            return
+        pending, self._pending = self._pending, {}
+        for entry, value in pending.items():
+            self._table[entry] = value
+
+    def _current(self, entry: str) -> Any:
+        pending = self._pending.get(entry)
+        return pending if pending is not None else self._table.get(entry)
 
     def _entry(self, tenant_id: str, key: str) -> dict[str, Any]:
-        value = self._table.get(ledger_key(tenant_id, key))
+        value = self._current(ledger_key(tenant_id, key))
         return dict(value) if isinstance(value, dict) else {}
 
     def _merge(self, tenant_id: str, key: str, facts: Mapping[str, object]) -> None:
         """Into the current entry; `at` is stamped when the entry is made, and only a change
-        is written (each write is a changelog record)."""
+        is kept for the next write."""
         entry = ledger_key(tenant_id, key)
-        current = self._table.get(entry)
+        current = self._current(entry)
         merged = {**(current if isinstance(current, dict) else {"at": int(self._clock())}),
                   **facts}
         if merged != current:
-            self._table[entry] = merged
+            self._pending[entry] = merged
 
     def prune(self, older_than: float) -> int:
         """Forget calls first recorded before `older_than` (epoch seconds): their events are
         past the call topic's retention, so nothing can deliver them again."""
+        self.write()
         stale = [key for key, value in list(self._table.items())
                  if isinstance(value, dict) and value.get("at", older_than) < older_than]
         for key in stale:
             del self._table[key]
         return len(stale)
 
-    async def sync(self) -> None:
+    async def sync(self, *entries: tuple[str, str]) -> None:
+        self.write(*entries)
         if self._flush is not None:
             await self._flush()
 

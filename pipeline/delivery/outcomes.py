@@ -7,7 +7,7 @@ import logging
 
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import TenantHealth
-from pipeline.delivery.ledger import Ledger
+from pipeline.delivery.ledger import CallerKey, Ledger
 from pipeline.delivery.outcome import Outcome, broke
 from pipeline.delivery.outlets import Outlets
 from pipeline.delivery.work import StepFailed, Work, finished
@@ -47,8 +47,9 @@ def failed(work: Work, exc: Exception, *, tenant_id: str, health: TenantHealth) 
 
 
 async def finish(work: Work, *, tenant_id: str, outlets: Outlets, ledger: Ledger,
-                 health: TenantHealth) -> None:
-    """The work's outcome, written until it is durable; then the work is acked."""
+                 health: TenantHealth, caller: CallerKey) -> None:
+    """The work's outcome, written until it is durable; then its facts and its caller's (the
+    ledger's entry `caller`) are written, and the work is acked."""
     outcome = work.outcome
     while True:
         try:
@@ -75,4 +76,6 @@ async def finish(work: Work, *, tenant_id: str, outlets: Outlets, ledger: Ledger
         except Exception:
             log.exception("could not write the outcome of %s; retrying", work.source)
             await asyncio.sleep(1)
+    # Its facts go with it (the commit over it flushes them first).
+    ledger.write((tenant_id, work.plan.call_id), (tenant_id, caller))
     work.ack()

@@ -46,10 +46,10 @@ class Tasks:
             fresh.append((lead, task))
         if not fresh:
             return
-        for lead, _ in fresh:
-            plan = lead.work.plan
-            self.steps.ledger.record(plan.tenant_id, plan.call_id, task_pending=True)
-        await self.steps.ledger.sync()
+        calls = [(lead.work.plan.tenant_id, lead.work.plan.call_id) for lead, _ in fresh]
+        for tenant_id, call_id in calls:
+            self.steps.ledger.record(tenant_id, call_id, task_pending=True)
+        await self.steps.ledger.sync(*calls)
         for lead, task in fresh:
             await for_lead(self.each, lead, partial(self._create, lead, task))
 

@@ -263,7 +263,8 @@ class TenantLane:
             await self.diagnosis.run()
         for work in batch:
             await finish(work, tenant_id=self.tenant_id, outlets=self.outlets,
-                         ledger=self.steps.ledger, health=self.health)
+                         ledger=self.steps.ledger, health=self.health,
+                         caller=self.steps.caller(work.plan))
 
     async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
         if work.revoked:

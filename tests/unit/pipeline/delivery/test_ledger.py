@@ -216,3 +216,42 @@ def _rejected_by_mypy(ledger: MemoryLedger) -> None:
     ledger.record_caller("acme", "#caller/x", customer_id=1)  # type: ignore[arg-type]
     ledger.record_diagnosis("acme", DIAGNOSIS_KEY, task="45")  # type: ignore[arg-type]
     ledger.facts("acme", "c1")["callbak"]  # type: ignore[typeddict-item]
+
+
+class _Counting(dict[str, Any]):
+    """A table that counts its writes: each is a changelog record a restart reads back."""
+
+    writes = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+async def test_facts_are_read_at_once_and_written_once_per_entry() -> None:
+    table = _Counting()
+    flushes: list[int] = []
+
+    async def flush() -> None:
+        flushes.append(table.writes)
+
+    ledger = TableLedger(table, flush=flush, clock=lambda: 1_700_000_000.0)
+    ledger.record("acme", "c1", lead=True)
+    ledger.record("acme", "c1", customer_id=5)
+    ledger.record_caller("acme", caller_key("acme", "https://acme.example", "+380501"),
+                         customer_id=5)
+    ledger.record("acme", "c2", lead=False)
+    assert ledger.facts("acme", "c1") == {"at": 1_700_000_000, "lead": True, "customer_id": 5}
+    assert table.writes == 0
+    ledger.write(("acme", "c1"))  # c1 acknowledged: its entry alone, in one record
+    assert table == {"acme|c1": {"at": 1_700_000_000, "lead": True, "customer_id": 5}}
+    assert table.writes == 1
+    await ledger.sync(("acme", "c2"))  # durable before a create of c2's: written, then flushed
+    assert set(table) == {"acme|c1", "acme|c2"} and flushes == [2]
+    ledger.record("acme", "c1", order=6)
+    await ledger.sync()  # everything: the caller's entry and c1's new fact
+    assert table.writes == 4 and flushes == [2, 4]
+    assert table["acme|c1"]["order"] == 6
+    ledger.record("acme", "c1", order=6)  # no change: nothing to write
+    ledger.write()
+    assert table.writes == 4

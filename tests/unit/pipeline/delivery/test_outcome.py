@@ -9,6 +9,7 @@ from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.outcome import DONE, REVOKED, Outcome, broke, failed, undeliverable
 from pipeline.delivery.outcomes import finish
+from pipeline.delivery.steps import caller_key
 from pipeline.delivery.tenantstate import StateStore
 from pipeline.delivery.work import done_tag
 from schemas.call_event import CallEvent
@@ -22,6 +23,7 @@ NOW = datetime(2024, 3, 13, 10, 0, tzinfo=UTC)
 KEY = DeadLetter(reason=Reason.INVALID_API_KEY, broken=True, method="/api/orders/create")
 DOWN = DeadLetter(reason="RetriesExhausted:CRMServerError", broken=True, method="/api/x")
 SLOW = DeadLetter(reason="RetriesExhausted:CRMTimeout", broken=False)
+CALLER = caller_key("acme", "https://acme.retailcrm.ru", "+380501234567")
 
 
 def test_a_failed_step_is_rejected_parked_or_broken_by_the_policys_word() -> None:
@@ -67,6 +69,7 @@ class Lane:
 
     def _ack(self) -> None:
         self.acked += 1
+        self.written_at_ack = dict(self.ledger.data)  # what the commit over it would flush
 
     @property
     def invalids(self) -> list[str]:
@@ -78,7 +81,7 @@ class Lane:
 
     async def finish(self) -> None:
         await finish(self.work, tenant_id="acme", outlets=self.outlets,
-                     ledger=self.ledger, health=self.health)
+                     ledger=self.ledger, health=self.health, caller=CALLER)
 
     def done(self) -> bool:
         return bool(self.ledger.facts("acme", "c9").get(done_tag(self.work)))
@@ -86,8 +89,13 @@ class Lane:
 
 async def test_a_delivered_call_is_marked_done_and_acked() -> None:
     lane = Lane(DONE)
+    lane.ledger.record_caller("acme", CALLER, customer_id=41)
+    lane.ledger.record("acme", "other", lead=True)  # another call's, still under way
     await lane.finish()
     assert lane.done() and lane.acked == 1
+    # Its own facts and its caller's were written before the ack; the other call's wait.
+    assert set(lane.written_at_ack) == {"acme|c9", f"acme|{CALLER}"}
+    assert lane.written_at_ack["acme|c9"][done_tag(lane.work)] is True
     assert (lane.invalids, lane.dead, lane.health.now.parked) == ([], [], 0)
 
 
