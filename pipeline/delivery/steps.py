@@ -8,14 +8,14 @@ import hashlib
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from cachetools import TTLCache
 
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crm.models import Customer, ManagerLookup
+from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager
 from pipeline.delivery import callback, outcome, popups, uploads
 from pipeline.delivery.errorpolicy import DeadLetter, Reason, Reject, Retry, decide, key_refused
 from pipeline.delivery.health import TenantHealth
@@ -25,7 +25,7 @@ from pipeline.delivery.uploads import CONFLICTING_RECORD, upload_digest
 from pipeline.delivery.work import Lead, Revoked, StepFailed, Work, done_tag
 from pipeline.observability.metrics import RETRIES
 
-__all__ = ["Steps", "at_most_once", "caller_key", "or_zero"]
+__all__ = ["KnownCaller", "Steps", "at_most_once", "caller_key", "or_zero"]
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ class Steps:
         self.settings = settings
         self.clock = clock
         self.rand = rand or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.known_callers: TTLCache[str, ManagerLookup] = TTLCache(maxsize=10_000, ttl=600)
+        self.known_callers: TTLCache[str, KnownCaller] = TTLCache(maxsize=10_000, ttl=600)
         # Optional methods the key was refused (BATCH_METHODS): done another way from then on.
         self.unavailable: set[str] = set()
         self.on_denied: Callable[[str], None] | None = None
@@ -184,7 +184,7 @@ class Steps:
     async def _lookup(self, plan: CallPlan) -> ManagerLookup:
         cached = self.known_callers.get(plan.phone)
         if cached is not None:
-            return cached
+            return cached.lookup()
         lookup = await self.client.telephony_manager(plan.phone, details=True,
                                                      ignore_status=True)
         if lookup.customer is not None:
@@ -197,7 +197,8 @@ class Steps:
         as it was then), and none at all where it makes no task (the ledger keeps it)."""
         if lookup.customer is None:
             return
-        self.known_callers[plan.phone] = lookup
+        self.known_callers[plan.phone] = KnownCaller(
+            lookup.customer.id, lookup.manager.id if lookup.manager is not None else None)
         self.remember_caller(plan, lookup.customer.id)
 
     # -- batched -------------------------------------------------------------------------------
@@ -205,6 +206,19 @@ class Steps:
     async def upload(self, works: list[Work]) -> None:
         """Calls not uploaded yet, in batches (pipeline/delivery/uploads.py)."""
         await uploads.upload(self, works)
+
+
+class KnownCaller(NamedTuple):
+    """Of a lookup that found the caller's customer, what a later call of theirs reads: two
+    numbers held, not the answer's models (a lane may know thousands of callers)."""
+
+    customer_id: int
+    manager_id: int | None
+
+    def lookup(self) -> ManagerLookup:
+        return ManagerLookup(
+            manager=None if self.manager_id is None else TelephonyManager(id=self.manager_id),
+            customer=Customer(id=self.customer_id, managerId=self.manager_id))
 
 
 def caller_key(tenant_id: str, portal: str, phone: str) -> CallerKey:
