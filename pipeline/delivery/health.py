@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -11,7 +10,7 @@ from typing import Any, Protocol
 
 from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.tenantstate import StateStore, TenantState
-from pipeline.observability.metrics import DEAD_LETTER_BACKLOG, INTEGRATION_STATE
+from pipeline.observability.metrics import TENANT_GAUGES
 
 __all__ = ["Condition", "Health", "Reason", "TenantHealth", "forget_gauges", "publish_gauges"]
 
@@ -39,7 +38,6 @@ class Condition(StrEnum):
         return "broken" if self is Condition.OUTAGE else self.value
 
 
-EXPORTED = ("active", "broken", "deactivated")
 PROBED_STATES = (Condition.BROKEN.value, Condition.OUTAGE.value)
 
 
@@ -271,10 +269,7 @@ def _detail(action: DeadLetter) -> str:
 
 def show_gauges(tenant_id: str, health: Health) -> None:
     """The state gauges, from the health: the one place they are set."""
-    for name in EXPORTED:
-        INTEGRATION_STATE.labels(tenant_id, name).set(
-            1 if health.condition.exported == name else 0)
-    DEAD_LETTER_BACKLOG.labels(tenant_id).set(health.parked)
+    TENANT_GAUGES.show(tenant_id, health.condition.exported, health.parked)
 
 
 def publish_gauges(states: StateStore, owned: Callable[[str], bool]) -> int:
@@ -293,8 +288,4 @@ def publish_gauges(states: StateStore, owned: Callable[[str], bool]) -> int:
 
 
 def forget_gauges(tenant_id: str) -> None:
-    for name in EXPORTED:
-        with contextlib.suppress(KeyError):
-            INTEGRATION_STATE.remove(tenant_id, name)
-    with contextlib.suppress(KeyError):
-        DEAD_LETTER_BACKLOG.remove(tenant_id)
+    TENANT_GAUGES.forget(tenant_id)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from pipeline.observability.tenantgauges import TenantGauges
 
 __all__ = [
     "BATCH_SIZE", "CALLBACK_SECONDS", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS",
-    "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DEAD_LETTER_BACKLOG", "DELIVERED",
+    "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DELIVERED",
     "DIAGNOSIS_FAILURES", "DIAGNOSIS_TASKS",
     "EVENTS_CONSUMED", "FALLBACKS", "INGEST_ACCEPTED", "INGEST_IN_FLIGHT", "INGEST_REGISTRY",
-    "INGEST_REQUESTS", "INTEGRATION_STATE", "INVALID", "LANE_BACKLOG", "LEAD_BATCH_SIZE",
+    "INGEST_REQUESTS", "INVALID", "LANE_BACKLOG", "LEAD_BATCH_SIZE",
     "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
     "REPLAY_SUBMITTED",
-    "RETRIES", "ROSTER_SYNCS", "STATUS_SYNC", "TENANT_UPDATES", "observe_crm_request",
+    "RETRIES", "ROSTER_SYNCS", "STATUS_SYNC", "TENANT_GAUGES", "TENANT_UPDATES",
+    "observe_crm_request",
 ]
 
 EVENTS_CONSUMED = Counter("callsync_events_consumed_total", "Records read", ["topic"])
@@ -38,11 +41,9 @@ LEAD_BATCH_SIZE = Histogram("callsync_lead_upload_batch_size",
 POPUPS_SKIPPED = Counter("callsync_popups_skipped_total", "Pop-ups not sent", ["reason"])
 TENANT_UPDATES = Counter("callsync_tenant_updates_total",
                          "Integration configs and mappings stored", ["table"])
-INTEGRATION_STATE = Gauge("callsync_integration_state",
-                          "1 for the tenant's current state (active, broken, deactivated)",
-                          ["tenant", "state"])
-DEAD_LETTER_BACKLOG = Gauge("callsync_dead_letter_backlog_events",
-                            "Dead-lettered events not yet settled by a replay", ["tenant"])
+# callsync_integration_state{tenant, state} and callsync_dead_letter_backlog_events{tenant}.
+TENANT_GAUGES = TenantGauges()
+REGISTRY.register(TENANT_GAUGES)
 REPLAY_SCANNED = Counter("callsync_replay_records_scanned_total",
                          "Call topic records read by replays", ["tenant"])
 REPLAY_SUBMITTED = Counter("callsync_replay_events_submitted_total",
