@@ -265,6 +265,9 @@ class TenantLane:
             await finish(work, tenant_id=self.tenant_id, outlets=self.outlets,
                          ledger=self.steps.ledger, health=self.health,
                          caller=self.steps.caller(work.plan))
+            # A batch's outcomes in one go held the loop: other lanes' requests and syncs
+            # waited meanwhile, and their budget went unspent.
+            await asyncio.sleep(0)
 
     async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
         if work.revoked:

@@ -156,6 +156,9 @@ class ReplayReader:
                 progress.submitted += 1
                 REPLAY_SUBMITTED.labels(tenant_id).inc()
                 await lane.submit(work)
+                # A fetch holds hundreds of records, each parsed and planned here: the lanes'
+                # waits on the producer (a sync before a create) are not held up behind them.
+                await asyncio.sleep(0)
         return False
 
     def _work(self, message: Any, tenant_id: str, window: ReplayWindow, config: Any,
