@@ -15,6 +15,7 @@ from pipeline.runtime import directory, flush_durably, lag, lanes, ledger, outle
 from pipeline.streams.committer import Committer
 from pipeline.streams.holes import HoleFiller, InOrder
 from pipeline.streams.offsets import Lease, OffsetGate, PartitionKey
+from pipeline.streams.tables import tenant_partition
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +128,21 @@ async def _release(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> No
     keys = [(tp.topic, tp.partition) for tp in revoked if tp.topic == topic]
     gate.revoke(keys)
     lanes.drop_stale()
-    # Facts gathered for events still under way are written now, with the release's flush:
-    # the partitions' next owner reads them, and none lingers here over what it recovers.
-    ledger.write()
+    gone = {partition for _, partition in keys}
+
+    def moving(tenant_id: str) -> bool:
+        return tenant_partition(tenant_id, settings.topics.partitions) in gone
+
+    # Facts gathered for these partitions' events under way go out with the release's flush
+    # (the next owner reads them); what is gathered after it is dropped, never written late.
+    ledger.write_where(moving)
     await order.release_all()  # what waited for a hole of these is no longer this worker's
     try:
         await committer.release(keys, wait=_release_wait())
     except Exception:
         log.exception("committing revoked partitions failed; their next owner reads again")
+    finally:
+        ledger.drop_where(moving)
     lag.forget(topic, [p for _, p in keys])
 
 

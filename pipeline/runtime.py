@@ -14,6 +14,7 @@ from pipeline.app import (
     ledger_table,
     mappings,
     mappings_topic,
+    owns,
     results_topic,
     rosters,
     settings,
@@ -110,4 +111,5 @@ desk = ControlDesk(
 async def _stop_lanes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     await replays.stop()
     await lanes.stop()
-    ledger.write()  # what stopped lanes recorded goes out with Faust's last flush
+    # What stopped lanes gathered for this worker's tenants goes out with Faust's last flush.
+    ledger.write_where(owns)

@@ -33,6 +33,8 @@ class Steps(Protocol):
 
     def caller(self, plan: CallPlan) -> CallerKey: ...
 
+    def write_now(self, plan: CallPlan) -> None: ...
+
     def guard(self, work: Any, step: str, method: str,
               fn: Callable[[], Awaitable[T]]) -> Awaitable[T | None]: ...
 
@@ -110,6 +112,7 @@ async def note_on_open_task(steps: Steps, work: Work) -> bool:
                              lambda: _edit(steps, task_id, edit, plan.site)) is None:
             return True
     steps.ledger.record(plan.tenant_id, plan.call_id, task=task_id, task_noted=True)
+    steps.write_now(plan)
     return True
 
 
@@ -141,3 +144,4 @@ async def complete_open_task(steps: Steps, work: Work, facts: CallFacts) -> None
             CALLBACK_SECONDS.observe(max(0.0, step.at.timestamp() - since))
     steps.ledger.record(plan.tenant_id, plan.call_id, callback=task_id)
     _forget(steps, work, closed_task=task_id)
+    steps.write_now(plan)

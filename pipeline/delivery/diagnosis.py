@@ -211,7 +211,7 @@ class Diagnosis:
             # retailCRM does not de-duplicate tasks: the intent is durable before the create.
             ledger.record_diagnosis(self.tenant_id, key, n=generation, pending=True,
                                     at=int(now))
-            await ledger.sync()
+            await ledger.sync((self.tenant_id, key))
             found = await self.steps.call(CREATE, self._create(task, problem, key, generation))
             DIAGNOSIS_TASKS.labels(problem.kind).inc()
             log.warning("tenant %s: diagnosis task %s for the senior manager: %s",

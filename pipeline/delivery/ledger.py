@@ -118,13 +118,13 @@ class Ledger(Protocol):
                          **facts: Unpack[DiagnosisFacts]) -> None: ...
 
     def write(self, *entries: tuple[str, str]) -> None:
-        """Hand what was recorded for these entries (tenant id, call id or caller key), or for
-        every entry where none is named, to the store: an event's before it is acknowledged,
-        so they are made durable with the commit over it."""
+        """Hand what was recorded for these entries (tenant id, call id or caller key) to the
+        store: an event's before it is acknowledged, so they are made durable with the commit
+        over it."""
 
     async def sync(self, *entries: tuple[str, str]) -> None:
-        """Return once what was recorded for these entries, or for every one where none is
-        named, is durable."""
+        """Return once what was recorded for these entries, and all written before, is
+        durable."""
 
 
 class TableLedger:
@@ -171,17 +171,33 @@ class TableLedger:
                          **facts: Unpack[DiagnosisFacts]) -> None:
         # Not an event's: written at once (the diagnosis syncs before a create of its own).
         self._merge(tenant_id, key, facts)
-        self.write()
+        self.write((tenant_id, key))
 
     def write(self, *entries: tuple[str, str]) -> None:
-        if entries:
-            for entry in (ledger_key(tenant_id, key) for tenant_id, key in entries):
-                if entry in self._pending:
-                    self._table[entry] = self._pending.pop(entry)
-            return
-        pending, self._pending = self._pending, {}
-        for entry, value in pending.items():
-            self._table[entry] = value
+        for entry in (ledger_key(tenant_id, key) for tenant_id, key in entries):
+            value = self._pending.pop(entry, None)
+            if value is not None:
+                self._table[entry] = value
+
+    def write_where(self, tenants: Callable[[str], bool]) -> int:
+        """Write what was gathered for these tenants (their partitions are released, or the
+        worker stops): the events under way were true to it, and the next owner reads it."""
+        entries = self._where(tenants)
+        for entry in entries:
+            self._table[entry] = self._pending.pop(entry)
+        return len(entries)
+
+    def drop_where(self, tenants: Callable[[str], bool]) -> int:
+        """Forget what is still gathered for these tenants once their partitions moved on: the
+        next owner's table is the truth. Written later, it would overwrite that owner's newer
+        facts in the changelog; kept, it would shadow them if the partitions came back."""
+        entries = self._where(tenants)
+        for entry in entries:
+            del self._pending[entry]
+        return len(entries)
+
+    def _where(self, tenants: Callable[[str], bool]) -> list[str]:
+        return [entry for entry in self._pending if tenants(entry.split("|", 1)[0])]
 
     def _current(self, entry: str) -> Any:
         pending = self._pending.get(entry)
@@ -204,7 +220,6 @@ class TableLedger:
     def prune(self, older_than: float) -> int:
         """Forget calls first recorded before `older_than` (epoch seconds): their events are
         past the call topic's retention, so nothing can deliver them again."""
-        self.write()
         stale = [key for key, value in list(self._table.items())
                  if isinstance(value, dict) and value.get("at", older_than) < older_than]
         for key in stale:

@@ -73,6 +73,7 @@ class Tasks:
         if found:
             self.steps.ledger.record(plan.tenant_id, plan.call_id, task=found)
             callback.opened(self.steps, lead.work, found)
+            self.steps.write_now(plan)
             return
         await self._create(lead, task)
 
@@ -84,3 +85,4 @@ class Tasks:
         if task_id is not None:
             self.steps.ledger.record(plan.tenant_id, plan.call_id, task=task_id)
             callback.opened(self.steps, lead.work, task_id)
+            self.steps.write_now(plan)

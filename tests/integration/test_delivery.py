@@ -132,6 +132,33 @@ async def test_a_crash_between_task_create_and_record_makes_no_second_task(
     assert harness.ledger.data["acme|c1"]["task"] == task_id
 
 
+async def test_a_task_made_is_written_at_once_for_the_partition_s_next_owner(
+        harness: Harness, portal: Portal, crm_double: CRMDouble,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partition moves on after tasks/create answered, before the call settled: what the
+    ledger wrote by then (the release flushes it) tells the next owner the task, so it neither
+    searches the CRM's tasks for it nor makes another. Facts gathered for the settlement are
+    not written yet (they are lost with the move, and redone)."""
+    event = call(1, status="no_answer", talk_seconds=0)
+
+    async def moved(*args: Any, **kwargs: Any) -> Any:
+        raise Crash  # the calls upload, after the task: the work never settles here
+
+    with monkeypatch.context() as m:
+        m.setattr(harness.client, "upload_calls", moved)
+        with pytest.raises(Crash):
+            await harness.deliver(event)
+    [task_id] = portal.tasks
+    harness.ledger._pending.clear()  # what was gathered but not written stays with the old owner
+    harness.steps.known_callers.clear()
+    searches = crm_double.state.by_method.get((portal.name, "/api/tasks"), 0)
+    await harness.deliver(event)
+    assert list(portal.tasks) == [task_id]
+    assert crm_double.state.by_method.get((portal.name, "/api/tasks"), 0) == searches
+    assert harness.ledger.data["acme|c1"]["task"] == task_id
+    assert harness.acked == ["c1"]
+
+
 CRM_WRITES = ["create_customer", "create_order", "create_task", "upload_calls"]
 
 

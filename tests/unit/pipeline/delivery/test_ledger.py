@@ -47,6 +47,7 @@ def test_prune_forgets_only_old_calls() -> None:
     ledger.record("acme", "old", done_ended=True)
     now[0] = 9000.0
     ledger.record("acme", "new", done_ended=True)
+    ledger.write(("acme", "old"), ("acme", "new"))  # their events settled
     ledger.data["acme|legacy"] = {"done_ended": True}  # written before entries had a time
     assert ledger.prune(older_than=5000.0) == 1
     assert set(ledger.data) == {"acme|new", "acme|legacy"}
@@ -172,6 +173,7 @@ def test_the_typed_writes_store_the_bytes_the_untyped_ones_did() -> None:
     ledger.record_diagnosis("acme", DIAGNOSIS_KEY, n=1, task=45, pending=False,
                             checked=1_700_000_100.25, at=int(now[0]))
 
+    ledger.write(("acme", "c1"), ("acme", "m2"), ("acme", "a1"), ("acme", CALLER_KEY))
     stored = {key: codecs.dumps("json", value) for key, value in ledger.data.items()}
     assert stored == {"acme|c1": CALL_C1, "acme|m2": CALL_M2, "acme|a1": CALL_A1,
                       f"acme|{CALLER_KEY}": CALLER, f"acme|{DIAGNOSIS_KEY}": DIAGNOSIS}
@@ -249,9 +251,14 @@ async def test_facts_are_read_at_once_and_written_once_per_entry() -> None:
     await ledger.sync(("acme", "c2"))  # durable before a create of c2's: written, then flushed
     assert set(table) == {"acme|c1", "acme|c2"} and flushes == [2]
     ledger.record("acme", "c1", order=6)
-    await ledger.sync()  # everything: the caller's entry and c1's new fact
-    assert table.writes == 4 and flushes == [2, 4]
-    assert table["acme|c1"]["order"] == 6
+    ledger.record("globex", "c7", lead=True)
+    assert ledger.write_where(lambda tenant_id: tenant_id == "acme") == 2  # c1, the caller
+    assert table.writes == 4 and table["acme|c1"]["order"] == 6
     ledger.record("acme", "c1", order=6)  # no change: nothing to write
-    ledger.write()
+    ledger.write(("acme", "c1"))
     assert table.writes == 4
+    # globex's partition moved on: what is still gathered for it is never written here.
+    assert ledger.drop_where(lambda tenant_id: tenant_id == "globex") == 1
+    assert ledger.facts("globex", "c7") == {}
+    await ledger.sync()
+    assert "globex|c7" not in table and flushes == [2, 4]
