@@ -133,10 +133,13 @@ class TableLedger:
     Every write to the table is a changelog record, and a restart reads them all back (a call
     gathers some eight facts on its way). So facts are gathered per entry, read at once, and
     written when their event is acknowledged (`outcomes.finish` writes the call's entry and its
-    caller's), or sooner where a create needs them durable first (`sync`): one record per
+    caller's), at once where a task was made or changed (`Steps.write_now`: retailCRM does not
+    de-duplicate tasks), or durably first where a create needs them (`sync`): one record per
     entry in between however many facts it gained. The committer flushes Faust's producer
     before it commits offsets, so what the ledger says of an event is durable no later than
     the commit over it; what a crash loses before that belongs to events read again after it.
+    A release writes the moving partitions' entries and drops what is gathered for them after
+    it (`write_where`, `drop_where` in agents/calls.py).
     The entries are plain dicts of the kinds above, stored as they are (the casts cost nothing).
     """
 
