@@ -13,7 +13,9 @@ CRM_TELEPHONY_RPS = 40
 # retailCRM counts a request when it arrives; the window is one second plus this much for the
 # network's jitter. Stamps are when a request actually left (see `Slot.sent`), not when it
 # was let through, so the worker's own delays (a busy event loop, a TLS handshake) need none.
-GUARD_SECONDS = 0.03
+# 30 ms let one request in 4,000 through early (a 503) where the machine was loaded: a
+# three-day replay, and the strict pacing test under CI's three test processes.
+GUARD_SECONDS = 0.05
 
 
 class Slot:
