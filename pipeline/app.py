@@ -131,8 +131,9 @@ rosters = app.tables.add(CompactTenantTable(app, name="rosters", partitions=_par
 # Values are JSON objects (the app's default serializer), read through callsync's own models.
 tenant_state = app.tables.add(TenantTable(app, name="tenant-state", partitions=_partitions,
                                           key_type=str, beacon=app.tables.beacon))
-ledger_table = app.tables.add(TenantTable(app, name="ledger", partitions=_partitions,
-                                          key_type=str, beacon=app.tables.beacon))
+ledger_table = TenantTable(app, name="ledger", partitions=_partitions, key_type=str,
+                           beacon=app.tables.beacon)
+app.tables.add(ledger_table)
 
 
 @app.page("/metrics")

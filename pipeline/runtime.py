@@ -53,8 +53,6 @@ async def flush_durably() -> None:
     await app.producer.flush()
 
 
-_flush = flush_durably
-
 
 async def _report(result: CommandResult) -> object:
     return await results_topic.send(key=result.command_id.encode(),
@@ -80,7 +78,8 @@ records = RecordWriter(key=_record_key, keyring=keyring,
                        mappings=cast(MutableMapping[str, Any], mappings),
                        publish=_publish_record)
 states = StateStore(cast(MutableMapping[str, Any], tenant_state))
-ledger = TableLedger(cast(MutableMapping[str, Any], ledger_table), flush=_flush)
+ledger = TableLedger(cast(MutableMapping[str, Any], ledger_table),
+                     durable=ledger_table.acknowledged)
 lanes = LaneRegistry(settings=settings.crm, ledger=ledger,
                      outlets=outlets, states=states, buffer=settings.lane_buffer,
                      probe_interval=settings.broken_probe_seconds,

@@ -36,8 +36,17 @@ class CrashableLedger(MemoryLedger):
         self.durable: dict[str, Any] = {}
 
     async def sync(self, *entries: tuple[str, str]) -> None:
-        await super().sync(*entries)  # what it names is written; all that was written is flushed
-        self.durable = copy.deepcopy(self.data)
+        # What it names is written, and durable with all that was written for its tenants (one
+        # changelog partition each); other tenants' writes wait for their own sync or commit.
+        await super().sync(*entries)
+        tenants = {tenant_id for tenant_id, _ in entries}
+
+        def theirs(key: str) -> bool:
+            return key.split("|", 1)[0] in tenants
+
+        self.durable = {**{key: value for key, value in self.durable.items() if not theirs(key)},
+                        **{key: copy.deepcopy(value) for key, value in self.data.items()
+                           if theirs(key)}}
 
     def crash(self) -> None:
         self._pending.clear()

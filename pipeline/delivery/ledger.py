@@ -123,8 +123,8 @@ class Ledger(Protocol):
         over it."""
 
     async def sync(self, *entries: tuple[str, str]) -> None:
-        """Return once what was recorded for these entries, and all written before, is
-        durable."""
+        """Return once what was recorded for these entries, and all written before for their
+        tenants, is durable."""
 
 
 class TableLedger:
@@ -135,7 +135,8 @@ class TableLedger:
     written when their event is acknowledged (`outcomes.finish` writes the call's entry and its
     caller's), at once where a task was made or changed (`Steps.write_now`: retailCRM does not
     de-duplicate tasks), or durably first where a create needs them (`sync`): one record per
-    entry in between however many facts it gained. The committer flushes Faust's producer
+    entry in between however many facts it gained. A sync waits for its entries' records (and
+    so for its tenants' earlier ones), not for the whole producer: the committer flushes that
     before it commits offsets, so what the ledger says of an event is durable no later than
     the commit over it; what a crash loses before that belongs to events read again after it.
     A release writes the moving partitions' entries and drops what is gathered for them after
@@ -144,10 +145,10 @@ class TableLedger:
     """
 
     def __init__(self, table: MutableMapping[str, Any],
-                 flush: Callable[[], Awaitable[object]] | None = None,
+                 durable: Callable[[list[str]], Awaitable[object]] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._table = table
-        self._flush = flush
+        self._durable = durable  # returns once these keys are acknowledged
         self._clock = clock
         self._pending: dict[str, dict[str, Any]] = {}  # entries recorded, not yet written
 
@@ -231,8 +232,8 @@ class TableLedger:
 
     async def sync(self, *entries: tuple[str, str]) -> None:
         self.write(*entries)
-        if self._flush is not None:
-            await self._flush()
+        if self._durable is not None:
+            await self._durable([ledger_key(tenant_id, key) for tenant_id, key in entries])
 
 
 class MemoryLedger(TableLedger):

@@ -3,14 +3,15 @@ compressed."""
 
 from __future__ import annotations
 
+import asyncio
 import zlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 from faust.stores.memory import Store as MemoryStore
-from faust.types import StoreT
+from faust.types import CodecArg, FutureMessage, StoreT
 from yarl import URL
 
 __all__ = ["CompactStore", "CompactTable", "CompactTenantTable", "TenantTable", "ZlibValues",
@@ -30,9 +31,33 @@ class TenantTable(faust.Table[str, Any]):
     so the worker that owns a tenant's calls owns its entries, and writes need no stream event
     (tenant lanes write after the event's iteration has moved on)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_sent: dict[int, FutureMessage] = {}  # per changelog partition
+
     def partition_for_key(self, key: Any) -> int:
         tenant = str(key).split("|", 1)[0]
         return tenant_partition(tenant, int(self.partitions or self.app.conf.topic_partitions))
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any,
+                       key_serializer: CodecArg = None,
+                       value_serializer: CodecArg = None) -> FutureMessage:
+        sent = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if partition is not None:
+            self._last_sent[partition] = sent
+        return sent
+
+    async def acknowledged(self, keys: Iterable[str]) -> None:
+        """Return once the changelog records written so far for these keys are acknowledged by
+        the broker, and with them every record written before them to their partitions: one
+        producer sends a partition's records in order (Faust's buffer, then aiokafka, which
+        keeps one batch per partition in flight), so the last one sent stands for them all.
+        Unlike a flush of the producer, it does not wait for other partitions' records, nor for
+        records written after it was called."""
+        for partition in {self.partition_for_key(key) for key in keys}:
+            sent = self._last_sent.get(partition)
+            if sent is not None:
+                await asyncio.shield(sent)  # a cancelled waiter leaves the send alone
 
 
 class ZlibValues(MutableMapping[Any, Any]):

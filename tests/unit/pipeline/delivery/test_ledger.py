@@ -232,12 +232,12 @@ class _Counting(dict[str, Any]):
 
 async def test_facts_are_read_at_once_and_written_once_per_entry() -> None:
     table = _Counting()
-    flushes: list[int] = []
+    awaited: list[tuple[list[str], int]] = []  # the keys a sync waited for, the writes by then
 
-    async def flush() -> None:
-        flushes.append(table.writes)
+    async def durable(keys: list[str]) -> None:
+        awaited.append((keys, table.writes))
 
-    ledger = TableLedger(table, flush=flush, clock=lambda: 1_700_000_000.0)
+    ledger = TableLedger(table, durable=durable, clock=lambda: 1_700_000_000.0)
     ledger.record("acme", "c1", lead=True)
     ledger.record("acme", "c1", customer_id=5)
     ledger.record_caller("acme", caller_key("acme", "https://acme.example", "+380501"),
@@ -248,8 +248,8 @@ async def test_facts_are_read_at_once_and_written_once_per_entry() -> None:
     ledger.write(("acme", "c1"))  # c1 acknowledged: its entry alone, in one record
     assert table == {"acme|c1": {"at": 1_700_000_000, "lead": True, "customer_id": 5}}
     assert table.writes == 1
-    await ledger.sync(("acme", "c2"))  # durable before a create of c2's: written, then flushed
-    assert set(table) == {"acme|c1", "acme|c2"} and flushes == [2]
+    await ledger.sync(("acme", "c2"))  # durable before a create of c2's: written, then awaited
+    assert set(table) == {"acme|c1", "acme|c2"} and awaited == [(["acme|c2"], 2)]
     ledger.record("acme", "c1", order=6)
     ledger.record("globex", "c7", lead=True)
     assert ledger.write_where(lambda tenant_id: tenant_id == "acme") == 2  # c1, the caller
@@ -260,5 +260,5 @@ async def test_facts_are_read_at_once_and_written_once_per_entry() -> None:
     # globex's partition moved on: what is still gathered for it is never written here.
     assert ledger.drop_where(lambda tenant_id: tenant_id == "globex") == 1
     assert ledger.facts("globex", "c7") == {}
-    await ledger.sync()
-    assert "globex|c7" not in table and flushes == [2, 4]
+    await ledger.sync(("globex", "c7"))
+    assert "globex|c7" not in table and awaited[1:] == [(["globex|c7"], 4)]

@@ -1,12 +1,16 @@
-"""The tenant tables hold their records compressed; every reader and the changelog see bytes."""
+"""The tenant tables hold their records compressed; every reader and the changelog see bytes.
+A sync waits for the changelog records of its own keys' partitions."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from faust.tables.base import Collection
+
 from pipeline.app import app, integrations, ledger_table, mappings, rosters, tenant_state
-from pipeline.streams.tables import CompactStore, ZlibValues
+from pipeline.streams.tables import CompactStore, ZlibValues, tenant_partition
 
 RECORD = b'{"body":{"kind":"mapping","record":{"employees":{' + b",".join(
     b'"e%d":{"crm_user_id":%d,"extension":"%d"}' % (n, 1000 + n, 100 + n)
@@ -48,3 +52,42 @@ def test_a_recovered_changelog_reads_back_the_same_bytes_and_tombstones_delete()
     store.apply_changelog_batch([_event("globex", None)], to_key=lambda k: k,
                                 to_value=lambda v: v)
     assert "globex" not in store and list(store.keys()) == ["acme"]
+
+
+async def test_acknowledged_waits_for_the_last_record_sent_to_each_key_s_partition(
+        monkeypatch: Any) -> None:
+    sent: list[tuple[int, str, asyncio.Future[None]]] = []
+
+    def send_changelog(self: Any, partition: int, key: str, value: Any, *_: Any) -> Any:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        sent.append((partition, key, future))
+        return future
+
+    monkeypatch.setattr(Collection, "send_changelog", send_changelog)
+    monkeypatch.setattr(ledger_table, "_last_sent", {})
+    partitions = int(ledger_table.partitions or app.conf.topic_partitions)
+    acme = "acme"
+    other = next(f"t{n}" for n in range(100)
+                 if tenant_partition(f"t{n}", partitions) != tenant_partition(acme, partitions))
+    ledger_table.send_changelog(tenant_partition(acme, partitions), "acme|c1", {}, None, None)
+    ledger_table.send_changelog(tenant_partition(acme, partitions), "acme|c2", {}, None, None)
+    ledger_table.send_changelog(tenant_partition(other, partitions), f"{other}|c9", {}, None,
+                                None)
+    (_, _, c1), (_, _, c2), (_, _, c9) = sent
+
+    waiter = asyncio.ensure_future(ledger_table.acknowledged(["acme|c1"]))
+    c1.set_result(None)
+    await asyncio.sleep(0.01)
+    assert not waiter.done(), "c2, sent after c1 to its partition, is not acknowledged yet"
+    c2.set_result(None)
+    await asyncio.wait_for(waiter, 1)  # the other partition's record is not waited for
+    assert not c9.done()
+
+    cancelled = asyncio.ensure_future(ledger_table.acknowledged([f"{other}|c9"]))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    assert not c9.cancelled(), "a waiter given up leaves the send itself alone"
+    used = {tenant_partition(acme, partitions), tenant_partition(other, partitions)}
+    quiet = next(f"q{n}" for n in range(100) if tenant_partition(f"q{n}", partitions) not in used)
+    await asyncio.wait_for(ledger_table.acknowledged([f"{quiet}|c0"]), 1)  # nothing sent there
