@@ -113,6 +113,21 @@ async def test_rate_limit_is_ten_per_second_per_key(crm_double: CRMDouble,
     assert (await http.get("/api/v5/users")).status_code == 200
 
 
+async def test_a_request_counts_from_when_it_arrived(crm_double: CRMDouble,
+                                                   http: httpx.AsyncClient) -> None:
+    now = [1000.0]
+    crm_double.state.clock = lambda: now[0]
+    await http.post(f"{crm_double.url}/_admin/faults", json={"portal": "acme", "latency": 0.3,
+                                                             "count": 1})
+    slow = asyncio.ensure_future(http.get("/api/v5/users"))  # arrives at 1000.0, held 0.3 s
+    await asyncio.sleep(0.1)
+    answers = await asyncio.gather(*(http.get("/api/v5/user-groups") for _ in range(9)))
+    assert all(r.status_code == 200 for r in answers)
+    now[0] = 1000.9  # still within the slow request's second when its answer is made
+    assert (await http.get("/api/v5/users")).status_code == 503, "10 arrived in this second"
+    assert (await slow).status_code == 200, "counted on arrival, so it was within the limit"
+
+
 async def test_telephony_methods_allow_forty_per_second(http: httpx.AsyncClient) -> None:
     answers = await asyncio.gather(*(http.get("/api/v5/telephony/manager",
                                               params={"phone": "+380501112233"})

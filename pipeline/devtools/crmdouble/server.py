@@ -23,6 +23,7 @@ __all__ = ["CRMDouble", "build_app"]
 
 STATE_KEY = web.AppKey("state", DoubleState)
 LIMITS_KEY = web.AppKey("limits", tuple)
+ARRIVED_KEY = web.RequestKey("arrived", float)  # the rate-limit clock when it came in
 RATE_LIMIT_PAGE = (
     "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
     "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>"
@@ -37,11 +38,12 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
 
 
 def _over_limit(state: DoubleState, portal: str, key: str, telephony: bool,
-                limits: tuple[int, int]) -> bool:
-    """Sliding one-second window per key, kept apart for /telephony (10/s and 40/s)."""
+                limits: tuple[int, int], now: float) -> bool:
+    """Sliding one-second window per key, kept apart for /telephony (10/s and 40/s). A request
+    is counted, and refused over the limit, as it arrives (`now`, stamped before its body was
+    read), before any injected fault delays or replaces its answer."""
     cls = "telephony" if telephony else "general"
     window = state.windows.setdefault((portal + "\0" + key, cls), deque())
-    now = state.clock()
     while window and now - window[0] >= 1.0:
         window.popleft()
     if len(window) >= (limits[1] if telephony else limits[0]):
@@ -60,6 +62,7 @@ async def _params(request: web.Request) -> dict[str, Any]:
 
 async def _api(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
+    request[ARRIVED_KEY] = state.clock()
     portal_name = request.match_info["portal"]
     portal = state.portals.get(portal_name)
     if portal is None:
@@ -83,7 +86,15 @@ async def _api(request: web.Request) -> web.StreamResponse:
     if key is None or not key.active:
         state.count(portal_name, key.label if key else "<unknown>", 403)
         return _json(403, {"success": False, "errorMsg": 'Wrong "apiKey" value.'})
-    status, response = await _answer(request, state, portal, key_value, route, path_args, params)
+    telephony = route.method.startswith("/api/telephony/")
+    response: web.StreamResponse
+    if _over_limit(state, portal.name, key_value, telephony, request.app[LIMITS_KEY],
+                   request[ARRIVED_KEY]):
+        status, response = 503, web.Response(status=503, text=RATE_LIMIT_PAGE,
+                                             content_type="text/html")
+    else:
+        status, response = await _answer(request, state, portal, key_value, route, path_args,
+                                         params)
     state.count(portal_name, key.label, status)
     state.by_method[(portal_name, route.method)] = \
         state.by_method.get((portal_name, route.method), 0) + 1
@@ -117,9 +128,6 @@ async def _answer(request: web.Request, state: DoubleState, portal: Portal, key_
 async def _carry_out(request: web.Request, state: DoubleState, portal: Portal, key_value: str,
                      route: Any, path_args: dict[str, str], params: dict[str, Any]
                      ) -> tuple[int, web.Response]:
-    telephony = route.method.startswith("/api/telephony/")
-    if _over_limit(state, portal.name, key_value, telephony, request.app[LIMITS_KEY]):
-        return 503, web.Response(status=503, text=RATE_LIMIT_PAGE, content_type="text/html")
     key = portal.keys[key_value]
     if route.method != "/api/credentials" and route.method not in key.methods:
         return 403, _json(403, {"success": False, "errorMsg": "Access denied."})
