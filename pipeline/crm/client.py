@@ -188,14 +188,14 @@ class RetailCRMClient(CRMSession):
                                 params=page_params(filter, page, limit))
 
     async def find_task(self, task: TaskPayload, marker: str) -> int | None:
-        """The id of a task of `task`'s performer and text whose commentary holds `marker`
-        (one an earlier try made), reading up to MAX_TASK_PAGES pages of 100: a caller's many
-        missed calls to one performer have one text."""
+        """The id of a task of `task`'s text whose commentary holds `marker` (one an earlier try
+        made), reading up to MAX_TASK_PAGES pages of 100: a caller's many missed calls have one
+        text. Not by performer: the try that made it (another worker, before a partition moved)
+        may have given it to another one (the customer's manager was not known yet, or the
+        mapping changed)."""
         page, pages = 1, 1
         while page <= min(pages, MAX_TASK_PAGES):
-            found = await self.tasks(
-                filter={"performers": [task.performerId], "text": task.text}, page=page,
-                limit=100)
+            found = await self.tasks(filter={"text": task.text}, page=page, limit=100)
             match = next((t for t in found.tasks if marker in (t.commentary or "")), None)
             if match is not None:
                 return match.id

@@ -73,6 +73,20 @@ async def test_a_call_flow_lands_in_the_crm(crm_double: CRMDouble, portal: Porta
     assert portal.calls["rs-1"]["source"] == {"keyword": "sofa"}
 
 
+async def test_a_task_an_earlier_try_made_is_found_whoever_it_was_given_to(
+        crm_double: CRMDouble, portal: Portal) -> None:
+    # The next owner of a partition may pick another performer than the one that made the task
+    # (the customer's manager, known now from its lookup, or a changed mapping): the marker
+    # alone names the call.
+    made = TaskPayload(text="Missed call from +380501112233", performerId=27,
+                       commentary="Call rs-9 at 10:05", datetime="2026-11-25 10:05")
+    async with client(crm_double) as crm:
+        task_id = await crm.create_task(made)
+        again = made.model_copy(update={"performerId": 28})
+        assert await crm.find_task(again, "Call rs-9 ") == task_id
+        assert await crm.find_task(again, "Call rs-10 ") is None
+
+
 async def test_users_groups_and_status(crm_double: CRMDouble, portal: Portal) -> None:
     async with client(crm_double) as crm:
         managers = await crm.users(filter={"active": True, "isManager": True})
