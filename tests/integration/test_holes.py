@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.streams.holes import HoleFiller
@@ -60,6 +62,20 @@ def _filler(gate: OffsetGate, bootstrap: str, group: str, topic: str,
                       idle_seconds=IDLE, clock=lambda: time.monotonic() + skew[0])
 
 
+async def _step(filler: HoleFiller, within: float = 30.0) -> None:
+    """One step, tried again after a retriable broker error, as the worker's loop (`run`) does:
+    on a fresh broker the group coordinator is not there until `__consumer_offsets` is made."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await filler.step()
+            return
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def test_records_below_a_generation_s_first_are_read_from_the_committed_offset(
         kafka_bootstrap: str, topic_name: str) -> None:
     group = f"{topic_name}-group"
@@ -74,9 +90,9 @@ async def test_records_below_a_generation_s_first_are_read_from_the_committed_of
     ahead = [0.0]
     filler = _filler(gate, kafka_bootstrap, group, topic_name, handed, ahead)
     try:
-        await filler.step()  # looks up the base (12), then reads the holes
+        await _step(filler)  # looks up the base (12), then reads the holes
         ahead[0] = IDLE + 0.1  # longer than IDLE with nothing read
-        await filler.step()  # 26..29 never came either: the watch finds them once idle
+        await _step(filler)  # 26..29 never came either: the watch finds them once idle
     finally:
         await filler.close()
     expected = [*range(12, 20), 22, 23, 24, 26, 27, 28, 29]
@@ -94,7 +110,7 @@ async def test_a_partition_never_committed_starts_at_the_log_s_start(
     handed: dict[int, bytes] = {}
     filler = _filler(gate, kafka_bootstrap, f"{topic_name}-none", topic_name, handed)
     try:
-        await filler.step()
+        await _step(filler)
     finally:
         await filler.close()
     assert sorted(handed) == [0, 1, 2]
@@ -110,7 +126,7 @@ async def test_nothing_is_read_while_the_worker_is_not_steady(
     filler = _filler(gate, kafka_bootstrap, f"{topic_name}-busy", topic_name, handed)
     filler.ready = lambda: False  # a rebalance under way: the ledger may not be recovered
     try:
-        await filler.step()
+        await _step(filler)
     finally:
         await filler.close()
     assert handed == {} and gate.unbased() == [((topic_name, 0), 1)]
@@ -156,11 +172,11 @@ async def test_transaction_markers_are_passed_not_waited_for(
     ahead = [0.0]
     filler = _filler(gate, kafka_bootstrap, f"{topic_name}-tx", topic_name, handed, ahead)
     try:
-        await filler.step()  # base 0 (never committed); holes 1 and 3 hold markers only
+        await _step(filler)  # base 0 (never committed); holes 1 and 3 hold markers only
         assert gate.holes() == [] and handed == {}
         assert gate.commit_points() == {(topic_name, 0): 5}
         ahead[0] = IDLE + 0.1  # longer than IDLE with nothing read
-        await filler.step()  # the last marker, at the log's end, once idle
+        await _step(filler)  # the last marker, at the log's end, once idle
     finally:
         await filler.close()
     assert handed == {} and gate.commit_points() == {(topic_name, 0): 6}
