@@ -53,7 +53,6 @@ async def flush_durably() -> None:
     await app.producer.flush()
 
 
-
 async def _report(result: CommandResult) -> object:
     return await results_topic.send(key=result.command_id.encode(),
                                     value=result.model_dump_json().encode())
