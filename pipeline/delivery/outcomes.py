@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import TenantHealth
-from pipeline.delivery.ledger import CallerKey, Ledger
+from pipeline.delivery.ledger import Ledger
 from pipeline.delivery.outcome import Outcome, broke
 from pipeline.delivery.outlets import Outlets
+from pipeline.delivery.planning import CallPlan
 from pipeline.delivery.work import StepFailed, Work, finished
 from pipeline.observability.metrics import DELIVERED
 
@@ -47,9 +49,9 @@ def failed(work: Work, exc: Exception, *, tenant_id: str, health: TenantHealth) 
 
 
 async def finish(work: Work, *, tenant_id: str, outlets: Outlets, ledger: Ledger,
-                 health: TenantHealth, caller: CallerKey) -> None:
-    """The work's outcome, written until it is durable; then its facts and its caller's (the
-    ledger's entry `caller`) are written, and the work is acked."""
+                 health: TenantHealth, write_facts: Callable[[CallPlan], None]) -> None:
+    """The work's outcome, written until it is durable; then its facts and its caller's are
+    written (`write_facts`: `Steps.write_now`), and the work is acked."""
     outcome = work.outcome
     while True:
         try:
@@ -77,5 +79,5 @@ async def finish(work: Work, *, tenant_id: str, outlets: Outlets, ledger: Ledger
             log.exception("could not write the outcome of %s; retrying", work.source)
             await asyncio.sleep(1)
     # Its facts go with it (the commit over it flushes them first).
-    ledger.write((tenant_id, work.plan.call_id), (tenant_id, caller))
+    write_facts(work.plan)
     work.ack()

@@ -177,10 +177,10 @@ class Steps:
         return caller_key(plan.tenant_id, self.client.base_url, plan.phone)
 
     def write_now(self, plan: CallPlan) -> None:
-        """A task was made, found or changed (retailCRM does not de-duplicate tasks): the
-        call's entry and its caller's go to the table at once, not when the event settles, so
-        a partition's next owner reads them instead of searching for the task, and a caller's
-        open task is known there."""
+        """The call's entry and its caller's go to the table: when its event settles
+        (`outcomes.finish`), and at once where a task was made, found or changed (retailCRM
+        does not de-duplicate tasks), so a partition's next owner reads them instead of
+        searching for the task, and a caller's open task is known there."""
         self.ledger.write((plan.tenant_id, plan.call_id), (plan.tenant_id, self.caller(plan)))
 
     def remember_caller(self, plan: CallPlan, customer_id: int) -> None:

@@ -264,7 +264,7 @@ class TenantLane:
         for work in batch:
             await finish(work, tenant_id=self.tenant_id, outlets=self.outlets,
                          ledger=self.steps.ledger, health=self.health,
-                         caller=self.steps.caller(work.plan))
+                         write_facts=self.steps.write_now)
             # A batch's outcomes in one go held the loop: other lanes' requests and syncs
             # waited meanwhile, and their budget went unspent.
             await asyncio.sleep(0)

@@ -9,6 +9,7 @@ from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.outcome import DONE, REVOKED, Outcome, broke, failed, undeliverable
 from pipeline.delivery.outcomes import finish
+from pipeline.delivery.planning import CallPlan
 from pipeline.delivery.steps import caller_key
 from pipeline.delivery.tenantstate import StateStore
 from pipeline.delivery.work import done_tag
@@ -81,7 +82,10 @@ class Lane:
 
     async def finish(self) -> None:
         await finish(self.work, tenant_id="acme", outlets=self.outlets,
-                     ledger=self.ledger, health=self.health, caller=CALLER)
+                     ledger=self.ledger, health=self.health, write_facts=self._write_facts)
+
+    def _write_facts(self, plan: CallPlan) -> None:  # as Steps.write_now: the call's, its caller's
+        self.ledger.write(("acme", plan.call_id), ("acme", CALLER))
 
     def done(self) -> bool:
         return bool(self.ledger.facts("acme", "c9").get(done_tag(self.work)))
