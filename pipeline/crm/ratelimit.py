@@ -10,67 +10,99 @@ __all__ = ["CRM_GENERAL_RPS", "CRM_TELEPHONY_RPS", "GUARD_SECONDS", "SlidingWind
 
 CRM_GENERAL_RPS = 10
 CRM_TELEPHONY_RPS = 40
-# retailCRM counts a request when it arrives; the window is one second plus this much for the
-# network's jitter. Stamps are when a request actually left (see `Slot.sent`), not when it
-# was let through, so the worker's own delays (a busy event loop, a TLS handshake) need none.
-# 30 ms let one request in 4,000 through early (a 503) where the machine was loaded: a
-# three-day replay, and the strict pacing test under CI's three test processes.
+# retailCRM counts a request when it arrives. Until its answer is back, a request is taken to
+# arrive at most this long after it left (the network's jitter). Stamps are when a request
+# actually left (see `Slot.sent`), so the worker's own delays (a busy event loop, a TLS
+# handshake) need none. 30 ms let one request in 4,000 through early (a 503) where the
+# machine was loaded: a three-day replay, and the strict pacing test under CI's three test
+# processes. An answer bounds the arrival exactly (`Slot.answered`), so against a portal that
+# answers within the guard the window is only as long as a second and the answer's time.
 GUARD_SECONDS = 0.05
 
 
 class Slot:
-    """One admitted request's place in the window."""
+    """One admitted request's place in the window: it counts for a second from the latest
+    moment it can have arrived, which is what the limiter knows of it so far."""
 
-    __slots__ = ("at",)
+    __slots__ = ("_answered", "_earlier", "_guard", "_left")
 
-    def __init__(self, at: float) -> None:
-        self.at = at
+    def __init__(self, at: float, guard: float, earlier: Callable[[], None]) -> None:
+        self._left = at
+        self._guard = guard
+        self._answered: float | None = None
+        self._earlier = earlier  # told when an answer moves `arrived_by` back
+
+    @property
+    def arrived_by(self) -> float:
+        """It left at `_left` and arrived within the guard, and before any answer came back."""
+        latest = self._left + self._guard
+        return latest if self._answered is None else min(latest, self._answered)
 
     def sent(self, at: float) -> None:
         """The request went out at `at`: it cannot arrive before, so it counts from then."""
-        self.at = max(self.at, at)
+        self._left = max(self._left, at)
+
+    def answered(self, at: float) -> None:
+        """An answer came back at `at`: the portal had counted the request by then."""
+        before = self.arrived_by
+        self._answered = at if self._answered is None else min(self._answered, at)
+        if self.arrived_by < before:
+            self._earlier()
 
 
 class SlidingWindowLimiter:
-    """Admit at most `limit` requests in any `window` seconds.
+    """Admit at most `limit` requests in any `window` seconds of their arrivals.
 
     A leaky bucket (aiolimiter) allows a full burst plus the drain within one second, up to twice
     the limit in a sliding second; retailCRM answers 503 above 10/s, so this keeps the exact log.
     """
 
     def __init__(
-        self, limit: int, window: float = 1.0 + GUARD_SECONDS, *,
+        self, limit: int, window: float = 1.0, *, guard: float = GUARD_SECONDS,
         clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("limit must be >= 1 and window > 0")
+        if limit < 1 or window <= 0 or guard < 0:
+            raise ValueError("limit must be >= 1, window > 0 and guard >= 0")
         self.limit = limit
         self.window = window
+        self.guard = guard
         self._clock = clock
         self._slots: list[Slot] = []
         self._lock = asyncio.Lock()
+        self._freed = asyncio.Event()  # a slot's time moved back: the waiter looks again
         self.waited_seconds = 0.0
 
     def _prune(self, now: float) -> None:
         # With a little slack for floating point: 1.4 - 0.4 is 0.9999999999999999.
-        self._slots = [slot for slot in self._slots if now - slot.at < self.window - 1e-9]
+        self._slots = [slot for slot in self._slots
+                       if now - slot.arrived_by < self.window - 1e-9]
 
     async def reserve(self) -> tuple[Slot, float]:
-        """Wait for a place in the window; the slot (to mark when the request left) and how
-        long this call waited."""
-        waited = 0.0
+        """Wait for a place in the window; the slot (to mark when the request left and when
+        its answer came) and how long this call waited."""
         async with self._lock:
+            started = now = self._clock()
             while True:
-                now = self._clock()
                 self._prune(now)
                 if len(self._slots) < self.limit:
-                    slot = Slot(now)
+                    slot = Slot(now, self.guard, self._freed.set)
                     self._slots.append(slot)
-                    self.waited_seconds += waited
-                    return slot, waited
-                pause = max(self.window - (now - min(slot.at for slot in self._slots)), 1e-3)
-                waited += pause
-                await asyncio.sleep(pause)
+                    self.waited_seconds += now - started
+                    return slot, now - started
+                oldest = min(slot.arrived_by for slot in self._slots)
+                await self._pause(max(self.window - (now - oldest), 1e-3))
+                now = self._clock()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if an answer frees a place sooner."""
+        self._freed.clear()
+        sleep = asyncio.ensure_future(asyncio.sleep(seconds))
+        freed = asyncio.ensure_future(self._freed.wait())
+        try:
+            await asyncio.wait((sleep, freed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            freed.cancel()
 
     async def acquire(self) -> float:
         """Wait for a place; return how long this call waited."""

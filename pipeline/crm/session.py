@@ -108,6 +108,8 @@ class CRMSession:
         async def trace(event: str, info: Mapping[str, Any]) -> None:
             if event.endswith("send_request_headers.started"):
                 slot.sent(time.monotonic())  # the window counts from when it really left
+            elif event.endswith("receive_response_headers.complete"):
+                slot.answered(time.monotonic())  # ... and arrived before this answer
         outcome = "error"
         try:
             try:

@@ -63,7 +63,7 @@ def replay_section(stack: Stack, *, tenants: int, calls_each: int) -> dict[str, 
         section.stop()
     limits = (stack.general_rps, stack.telephony_rps)
     floor_bound = made_bound = 0.0
-    per_tenant = {}
+    per_tenant: dict[str, dict[str, Any]] = {}
     for name in names:
         floor = split_floor(classify(e for e in events if e["tenant_id"] == name))
         used = counts_for(stack.limited, [name])
@@ -76,7 +76,7 @@ def replay_section(stack: Stack, *, tenants: int, calls_each: int) -> dict[str, 
             stack.limited.state.portals[name].calls), "general": general,
             "telephony": telephony, "floor_general": floor.general,
             "floor_telephony": floor.telephony, "floor_bound_seconds": bounds[0],
-            "made_bound_seconds": bounds[1]}
+            "made_bound_seconds": bounds[1], "methods": dict(used)}
     errors = requests_with_status(stack.limited, names, 503)
     delivered = sum(t["delivered"] for t in per_tenant.values())
     note = (f"{tenants} x {calls_each} calls, {seconds:.0f} s, {delivered} delivered; "

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pipeline.crm.ratelimit import Slot
 from pipeline.devtools.crmdouble.admin import UserSpec, add_user
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.crmdouble.state import Portal
@@ -50,3 +51,28 @@ async def test_pacing_keeps_the_double_from_ever_answering_503(crm_double: CRMDo
         await asyncio.gather(*(crm.telephony_manager("+380501112233") for _ in range(90)))
     by_status = crm_double.state.stats()["acme"]["by_status"]
     assert by_status == {"200": 116}
+
+
+async def test_the_pacing_hears_when_each_request_left_and_when_its_answer_came(
+        crm_double: CRMDouble, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpcore's trace names the two moments the pacing reads over a real connection: the
+    request's headers leaving, and the answer's headers back (by then the portal had counted
+    the request, so the next second starts no later)."""
+    marks: list[tuple[str, float]] = []
+    real_sent, real_answered = Slot.sent, Slot.answered
+
+    def sent(self: Slot, at: float) -> None:
+        marks.append(("sent", at))
+        real_sent(self, at)
+
+    def answered(self: Slot, at: float) -> None:
+        marks.append(("answered", at))
+        real_answered(self, at)
+
+    monkeypatch.setattr(Slot, "sent", sent)
+    monkeypatch.setattr(Slot, "answered", answered)
+    async with client(crm_double) as crm:
+        for _ in range(3):
+            await crm.user_groups()
+    assert [name for name, _ in marks] == ["sent", "answered"] * 3
+    assert [at for _, at in marks] == sorted(at for _, at in marks)

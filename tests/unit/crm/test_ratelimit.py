@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from pipeline.crm.ratelimit import SlidingWindowLimiter
+from pipeline.crm.ratelimit import SlidingWindowLimiter, Slot
 
 
 class FakeClock:
@@ -27,7 +27,7 @@ async def test_admits_the_limit_then_waits_for_the_oldest_to_leave_the_window(
         clock.now += seconds
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
-    limiter = SlidingWindowLimiter(3, 1.0, clock=clock)
+    limiter = SlidingWindowLimiter(3, 1.0, guard=0.0, clock=clock)
     stamps = []
     for _ in range(7):
         await limiter.acquire()
@@ -39,7 +39,7 @@ async def test_admits_the_limit_then_waits_for_the_oldest_to_leave_the_window(
 
 
 async def test_real_clock_pacing_stays_under_the_limit() -> None:
-    limiter = SlidingWindowLimiter(5, 0.2)
+    limiter = SlidingWindowLimiter(5, 0.2, guard=0.0)
     loop = asyncio.get_running_loop()
     stamps = []
     for _ in range(12):
@@ -64,7 +64,7 @@ async def test_a_request_counts_from_when_it_left_not_from_when_it_was_let_throu
         clock.now += seconds
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
-    limiter = SlidingWindowLimiter(2, 1.0, clock=clock)
+    limiter = SlidingWindowLimiter(2, 1.0, guard=0.0, clock=clock)
     first, _ = await limiter.reserve()
     await limiter.reserve()
     first.sent(0.4)
@@ -77,4 +77,65 @@ async def test_a_request_counts_from_when_it_left_not_from_when_it_was_let_throu
 
 
 def test_the_default_window_is_a_second_and_a_small_guard() -> None:
-    assert 1.0 < SlidingWindowLimiter(10).window <= 1.05
+    limiter = SlidingWindowLimiter(10)
+    assert limiter.window == 1.0 and 0.0 < limiter.guard <= 0.05
+
+
+def test_an_answer_bounds_when_a_request_arrived_the_guard_otherwise() -> None:
+    """Until its answer, a request that left at 1.0 may arrive up to the guard later; an
+    answer within the guard says it arrived by then; a later one says nothing new."""
+    freed: list[str] = []
+    slot = Slot(0.9, 0.05, lambda: freed.append("freed"))
+    slot.sent(1.0)
+    assert slot.arrived_by == pytest.approx(1.05)
+    slot.answered(1.2)  # after the guard: the guard is still the tighter bound
+    assert slot.arrived_by == pytest.approx(1.05) and freed == []
+    slot.answered(1.01)
+    assert slot.arrived_by == pytest.approx(1.01) and freed == ["freed"]
+    slot.answered(1.03)  # an answer never moves it later
+    assert slot.arrived_by == pytest.approx(1.01) and freed == ["freed"]
+
+
+async def test_a_place_comes_free_a_second_after_the_answer_when_it_beats_the_guard(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+
+    async def fake_sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    limiter = SlidingWindowLimiter(2, 1.0, guard=0.05, clock=clock)
+    answered, _ = await limiter.reserve()
+    await limiter.reserve()  # never answered: counts from 0 + the guard
+    answered.sent(0.0)
+    answered.answered(0.01)
+    clock.now = 0.5
+    _, waited = await limiter.reserve()
+    assert clock.now == pytest.approx(1.01) and waited == pytest.approx(0.51)
+    _, waited = await limiter.reserve()
+    assert clock.now == pytest.approx(1.05) and waited == pytest.approx(0.04)
+
+
+async def test_a_waiter_looks_again_when_an_answer_frees_a_place_early(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiter sleeps for the guarded bound; an answer that comes sooner wakes it."""
+    clock = FakeClock()
+    asked: list[float] = []
+
+    async def long_sleep(seconds: float) -> None:
+        asked.append(seconds)
+        await asyncio.Event().wait()  # only an answer can end this wait
+
+    real_sleep = asyncio.sleep
+    monkeypatch.setattr(asyncio, "sleep", long_sleep)
+    limiter = SlidingWindowLimiter(1, 1.0, guard=0.5, clock=clock)
+    first, _ = await limiter.reserve()
+    first.sent(0.0)
+    waiter = asyncio.ensure_future(limiter.reserve())
+    for _ in range(5):
+        await real_sleep(0)
+    assert asked == [pytest.approx(1.5)] and not waiter.done()
+    clock.now = 1.2
+    first.answered(0.1)  # arrived by 0.1: the place is free from 1.1
+    _, waited = await asyncio.wait_for(waiter, 5)
+    assert waited == pytest.approx(1.2)
