@@ -12,13 +12,29 @@ __all__ = ["HeldUploads"]
 
 class HeldUploads:
     """Answered calls that ended without a recording, each waiting until its plan's
-    `hold_upload_until` for a later record of the same call, which replaces it."""
+    `hold_upload_until` for a later record of the same call, which replaces it; and calls put
+    off to the lane's next batch (`put_off`), to fill its upload."""
 
     def __init__(self) -> None:
         self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
+        self._next: list[Work] = []  # uploads for the next batch, in their order
 
     def __bool__(self) -> bool:
-        return bool(self._held)
+        return bool(self._held or self._next)
+
+    @property
+    def put_off_any(self) -> bool:
+        return bool(self._next)
+
+    def put_off(self, works: list[Work]) -> None:
+        """Ready uploads that go with the next batch's (their steps before it are done)."""
+        self._next += works
+
+    def put_off_until_next(self) -> list[Work]:
+        """The uploads put off to this batch: ahead of its own records, since retailCRM keeps
+        a call's first upload and they came first."""
+        works, self._next = self._next, []
+        return works
 
     def until(self) -> list[datetime]:
         return [w.plan.hold_upload_until for w in self._held.values()
@@ -51,11 +67,15 @@ class HeldUploads:
     def drop_stale(self) -> int:
         """Held uploads of records whose partition was revoked are dropped unstarted: their
         next owner reads them again from the commit point."""
-        stale = [w for w in self._held.values() if w.lease is not None and not w.lease.live]
+        stale = [w for w in [*self._held.values(), *self._next]
+                 if w.lease is not None and not w.lease.live]
         for work in stale:
-            del self._held[work.plan.call_id]
+            if self._held.get(work.plan.call_id) is work:
+                del self._held[work.plan.call_id]
             if work.lease is not None:
                 work.lease.abandon()
+        gone = {id(w) for w in stale}
+        self._next = [w for w in self._next if id(w) not in gone]
         return len(stale)
 
 

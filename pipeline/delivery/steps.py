@@ -173,6 +173,14 @@ class Steps:
             return None
         return ManagerLookup(customer=Customer(id=customer_id))
 
+    def may_lead(self, plan: CallPlan) -> bool:
+        """Whether the call may make a new lead, before its lookup: it would make a customer
+        or an order, and its caller is not known to have a customer (the lookup decides)."""
+        if (plan.customer is None and plan.order is None) or plan.phone in self.known_callers:
+            return False
+        known = self.ledger.caller(plan.tenant_id, self.caller(plan)).get("customer_id")
+        return not isinstance(known, int)
+
     def caller(self, plan: CallPlan) -> CallerKey:
         return caller_key(plan.tenant_id, self.client.base_url, plan.phone)
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from pipeline.crm.client import MAX_CALLS_PER_UPLOAD
+from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, MAX_PER_UPLOAD
 from pipeline.delivery.diagnosis import Diagnosis
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import Condition
@@ -21,7 +21,10 @@ from pipeline.delivery.steps import Steps
 from pipeline.delivery.work import Revoked, Work
 from pipeline.observability.metrics import LANE_BACKLOG
 
-__all__ = ["LaneHooks", "TenantLane"]
+__all__ = ["MAX_BATCH", "LaneHooks", "TenantLane"]
+
+# A batch fills a customers upload with new leads if it can; two call uploads at most.
+MAX_BATCH = 2 * MAX_CALLS_PER_UPLOAD
 
 
 class LaneHooks(Protocol):
@@ -55,7 +58,7 @@ class TenantLane:
         steps.on_denied = self.diagnosis.denied
         steps.on_rejected = self.diagnosis.rejected
         self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
-        self._held = HeldUploads()  # uploads waiting for their recording
+        self._held = HeldUploads()  # uploads waiting for their recording, or the next batch
         self._task: asyncio.Task[None] | None = None
         self._busy = False
         self._last_active = time.monotonic()
@@ -102,22 +105,30 @@ class TenantLane:
         return self._queue.qsize()
 
     async def _collect(self, wait: float | None = None) -> list[Work]:
-        """Up to one upload's worth of events, gathered for `linger` seconds at most; none if
-        `wait` seconds pass without one. Pop-ups and on-call statuses leave on arrival
-        (`_announce_now`): only uploads (and the steps before them) linger to fill a batch."""
+        """Events for one call upload, gathered for `linger` seconds at most; none if `wait`
+        seconds pass without one. Pop-ups and on-call statuses leave on arrival
+        (`_announce_now`): only uploads (and the steps before them) linger to fill a batch.
+
+        From a backlog, more: until their possible new leads fill a customers upload, two call
+        uploads' worth at most (`MAX_BATCH`). 50 calls hold fewer than 50 new leads, and their
+        customers and orders would go in uploads only as full as that: a replay spent two
+        general requests (10/s) on every 50 calls however few of them were leads."""
         try:
-            first = await asyncio.wait_for(self._queue.get(), wait)
+            # Not `wait_for` alone: with no time to wait it gives up even on a queued event.
+            first = self._queue.get_nowait() if not self._queue.empty() else \
+                await asyncio.wait_for(self._queue.get(), wait)
         except TimeoutError:
             return []
         LANE_BACKLOG.dec()
         batch = [first]
+        leads = self._possible_leads(first, set())
         await self._announce_now(first)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger
-        while len(batch) < MAX_CALLS_PER_UPLOAD:
+        while len(batch) < MAX_BATCH and len(leads) < MAX_PER_UPLOAD:
             remaining = deadline - loop.time()
-            if remaining <= 0 and self._queue.empty():
-                break
+            if (remaining <= 0 or len(batch) >= MAX_CALLS_PER_UPLOAD) and self._queue.empty():
+                break  # past a full call upload, only a backlog fills the leads' upload
             try:
                 work = self._queue.get_nowait() if not self._queue.empty() else \
                     await asyncio.wait_for(self._queue.get(), remaining)
@@ -125,8 +136,15 @@ class TenantLane:
                 break
             LANE_BACKLOG.dec()
             batch.append(work)
+            leads = self._possible_leads(work, leads)
             await self._announce_now(work)
         return batch
+
+    def _possible_leads(self, work: Work, callers: set[str]) -> set[str]:
+        """`callers` with the work's caller if the call may make a new lead (`Steps.may_lead`)."""
+        if work.plan.phone not in callers and self.steps.may_lead(work.plan):
+            callers.add(work.plan.phone)
+        return callers
 
     async def _announce_now(self, work: Work) -> None:
         """A pop-up or an on-call status is worth something only now: it leaves at once, while
@@ -157,7 +175,7 @@ class TenantLane:
         tenants held their last batches: 30 KB a tenant)."""
         self._busy = True
         try:
-            front = await self._front(batch + self._due())
+            front = await self._front(self._held.put_off_until_next() + batch + self._due())
             if self._back is not None:
                 await self._back
             self._in_flight = {w.plan.phone for w in front[0]}
@@ -187,6 +205,8 @@ class TenantLane:
             # While its portal is down, the lane wakes up to probe it even with no traffic:
             # what the outage parked is replayed only once a probe finds the portal back.
             waits.append(self.outage_probe_interval)
+        if self._held.put_off_any:
+            waits.append(0.0)  # calls put off to the next batch: it goes now, events or not
         return min(waits) if waits else None
 
     def _due(self) -> list[Work]:
@@ -248,6 +268,7 @@ class TenantLane:
 
     async def _upload(self, batch: list[Work]) -> None:
         batch = self._held.hold(drop_revoked(batch), self.steps.clock(), self.health.stopped)
+        batch = self._fill_next(batch)
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
@@ -268,6 +289,22 @@ class TenantLane:
             # A batch's outcomes in one go held the loop: other lanes' requests and syncs
             # waited meanwhile, and their budget went unspent.
             await asyncio.sleep(0)
+
+    def _fill_next(self, batch: list[Work]) -> list[Work]:
+        """The works to upload now. With a backlog, the calls past the batch's last full call
+        upload go with the next batch's instead: a batch is cut where its new leads fill
+        their upload (`_collect`), not where its calls do."""
+        if self._queue.empty() or self.health.stopped:
+            return batch
+        uploads = [w for w in batch if w.plan.upload is not None and w.broken is None
+                   and w.outcome.undeliverable is None]
+        extra = len(uploads) % MAX_CALLS_PER_UPLOAD
+        if not extra:
+            return batch
+        later = uploads[-extra:]
+        self._held.put_off(later)
+        gone = {id(w) for w in later}
+        return [w for w in batch if id(w) not in gone]
 
     async def _step(self, step: Callable[[Work], Awaitable[None]], work: Work) -> None:
         if work.revoked:

@@ -15,6 +15,7 @@ from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.delivery.errorpolicy import DeadLetter, Reason
+from pipeline.delivery.helduploads import HeldUploads
 from pipeline.delivery.lanes import LaneRegistry, TenantLane
 from pipeline.delivery.ledger import MemoryLedger
 from pipeline.delivery.planning import plan_call
@@ -558,13 +559,96 @@ async def test_a_pop_up_leaves_at_once_while_uploads_linger(harness: Harness,
         await wait_until(lambda: [e["callExternalId"] for e in portal.call_events] == ["c2"],
                          "the pop-up of c2 (a lane that lingered would hold it 60 s)")
         assert portal.calls == {}, "the upload goes on gathering"
-        for n in range(3, 52):  # the batch fills up (50 records): it leaves without the minute
+        for n in range(3, 52):  # the upload fills up (50 calls): it leaves without the minute
             await harness.lane.submit(harness.work(call(n, direction="out"), n))
-        await wait_until(lambda: len(portal.calls) == 49, "the full batch's 49 uploads")
-        assert "c51" not in portal.calls and by_method(harness.double)[
-            "/api/telephony/calls/upload"] == 1
+        await wait_until(lambda: len(portal.calls) == 50, "the full upload's 50 calls")
+        assert by_method(harness.double)["/api/telephony/calls/upload"] == 1
     finally:
         await harness.lane.stop()
+
+
+async def test_a_backlog_fills_the_leads_upload_before_it_splits_the_calls(
+        harness: Harness, portal: Portal) -> None:
+    """From a backlog, a batch takes calls past one call upload until its new callers fill a
+    customers upload: 80 calls, 30 of them outgoing, make their 50 leads in one customers
+    upload and one orders upload (batches of 50 calls made them in two of each), for one
+    call upload more (the telephony budget is four times the general one)."""
+    events = [call(n, direction="out") if n % 8 > 4 else call(n) for n in range(1, 81)]
+    for n, event in enumerate(events):  # queued before the lane runs: a backlog
+        await harness.lane.submit(harness.work(event, n))
+    harness.lane.start()
+    try:
+        await wait_until(lambda: len(harness.acked) == 80, "80 calls settled")
+    finally:
+        await harness.lane.stop()
+    assert len(portal.calls) == 80 and len(portal.customers) == len(portal.orders) == 50
+    asked = by_method(harness.double)
+    assert asked["/api/customers/upload"] == asked["/api/orders/upload"] == 1
+    assert asked["/api/telephony/calls/upload"] == 2
+
+
+async def test_a_backlog_s_call_uploads_are_full_but_for_its_end(harness: Harness,
+                                                                 portal: Portal) -> None:
+    """A batch cut where its leads fill their upload leaves calls past its last full call
+    upload: with more queued they go with the next batch's. 300 calls, 189 of them new
+    callers': 4 customers uploads, and every call upload full but the last two (cutting by
+    leads alone left one partial upload a batch)."""
+    events = [call(n, direction="out") if n % 8 > 4 else call(n) for n in range(1, 301)]
+    sizes: list[int] = []
+    upload_calls = harness.client.upload_calls
+
+    async def counted(calls: Any) -> Any:
+        sizes.append(len(calls))
+        return await upload_calls(calls)
+
+    harness.client.upload_calls = counted  # type: ignore[method-assign]
+    lane = TenantLane(tenant_id="acme", steps=harness.steps, outlets=harness.outlets,
+                      linger=0.05, buffer=len(events))
+    for n, event in enumerate(events):
+        await lane.submit(harness.work(event, n))
+    lane.start()
+    try:
+        await wait_until(lambda: len(harness.acked) == 300, "300 calls settled", within=60,
+                         detail=lambda: f"uploads {sizes}")
+    finally:
+        await lane.stop()
+    assert len(portal.calls) == 300 and sum(sizes) == 300 and len(portal.customers) == 189
+    assert sum(1 for n in sizes[:-2] if n < 50) == 0, sizes
+    assert by_method(harness.double)["/api/customers/upload"] == 4
+
+
+async def test_calls_put_off_to_the_next_batch_are_dropped_when_their_partition_moves(
+        harness: Harness) -> None:
+    gate = OffsetGate()
+    works = []
+    for n in (1, 2):
+        work = harness.work(call(n), n)
+        work.lease = gate.read("calls", 0, n, generation=1, stamp=0.0)
+        assert work.lease.start()
+        works.append(work)
+    kept = harness.work(call(3), 3)  # replayed work: no lease, never stale
+    held = HeldUploads()
+    held.put_off([*works, kept])
+    gate.revoke([("calls", 0)])
+    assert held.drop_stale() == 2 and held.put_off_until_next() == [kept] and not held
+    assert not any(w.lease is not None and w.lease.started for w in works)
+
+
+async def test_a_known_caller_s_call_fills_no_lead_s_place(harness: Harness,
+                                                          portal: Portal) -> None:
+    """A caller with a customer (found by an earlier lookup) makes no lead: their calls do not
+    count towards a batch's leads, and 50 new callers still share one customers upload."""
+    await harness.deliver(call(1000))  # the caller's customer is made; the lane knows it
+    events = [call(1000, call_id=f"k{n}") if n % 3 == 0 else call(n) for n in range(1, 76)]
+    for n, event in enumerate(events, start=1):
+        await harness.lane.submit(harness.work(event, n))
+    harness.lane.start()
+    try:
+        await wait_until(lambda: len(harness.acked) == 76, "76 calls settled")
+    finally:
+        await harness.lane.stop()
+    assert len(portal.customers) == 51
+    assert by_method(harness.double)["/api/customers/upload"] == 1  # the first was one create
 
 
 async def test_a_conflicting_record_of_a_missed_call_makes_no_task(harness: Harness,
