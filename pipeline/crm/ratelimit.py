@@ -12,11 +12,12 @@ CRM_GENERAL_RPS = 10
 CRM_TELEPHONY_RPS = 40
 # retailCRM counts a request when it arrives. Until its answer is back, a request is taken to
 # arrive at most this long after it left (the network's jitter). Stamps are when a request
-# actually left (see `Slot.sent`), so the worker's own delays (a busy event loop, a TLS
-# handshake) need none. 30 ms let one request in 4,000 through early (a 503) where the
-# machine was loaded: a three-day replay, and the strict pacing test under CI's three test
-# processes. An answer bounds the arrival exactly (`Slot.answered`), so against a portal that
-# answers within the guard the window is only as long as a second and the answer's time.
+# was actually written (see `Slot.sent`), so the worker's own delays (a busy event loop, a
+# TLS handshake) need none: stamped when its writing began, a request of a replay once
+# reached the double 0.3 s later, and drew a 503. 30 ms let one request in 4,000 through
+# early where the machine was loaded: a three-day replay, and the strict pacing test under
+# CI's three test processes. An answer bounds the arrival exactly (`Slot.answered`), so
+# against a portal that answers within the guard the window is a second and the answer's time.
 GUARD_SECONDS = 0.05
 
 

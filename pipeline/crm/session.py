@@ -106,8 +106,11 @@ class CRMSession:
         started = time.monotonic()
 
         async def trace(event: str, info: Mapping[str, Any]) -> None:
-            if event.endswith("send_request_headers.started"):
-                slot.sent(time.monotonic())  # the window counts from when it really left
+            # When it had really left: its headers or body written (or failing), not just
+            # begun, since the loop may run other work between. The window counts from the
+            # last of these, or from the answer if that is sooner.
+            if ".send_request_" in event and not event.endswith(".started"):
+                slot.sent(time.monotonic())
             elif event.endswith("receive_response_headers.complete"):
                 slot.answered(time.monotonic())  # ... and arrived before this answer
         outcome = "error"

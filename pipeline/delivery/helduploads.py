@@ -23,7 +23,7 @@ class HeldUploads:
         return bool(self._held or self._next)
 
     @property
-    def put_off_any(self) -> bool:
+    def has_put_off(self) -> bool:
         return bool(self._next)
 
     def put_off(self, works: list[Work]) -> None:
@@ -31,8 +31,7 @@ class HeldUploads:
         self._next += works
 
     def put_off_until_next(self) -> list[Work]:
-        """The uploads put off to this batch: ahead of its own records, since retailCRM keeps
-        a call's first upload and they came first."""
+        """The uploads put off to the batch uploading now (they go ahead of its own)."""
         works, self._next = self._next, []
         return works
 

@@ -59,6 +59,7 @@ class TenantLane:
         steps.on_rejected = self.diagnosis.rejected
         self._queue: asyncio.Queue[Work] = asyncio.Queue(maxsize=buffer)
         self._held = HeldUploads()  # uploads waiting for their recording, or the next batch
+        self._put_off_at = 0.0  # when the uploads waiting for the next batch were put off
         self._task: asyncio.Task[None] | None = None
         self._busy = False
         self._last_active = time.monotonic()
@@ -121,7 +122,8 @@ class TenantLane:
             return []
         LANE_BACKLOG.dec()
         batch = [first]
-        leads = self._possible_leads(first, set())
+        leads: set[str] = set()  # the callers whose calls may be new leads
+        self._note_lead(first, leads)
         await self._announce_now(first)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.linger
@@ -136,15 +138,14 @@ class TenantLane:
                 break
             LANE_BACKLOG.dec()
             batch.append(work)
-            leads = self._possible_leads(work, leads)
+            self._note_lead(work, leads)
             await self._announce_now(work)
         return batch
 
-    def _possible_leads(self, work: Work, callers: set[str]) -> set[str]:
-        """`callers` with the work's caller if the call may make a new lead (`Steps.may_lead`)."""
-        if work.plan.phone not in callers and self.steps.may_lead(work.plan):
-            callers.add(work.plan.phone)
-        return callers
+    def _note_lead(self, work: Work, leads: set[str]) -> None:
+        """Adds the work's caller to `leads` if the call may make a new lead (`may_lead`)."""
+        if work.plan.phone not in leads and self.steps.may_lead(work.plan):
+            leads.add(work.plan.phone)
 
     async def _announce_now(self, work: Work) -> None:
         """A pop-up or an on-call status is worth something only now: it leaves at once, while
@@ -175,11 +176,11 @@ class TenantLane:
         tenants held their last batches: 30 KB a tenant)."""
         self._busy = True
         try:
-            front = await self._front(self._held.put_off_until_next() + batch + self._due())
+            front = await self._front(batch + self._due())
             if self._back is not None:
                 await self._back
             self._in_flight = {w.plan.phone for w in front[0]}
-            self._back = asyncio.create_task(self._back_of(*front))
+            self._back = asyncio.create_task(self._back_of(*front, put_off=True))
         finally:
             self._busy = False
             self._last_active = time.monotonic()
@@ -205,8 +206,8 @@ class TenantLane:
             # While its portal is down, the lane wakes up to probe it even with no traffic:
             # what the outage parked is replayed only once a probe finds the portal back.
             waits.append(self.outage_probe_interval)
-        if self._held.put_off_any:
-            waits.append(0.0)  # calls put off to the next batch: it goes now, events or not
+        if self._held.has_put_off:  # calls put off to the next batch wait one linger at most
+            waits.append(max(0.0, self._put_off_at + self.linger - time.monotonic()))
         return min(waits) if waits else None
 
     def _due(self) -> list[Work]:
@@ -257,18 +258,22 @@ class TenantLane:
                 await self._step(self.steps.announce, work)
         return batch, await self._rounds.look_ahead(batch, self._in_flight)
 
-    async def _back_of(self, batch: list[Work], early: Early) -> None:
-        """The leads, the call uploads and the outcomes, one batch after another."""
+    async def _back_of(self, batch: list[Work], early: Early, *, put_off: bool = False) -> None:
+        """The leads, the call uploads and the outcomes, one batch after another; `put_off`
+        where a next batch will come (`_run`), not for one batch alone (`deliver`)."""
         self._in_flight = {w.plan.phone for w in batch}
         try:
             await self._rounds.run(batch, early)
-            await self._upload(batch)
+            await self._upload(batch, put_off=put_off)
         finally:
             self._in_flight = set()
 
-    async def _upload(self, batch: list[Work]) -> None:
-        batch = self._held.hold(drop_revoked(batch), self.steps.clock(), self.health.stopped)
-        batch = self._fill_next(batch)
+    async def _upload(self, batch: list[Work], *, put_off: bool) -> None:
+        # What the batch before put off goes first: retailCRM keeps a call's first upload.
+        batch = drop_revoked(self._held.put_off_until_next() + batch)
+        batch = self._held.hold(batch, self.steps.clock(), self.health.stopped)
+        if put_off:
+            batch = self._fill_next(batch)
         try:
             await self.steps.upload([w for w in batch if w.broken is None])
         except Exception as exc:  # noqa: BLE001 - no event may vanish with a bug
@@ -291,17 +296,20 @@ class TenantLane:
             await asyncio.sleep(0)
 
     def _fill_next(self, batch: list[Work]) -> list[Work]:
-        """The works to upload now. With a backlog, the calls past the batch's last full call
-        upload go with the next batch's instead: a batch is cut where its new leads fill
-        their upload (`_collect`), not where its calls do."""
-        if self._queue.empty() or self.health.stopped:
+        """The works to upload now. A batch past one call upload was cut from a backlog where
+        its new leads fill their upload (`_collect`), not where its calls do: its calls past
+        its last full call upload go with the next batch's upload instead, if one comes
+        within a linger (`_wait`). (Not a smaller batch's: those are all the lane had.)"""
+        if self.health.stopped:
             return batch
         uploads = [w for w in batch if w.plan.upload is not None and w.broken is None
                    and w.outcome.undeliverable is None]
         extra = len(uploads) % MAX_CALLS_PER_UPLOAD
-        if not extra:
+        if len(uploads) <= MAX_CALLS_PER_UPLOAD or not extra:
             return batch
         later = uploads[-extra:]
+        if not self._held.has_put_off:
+            self._put_off_at = time.monotonic()
         self._held.put_off(later)
         gone = {id(w) for w in later}
         return [w for w in batch if id(w) not in gone]

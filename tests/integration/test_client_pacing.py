@@ -55,9 +55,9 @@ async def test_pacing_keeps_the_double_from_ever_answering_503(crm_double: CRMDo
 
 async def test_the_pacing_hears_when_each_request_left_and_when_its_answer_came(
         crm_double: CRMDouble, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpcore's trace names the two moments the pacing reads over a real connection: the
-    request's headers leaving, and the answer's headers back (by then the portal had counted
-    the request, so the next second starts no later)."""
+    """httpcore's trace names the moments the pacing reads over a real connection: the
+    request's headers and body written, and the answer's headers back (by then the portal had
+    counted the request, so the next second starts no later)."""
     marks: list[tuple[str, float]] = []
     real_sent, real_answered = Slot.sent, Slot.answered
 
@@ -74,5 +74,5 @@ async def test_the_pacing_hears_when_each_request_left_and_when_its_answer_came(
     async with client(crm_double) as crm:
         for _ in range(3):
             await crm.user_groups()
-    assert [name for name, _ in marks] == ["sent", "answered"] * 3
+    assert [name for name, _ in marks] == ["sent", "sent", "answered"] * 3  # headers, body
     assert [at for _, at in marks] == sorted(at for _, at in marks)
