@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -139,3 +141,18 @@ async def test_a_waiter_looks_again_when_an_answer_frees_a_place_early(
     first.answered(0.1)  # arrived by 0.1: the place is free from 1.1
     _, waited = await asyncio.wait_for(waiter, 5)
     assert waited == pytest.approx(1.2)
+
+
+async def test_a_let_go_limiter_is_freed_without_the_cycle_collector() -> None:
+    """Its slots wake it through an object of their own: no cycle keeps a let-go lane's
+    limiter (and what holds it) until the collector runs."""
+    gc.disable()
+    try:
+        limiter = SlidingWindowLimiter(2, guard=0.0)
+        slot, _ = await limiter.reserve()
+        slot.answered(0.0)
+        gone = weakref.ref(limiter)
+        del limiter, slot
+        assert gone() is None
+    finally:
+        gc.enable()
