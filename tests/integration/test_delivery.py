@@ -634,6 +634,34 @@ async def test_calls_put_off_to_the_next_batch_are_dropped_when_their_partition_
     assert not any(w.lease is not None and w.lease.started for w in works)
 
 
+async def test_calls_a_running_lane_put_off_are_dropped_unstarted_with_their_partition(
+        harness: Harness, portal: Portal) -> None:
+    """The 30 calls past a batch's full call upload wait (a minute's linger here) for the next
+    batch; their partition moves meanwhile: they are dropped unstarted and unsettled, never
+    uploaded by this worker (their next owner reads them from the commit point)."""
+    gate = OffsetGate()
+    lane = TenantLane(tenant_id="acme", steps=harness.steps, outlets=harness.outlets,
+                      linger=60.0, buffer=100)
+    works = []
+    for n in range(1, 81):
+        work = harness.work(call(n, direction="out") if n % 8 > 4 else call(n), n)
+        work.lease = gate.read("calls", 0, n, generation=1, stamp=0.0)
+        work.ack = work.lease.settle
+        works.append(work)
+        await lane.submit(work)
+    lane.start()
+    try:
+        await wait_until(lambda: sum(w.lease.settled for w in works if w.lease) == 50,
+                         "the full upload's 50 calls settled")
+        gate.revoke([("calls", 0)])
+        assert lane.drop_stale() == 30
+        assert gate.running([("calls", 0)]) == 0  # the rebalance need not wait for them
+    finally:
+        await lane.stop()
+    assert sorted(portal.calls) == sorted(f"c{n}" for n in range(1, 51))
+    assert not any(w.lease.settled or w.lease.started for w in works[50:] if w.lease)
+
+
 async def test_a_known_caller_s_call_fills_no_lead_s_place(harness: Harness,
                                                           portal: Portal) -> None:
     """A caller with a customer (found by an earlier lookup) makes no lead: their calls do not
