@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -567,6 +567,18 @@ async def test_a_pop_up_leaves_at_once_while_uploads_linger(harness: Harness,
         await harness.lane.stop()
 
 
+async def run_until(lane: TenantLane, works: list[Work], settled: Callable[[], bool],
+                    what: str, **wait: Any) -> None:
+    """The works queued before the lane runs (a backlog), then the lane run until `settled`."""
+    for work in works:
+        await lane.submit(work)
+    lane.start()
+    try:
+        await wait_until(settled, what, **wait)
+    finally:
+        await lane.stop()
+
+
 async def test_a_backlog_fills_the_leads_upload_before_it_splits_the_calls(
         harness: Harness, portal: Portal) -> None:
     """From a backlog, a batch takes calls past one call upload until its new callers fill a
@@ -574,13 +586,8 @@ async def test_a_backlog_fills_the_leads_upload_before_it_splits_the_calls(
     upload and one orders upload (batches of 50 calls made them in two of each), for one
     call upload more (the telephony budget is four times the general one)."""
     events = [call(n, direction="out") if n % 8 > 4 else call(n) for n in range(1, 81)]
-    for n, event in enumerate(events):  # queued before the lane runs: a backlog
-        await harness.lane.submit(harness.work(event, n))
-    harness.lane.start()
-    try:
-        await wait_until(lambda: len(harness.acked) == 80, "80 calls settled")
-    finally:
-        await harness.lane.stop()
+    await run_until(harness.lane, [harness.work(e, n) for n, e in enumerate(events)],
+                    lambda: len(harness.acked) == 80, "80 calls settled")
     assert len(portal.calls) == 80 and len(portal.customers) == len(portal.orders) == 50
     asked = by_method(harness.double)
     assert asked["/api/customers/upload"] == asked["/api/orders/upload"] == 1
@@ -604,14 +611,9 @@ async def test_a_backlog_s_call_uploads_are_full_but_for_its_end(harness: Harnes
     harness.client.upload_calls = counted  # type: ignore[method-assign]
     lane = TenantLane(tenant_id="acme", steps=harness.steps, outlets=harness.outlets,
                       linger=0.05, buffer=len(events))
-    for n, event in enumerate(events):
-        await lane.submit(harness.work(event, n))
-    lane.start()
-    try:
-        await wait_until(lambda: len(harness.acked) == 300, "300 calls settled", within=60,
-                         detail=lambda: f"uploads {sizes}")
-    finally:
-        await lane.stop()
+    await run_until(lane, [harness.work(e, n) for n, e in enumerate(events)],
+                    lambda: len(harness.acked) == 300, "300 calls settled", within=60,
+                    detail=lambda: f"uploads {sizes}")
     assert len(portal.calls) == 300 and sum(sizes) == 300 and len(portal.customers) == 189
     assert sum(1 for n in sizes[:-2] if n < 50) == 0, sizes
     assert by_method(harness.double)["/api/customers/upload"] == 4
@@ -668,13 +670,8 @@ async def test_a_known_caller_s_call_fills_no_lead_s_place(harness: Harness,
     count towards a batch's leads, and 50 new callers still share one customers upload."""
     await harness.deliver(call(1000))  # the caller's customer is made; the lane knows it
     events = [call(1000, call_id=f"k{n}") if n % 3 == 0 else call(n) for n in range(1, 76)]
-    for n, event in enumerate(events, start=1):
-        await harness.lane.submit(harness.work(event, n))
-    harness.lane.start()
-    try:
-        await wait_until(lambda: len(harness.acked) == 76, "76 calls settled")
-    finally:
-        await harness.lane.stop()
+    await run_until(harness.lane, [harness.work(e, n) for n, e in enumerate(events, start=1)],
+                    lambda: len(harness.acked) == 76, "76 calls settled")
     assert len(portal.customers) == 51
     assert by_method(harness.double)["/api/customers/upload"] == 1  # the first was one create
 

@@ -51,21 +51,27 @@ async def test_real_clock_pacing_stays_under_the_limit() -> None:
         assert sum(1 for s in stamps if t <= s < t + 0.2) <= 5
 
 
-def test_rejects_nonsense_limits() -> None:
-    with pytest.raises(ValueError, match="limit"):
-        SlidingWindowLimiter(0)
-
-
-async def test_a_request_counts_from_when_it_left_not_from_when_it_was_let_through(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A request let through at 0 that only left at 0.4 (a busy loop, a TLS handshake) can
-    arrive at 0.4: the next one past the limit waits for 0.4 + window, not 0 + window."""
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A fake clock that `asyncio.sleep` moves on."""
     clock = FakeClock()
 
     async def fake_sleep(seconds: float) -> None:
         clock.now += seconds
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    return clock
+
+
+def test_rejects_nonsense_limits() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        SlidingWindowLimiter(0)
+
+
+async def test_a_request_counts_from_when_it_left_not_from_when_it_was_let_through(
+        clock: FakeClock) -> None:
+    """A request let through at 0 that only left at 0.4 (a busy loop, a TLS handshake) can
+    arrive at 0.4: the next one past the limit waits for 0.4 + window, not 0 + window."""
     limiter = SlidingWindowLimiter(2, 1.0, guard=0.0, clock=clock)
     first, _ = await limiter.reserve()
     await limiter.reserve()
@@ -99,13 +105,7 @@ def test_an_answer_bounds_when_a_request_arrived_the_guard_otherwise() -> None:
 
 
 async def test_a_place_comes_free_a_second_after_the_answer_when_it_beats_the_guard(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock()
-
-    async def fake_sleep(seconds: float) -> None:
-        clock.now += seconds
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+        clock: FakeClock) -> None:
     limiter = SlidingWindowLimiter(2, 1.0, guard=0.05, clock=clock)
     answered, _ = await limiter.reserve()
     await limiter.reserve()  # never answered: counts from 0 + the guard
