@@ -167,19 +167,22 @@ class Steps:
         whose performer is the customer's manager as the CRM has it now."""
         if plan.task is not None:
             return None
-        known = self.ledger.caller(plan.tenant_id, self.caller(plan))
-        customer_id = known.get("customer_id")
-        if not isinstance(customer_id, int):
+        customer_id = self._known_customer(plan)
+        if customer_id is None:
             return None
         return ManagerLookup(customer=Customer(id=customer_id))
+
+    def _known_customer(self, plan: CallPlan) -> int | None:
+        """The customer the ledger knows the portal holds for the caller, if any."""
+        customer_id = self.ledger.caller(plan.tenant_id, self.caller(plan)).get("customer_id")
+        return customer_id if isinstance(customer_id, int) else None
 
     def may_lead(self, plan: CallPlan) -> bool:
         """Whether the call may make a new lead, before its lookup: it would make a customer
         or an order, and its caller is not known to have a customer (the lookup decides)."""
         if (plan.customer is None and plan.order is None) or plan.phone in self.known_callers:
             return False
-        known = self.ledger.caller(plan.tenant_id, self.caller(plan)).get("customer_id")
-        return not isinstance(known, int)
+        return self._known_customer(plan) is None
 
     def caller(self, plan: CallPlan) -> CallerKey:
         return caller_key(plan.tenant_id, self.client.base_url, plan.phone)

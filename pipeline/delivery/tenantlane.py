@@ -18,6 +18,7 @@ from pipeline.delivery.outlets import Outlets
 from pipeline.delivery.probe import probe
 from pipeline.delivery.rounds import Early, Rounds
 from pipeline.delivery.steps import Steps
+from pipeline.delivery.uploads import wants_upload
 from pipeline.delivery.work import Revoked, Work
 from pipeline.observability.metrics import LANE_BACKLOG
 
@@ -302,8 +303,7 @@ class TenantLane:
         within a linger (`_wait`). (Not a smaller batch's: those are all the lane had.)"""
         if self.health.stopped:
             return batch
-        uploads = [w for w in batch if w.plan.upload is not None and w.broken is None
-                   and w.outcome.undeliverable is None]
+        uploads = [w for w in batch if wants_upload(w)]
         extra = len(uploads) % MAX_CALLS_PER_UPLOAD
         if len(uploads) <= MAX_CALLS_PER_UPLOAD or not extra:
             return batch

@@ -14,7 +14,7 @@ from pipeline.delivery.outcome import failed, undeliverable
 from pipeline.delivery.work import StepFailed, Work, done_tag
 from pipeline.observability.metrics import BATCH_SIZE
 
-__all__ = ["CONFLICTING_RECORD", "LATE_RECORDING", "upload", "upload_digest"]
+__all__ = ["CONFLICTING_RECORD", "LATE_RECORDING", "upload", "upload_digest", "wants_upload"]
 
 T = TypeVar("T")
 METHOD = "/api/telephony/calls/upload"
@@ -50,13 +50,19 @@ class Steps(Protocol):
              optional: bool = False) -> Awaitable[T]: ...
 
 
+def wants_upload(work: Work) -> bool:
+    """A record with a call to upload, neither parked nor refused."""
+    return work.plan.upload is not None and work.broken is None and \
+        work.outcome.undeliverable is None
+
+
 async def upload(steps: Steps, works: list[Work]) -> None:
     """Calls not uploaded yet, in batches. A call's first record wins (retailCRM keeps a
     call's first upload); a later record of it with other content is not dropped silently
     but goes to the invalid topic (`late_recording`, `conflicting_record`)."""
     pending: dict[str, Work] = {}
     for w in works:
-        if w.plan.upload is None or w.broken is not None or w.outcome.undeliverable is not None:
+        if not wants_upload(w):
             continue
         if not w.live:
             w.revoke()

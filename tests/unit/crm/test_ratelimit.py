@@ -14,21 +14,15 @@ from pipeline.crm.ratelimit import SlidingWindowLimiter, Slot
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
 
 async def test_admits_the_limit_then_waits_for_the_oldest_to_leave_the_window(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock()
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.now += seconds
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+        clock: FakeClock) -> None:
+    slept = clock.slept
     limiter = SlidingWindowLimiter(3, 1.0, guard=0.0, clock=clock)
     stamps = []
     for _ in range(7):
@@ -57,6 +51,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     clock = FakeClock()
 
     async def fake_sleep(seconds: float) -> None:
+        clock.slept.append(seconds)
         clock.now += seconds
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
