@@ -455,6 +455,8 @@ async def test_a_recording_that_never_comes_delays_the_upload_only_so_long(
     await harness.lane.submit(harness.work(fresh(1, talk_seconds=0, wait_seconds=0), 1))
     await harness.lane.submit(harness.work(call(2), 2))  # hours old: nothing to wait for
     await wait_until(lambda: "c2" in portal.calls, "the upload of c2, which waits for nothing")
+    # Acked once the lane has the CRM's answer, a moment after the double stored the call.
+    await wait_until(lambda: harness.acked == ["c2"], "c2 acked after its upload")
     assert list(portal.calls) == ["c2"] and harness.acked == ["c2"]
     await wait_until(lambda: "c1" in portal.calls, "the upload of c1 once its wait is over")
     # Acked once the lane has the CRM's answer, a moment after the double stored the call.
