@@ -1,5 +1,5 @@
 """Housekeeping timers: sync_rosters (each owned tenant's CRM managers), evict_idle_lanes
-(and the tenants' parsed configs) and prune_ledger."""
+(and the tenants' parsed configs), prune_ledger and return_free_heap."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pipeline.app import app, settings
 from pipeline.crm import errors as e
 from pipeline.delivery.health import publish_gauges
+from pipeline.heap import HeapTrimmer, malloc_trim
 from pipeline.runtime import directory, lanes, ledger, staff, states
 from pipeline.streams.tables import tenant_partition
 
@@ -65,6 +66,21 @@ async def evict_idle_lanes() -> None:
     if evicted or forgotten:
         log.info("let %d idle tenant lanes and %d tenants' parsed configs go (%d lanes still "
                  "open)", evicted, forgotten, len(lanes.lanes))
+
+
+heap = HeapTrimmer(trim=malloc_trim())
+
+
+@app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+async def return_free_heap() -> None:
+    """The heap a burst freed goes back to the system (pipeline/heap.py)."""
+    try:
+        given = heap.tick()
+    except Exception:
+        log.exception("returning the free heap failed")
+        return
+    if given:
+        log.debug("returned %.1f MiB of free heap to the system", given / 2**20)
 
 
 @app.timer(interval=3600.0)  # type: ignore[untyped-decorator]

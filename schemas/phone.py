@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Annotated
@@ -16,11 +17,16 @@ _LAYOUT = re.compile(r"[\s().\-/]")
 _NATIONAL = re.compile(r"^0[0-9]{5,14}$")
 
 
+@functools.lru_cache(maxsize=1024)
 def to_e164(value: str) -> str:
     """Normalise a number to E.164 or raise ValueError naming what is wrong with it.
 
     Call-tracking exports often drop the leading '+' of an international number
     ("380501112233"), so a bare run of 10-15 digits is read as international.
+
+    `phonenumbers` takes about 0.1 ms a number, and every call event has two, one of them the
+    tenant's tracking number, which repeats: the last 1,024 numbers read are kept (about
+    200 KB; a refused one is not kept).
     """
     raw = value.strip()
     digits = "".join(ch for ch in raw if ch.isdigit())
