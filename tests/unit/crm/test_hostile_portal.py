@@ -278,3 +278,18 @@ def test_a_malformed_answer_is_retried_then_parked_like_a_failing_server() -> No
     assert decide(e.CRMResponseTooLarge("x", method="/api/users"), attempt=3, max_attempts=3,
                   base=0.1, cap=1.0) == DeadLetter(reason="RetriesExhausted:CRMResponseTooLarge",
                                                    broken=False, method="/api/users")
+
+
+async def test_a_portal_s_cookies_are_neither_kept_nor_sent_back() -> None:
+    # A portal (or anything between) setting cookies would grow a jar per tenant and have
+    # them sent with every later request of that key.
+    seen: list[httpx.Request] = []
+    transport = replying(200, json.dumps({"success": True, "pagination": PAGE, "users": []}
+                                         ).encode(),
+                         headers={"set-cookie": f"session={SECRET}; Path=/"}, seen=seen)
+    async with client(transport) as crm:
+        await crm.users()
+        await crm.users()
+    assert len(seen) == 2
+    assert "cookie" not in seen[1].headers
+    assert seen[1].headers["x-api-key"] == KEY and seen[1].headers["accept-encoding"]
