@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -73,9 +74,10 @@ heap = HeapTrimmer(trim=malloc_trim())
 
 @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
 async def return_free_heap() -> None:
-    """The heap a burst freed goes back to the system (pipeline/heap.py)."""
+    """The heap a burst freed goes back to the system (pipeline/heap.py). In a thread: the
+    trim walks the heap with the GIL released, and the loop goes on meanwhile."""
     try:
-        given = heap.tick()
+        given = await asyncio.to_thread(heap.tick)
     except Exception:
         log.exception("returning the free heap failed")
         return

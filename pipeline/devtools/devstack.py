@@ -19,6 +19,11 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    NotCoordinatorForGroupError,
+)
 
 from pipeline.config import Settings
 from pipeline.crm.client import RetailCRMClient
@@ -209,6 +214,12 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+# What the broker answers while the group's coordinator is being set up (its offsets topic
+# made, its partition loaded) or has just moved.
+_COORDINATOR_NOT_YET = (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError,
+                        NotCoordinatorForGroupError)
+
+
 async def committed_everything(bootstrap: str, group: str, topic: str, *,
                                within: float = 120.0, worker: WorkerProcess | None = None
                                ) -> bool:
@@ -229,7 +240,11 @@ async def committed_everything(bootstrap: str, group: str, topic: str, *,
                 continue
             tps = [TopicPartition(topic, p) for p in partitions]
             ends = await consumer.end_offsets(tps)
-            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            try:
+                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            except _COORDINATOR_NOT_YET:  # a fresh broker, a group just made: not yet
+                await asyncio.sleep(0.5)
+                continue
             if all((committed.get(tp) and committed[tp].offset >= ends[tp]) or ends[tp] == 0
                    for tp in tps):
                 return True
