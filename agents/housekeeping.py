@@ -10,8 +10,7 @@ import time
 from pipeline.app import app, settings
 from pipeline.crm import errors as e
 from pipeline.delivery.health import publish_gauges
-from pipeline.heap import HeapTrimmer, malloc_trim
-from pipeline.runtime import directory, lanes, ledger, staff, states
+from pipeline.runtime import directory, heap, lanes, ledger, staff, states
 from pipeline.streams.tables import tenant_partition
 
 log = logging.getLogger(__name__)
@@ -67,9 +66,6 @@ async def evict_idle_lanes() -> None:
     if evicted or forgotten:
         log.info("let %d idle tenant lanes and %d tenants' parsed configs go (%d lanes still "
                  "open)", evicted, forgotten, len(lanes.lanes))
-
-
-heap = HeapTrimmer(trim=malloc_trim())
 
 
 @app.timer(interval=10.0)  # type: ignore[untyped-decorator]

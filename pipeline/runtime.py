@@ -25,6 +25,7 @@ from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.ledger import TableLedger
 from pipeline.delivery.outlets import Headers, TopicOutlets
 from pipeline.delivery.tenantstate import StateStore
+from pipeline.heap import HeapTrimmer, malloc_trim
 from pipeline.observability.lag import LagMetrics
 from pipeline.operations.control import ControlDesk
 from pipeline.operations.replay import ReplayManager
@@ -33,8 +34,8 @@ from pipeline.operations.window import ReplayWindow
 from pipeline.signing import RecordKind, RecordWriter, record_key
 from schemas.control import CommandResult
 
-__all__ = ["desk", "directory", "flush_durably", "keyring", "lag", "lanes", "ledger", "outlets",
-           "records", "replays", "staff", "states"]
+__all__ = ["desk", "directory", "flush_durably", "heap", "keyring", "lag", "lanes", "ledger",
+           "outlets", "records", "replays", "staff", "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -69,6 +70,7 @@ _operator_key = settings.operator_key.get_secret_value().encode() \
 _record_key = record_key(_operator_key) if _operator_key else None
 keyring = settings.secrets.keyring()
 lag = LagMetrics()
+heap = HeapTrimmer(trim=malloc_trim())
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
 directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters),
                             keyring=keyring, record_key=_record_key)
