@@ -10,6 +10,7 @@ import time
 from pipeline.app import app, settings
 from pipeline.crm import errors as e
 from pipeline.delivery.health import publish_gauges
+from pipeline.observability.metrics import HEAP_RETURNED
 from pipeline.runtime import directory, heap, lanes, ledger, staff, states
 from pipeline.streams.tables import tenant_partition
 
@@ -78,6 +79,7 @@ async def return_free_heap() -> None:
         log.exception("returning the free heap failed")
         return
     if given:
+        HEAP_RETURNED.inc(given)
         log.debug("returned %.1f MiB of free heap to the system", given / 2**20)
 
 

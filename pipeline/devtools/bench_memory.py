@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.devtools.bench_figures import GOALS, figure_row
 from pipeline.devtools.bench_load import ended_call
 from pipeline.devtools.bench_stack import Section, Stack, bench_tenant, proc_status_mib
+from pipeline.devtools.demo import metric_total
 
 __all__ = ["memory_section"]
 
@@ -53,6 +54,8 @@ def memory_section(stack: Stack, *, tenants: int, employees: int, called: int,
         time.sleep(AFTER_HOUSEKEEPING - 2)
         result["rss_after_calls_mib"] = proc_status_mib(section.pid, "VmRSS")
         result["hwm_mib"] = proc_status_mib(section.pid, "VmHWM")
+        result["heap_returned_mib"] = metric_total(
+            section.port, "callsync_heap_returned_bytes_total") / 2**20
         section.stop()
         # A restart: ready, then delivering a call published as it starts.
         first = section.tenants[0].sample
@@ -77,7 +80,8 @@ def memory_section(stack: Stack, *, tenants: int, employees: int, called: int,
         figure_row("worker RSS MiB, after calls", result["rss_after_calls_mib"], rss_goal,
                    note=f"calls for {called}; {AFTER_HOUSEKEEPING:.0f} s after them "
                         f"(2 s: {result['rss_2s_after_calls_mib']:.0f}); peak (VmHWM) "
-                        f"{result['hwm_mib']:.0f} MiB"),
+                        f"{result['hwm_mib']:.0f} MiB; the free-heap trims gave back "
+                        f"{result['heap_returned_mib']:.0f} MiB"),
         figure_row("restart: s to first call delivered", result["restart_delivering_seconds"],
                    GOALS["restart_delivering_seconds"][0],
                    note=f"/readyz after {result['restart_ready_seconds']:.1f} s"),

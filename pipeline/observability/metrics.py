@@ -10,7 +10,8 @@ __all__ = [
     "BATCH_SIZE", "CALLBACK_SECONDS", "CONSUMER_LAG_RECORDS", "CONSUMER_LAG_SECONDS",
     "CRM_REQUESTS", "CRM_REQUEST_SECONDS", "DEAD_LETTERED", "DELIVERED",
     "DIAGNOSIS_FAILURES", "DIAGNOSIS_TASKS",
-    "EVENTS_CONSUMED", "FALLBACKS", "INGEST_ACCEPTED", "INGEST_IN_FLIGHT", "INGEST_REGISTRY",
+    "EVENTS_CONSUMED", "FALLBACKS", "HEAP_RETURNED", "INGEST_ACCEPTED", "INGEST_IN_FLIGHT",
+    "INGEST_REGISTRY",
     "INGEST_REQUESTS", "INVALID", "LANE_BACKLOG", "LEAD_BATCH_SIZE",
     "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
     "REPLAY_SUBMITTED",
@@ -79,6 +80,8 @@ DIAGNOSIS_FAILURES = Counter(
     "Set-up problems no diagnosis task could be made for (logged; no call is parked for it)",
     ["problem"])
 LANE_BACKLOG = Gauge("callsync_lane_backlog_events", "Events waiting in tenant lanes")
+HEAP_RETURNED = Counter("callsync_heap_returned_bytes_total",
+                        "Resident memory the free-heap trims handed back to the system")
 
 # The HTTP ingest is a process of its own: its /metrics serves these alone, not the worker's.
 INGEST_REGISTRY = CollectorRegistry()
