@@ -143,7 +143,8 @@ class CRMSettings(_Section):
     telephony_rps: int = Field(default=40, ge=1, le=40,
                                description="CALLSYNC_CRM__TELEPHONY_RPS: retailCRM allows 40/s")
     upload_linger_seconds: float = Field(
-        default=0.5, ge=0, le=10, description="CALLSYNC_CRM__UPLOAD_LINGER_SECONDS: batch window")
+        default=0.5, ge=0, le=10, description="CALLSYNC_CRM__UPLOAD_LINGER_SECONDS: a batch of "
+        "uploads leaves once no call came for this long, or four times this long after its first")
     max_attempts: int = Field(default=8, ge=1, le=100,
                               description="CALLSYNC_CRM__MAX_ATTEMPTS: per retryable failure")
     backoff_base_seconds: float = Field(default=0.1, gt=0,

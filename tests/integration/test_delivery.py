@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import weakref
@@ -567,6 +568,54 @@ async def test_a_pop_up_leaves_at_once_while_uploads_linger(harness: Harness,
         assert by_method(harness.double)["/api/telephony/calls/upload"] == 1
     finally:
         await harness.lane.stop()
+
+
+async def _upload_sizes(harness: Harness) -> list[int]:
+    sizes: list[int] = []
+    upload_calls = harness.client.upload_calls
+
+    async def counted(calls: Any) -> Any:
+        sizes.append(len(calls))
+        return await upload_calls(calls)
+
+    harness.client.upload_calls = counted  # type: ignore[method-assign]
+    return sizes
+
+
+async def test_calls_that_keep_coming_keep_their_batch_open(harness: Harness,
+                                                            portal: Portal) -> None:
+    """A batch leaves once no call came for a linger, not a linger after its first: 12 calls
+    50 ms apart (0.6 s in all, the linger 0.5 s) go in one upload. (Real time on purpose:
+    the gap between arrivals is what is tested; each gap is a tenth of the linger.)"""
+    sizes = await _upload_sizes(harness)
+    harness.lane.linger = 0.5
+    harness.lane.start()
+    try:
+        for n in range(1, 13):
+            await harness.lane.submit(harness.work(call(n, direction="out"), n))
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(harness.acked) == 12, "12 calls settled")
+    finally:
+        await harness.lane.stop()
+    assert sizes == [12] and len(portal.calls) == 12
+
+
+async def test_a_batch_that_keeps_receiving_calls_leaves_after_four_lingers(
+        harness: Harness, portal: Portal) -> None:
+    """Calls that never stop coming do not hold their batch for ever: with a linger of 0.1 s
+    a batch leaves 0.4 s after its first call, though 30 calls come over 0.6 s or more."""
+    sizes = await _upload_sizes(harness)
+    harness.lane.linger = 0.1
+    harness.lane.start()
+    try:
+        for n in range(1, 31):
+            await harness.lane.submit(harness.work(call(n, direction="out"), n))
+            await asyncio.sleep(0.02)
+        await wait_until(lambda: len(harness.acked) == 30, "30 calls settled")
+    finally:
+        await harness.lane.stop()
+    assert len(sizes) >= 2 and sizes[0] < 30 and sum(sizes) == 30, sizes
+    assert len(portal.calls) == 30
 
 
 async def run_until(lane: TenantLane, works: list[Work], settled: Callable[[], bool],
