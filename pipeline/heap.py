@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable
 
@@ -22,13 +21,12 @@ def rss_bytes() -> int:
 
 
 def malloc_trim() -> Callable[[], object] | None:
-    """glibc's `malloc_trim(0)`, or None if the C library has none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """glibc's `malloc_trim(0)`, or None if the C library has none. Looked up among the
+    symbols the process has loaded (libc's among them): `ctypes.util.find_library` would run
+    `ldconfig` at every worker start."""
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
