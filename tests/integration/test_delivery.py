@@ -570,7 +570,8 @@ async def test_a_pop_up_leaves_at_once_while_uploads_linger(harness: Harness,
         await harness.lane.stop()
 
 
-async def _upload_sizes(harness: Harness) -> list[int]:
+def _upload_sizes(harness: Harness) -> list[int]:
+    """The number of calls in each `telephony/calls/upload` the harness's client makes."""
     sizes: list[int] = []
     upload_calls = harness.client.upload_calls
 
@@ -582,21 +583,28 @@ async def _upload_sizes(harness: Harness) -> list[int]:
     return sizes
 
 
+async def _trickle(harness: Harness, *, calls: int, gap: float, linger: float) -> list[int]:
+    """`calls` outgoing calls submitted `gap` seconds apart to the running lane, until all
+    settled; the calls in each upload."""
+    sizes = _upload_sizes(harness)
+    harness.lane.linger = linger
+    harness.lane.start()
+    try:
+        for n in range(1, calls + 1):
+            await harness.lane.submit(harness.work(call(n, direction="out"), n))
+            await asyncio.sleep(gap)
+        await wait_until(lambda: len(harness.acked) == calls, f"{calls} calls settled")
+    finally:
+        await harness.lane.stop()
+    return sizes
+
+
 async def test_calls_that_keep_coming_keep_their_batch_open(harness: Harness,
                                                             portal: Portal) -> None:
     """A batch leaves once no call came for a linger, not a linger after its first: 12 calls
     50 ms apart (0.6 s in all, the linger 0.5 s) go in one upload. (Real time on purpose:
     the gap between arrivals is what is tested; each gap is a tenth of the linger.)"""
-    sizes = await _upload_sizes(harness)
-    harness.lane.linger = 0.5
-    harness.lane.start()
-    try:
-        for n in range(1, 13):
-            await harness.lane.submit(harness.work(call(n, direction="out"), n))
-            await asyncio.sleep(0.05)
-        await wait_until(lambda: len(harness.acked) == 12, "12 calls settled")
-    finally:
-        await harness.lane.stop()
+    sizes = await _trickle(harness, calls=12, gap=0.05, linger=0.5)
     assert sizes == [12] and len(portal.calls) == 12
 
 
@@ -604,16 +612,7 @@ async def test_a_batch_that_keeps_receiving_calls_leaves_after_four_lingers(
         harness: Harness, portal: Portal) -> None:
     """Calls that never stop coming do not hold their batch for ever: with a linger of 0.1 s
     a batch leaves 0.4 s after its first call, though 30 calls come over 0.6 s or more."""
-    sizes = await _upload_sizes(harness)
-    harness.lane.linger = 0.1
-    harness.lane.start()
-    try:
-        for n in range(1, 31):
-            await harness.lane.submit(harness.work(call(n, direction="out"), n))
-            await asyncio.sleep(0.02)
-        await wait_until(lambda: len(harness.acked) == 30, "30 calls settled")
-    finally:
-        await harness.lane.stop()
+    sizes = await _trickle(harness, calls=30, gap=0.02, linger=0.1)
     assert len(sizes) >= 2 and sizes[0] < 30 and sum(sizes) == 30, sizes
     assert len(portal.calls) == 30
 
@@ -652,14 +651,7 @@ async def test_a_backlog_s_call_uploads_are_full_but_for_its_end(harness: Harnes
     callers': 4 customers uploads, and every call upload full but the last two (cutting by
     leads alone left one partial upload a batch)."""
     events = [call(n, direction="out") if n % 8 > 4 else call(n) for n in range(1, 301)]
-    sizes: list[int] = []
-    upload_calls = harness.client.upload_calls
-
-    async def counted(calls: Any) -> Any:
-        sizes.append(len(calls))
-        return await upload_calls(calls)
-
-    harness.client.upload_calls = counted  # type: ignore[method-assign]
+    sizes = _upload_sizes(harness)
     lane = TenantLane(tenant_id="acme", steps=harness.steps, outlets=harness.outlets,
                       linger=0.05, buffer=len(events))
     await run_until(lane, [harness.work(e, n) for n, e in enumerate(events)],
