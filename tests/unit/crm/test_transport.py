@@ -29,7 +29,7 @@ async def test_each_portal_has_a_pool_of_its_own_and_all_share_one_tls_context()
     double_b = transport._pool(request("http://127.0.0.1:8089/beta/"))
     assert len({id(acme), id(beta), id(double_a), id(double_b)}) == 4
     assert transport.pools == 4
-    assert acme._pool._ssl_context is beta._pool._ssl_context is not None
+    assert acme.ssl_context is beta.ssl_context is not None
     now[0] = 300.0
     transport._pool(request("https://acme.retailcrm.ru/"))
     now[0] = 700.0
