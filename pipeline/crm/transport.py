@@ -75,6 +75,19 @@ def transport_error(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(name)  # closed or reset under the request
 
 
+def _signals() -> aiohttp.TraceConfig:
+    signals = aiohttp.TraceConfig()
+    signals.on_request_headers_sent.append(_written)
+    signals.on_request_chunk_sent.append(_written)
+    signals.on_request_end.append(_answered)
+    signals.freeze()
+    return signals
+
+
+# One for every session: its signals are a kilobyte, and hold nothing of a request's.
+_SIGNALS = _signals()
+
+
 class _Body(httpx.AsyncByteStream):
     """The answer's body as aiohttp reads it, its failures as httpx's."""
 
@@ -107,15 +120,11 @@ class PortalTransport(AiohttpTransport):
 
     def _session(self) -> aiohttp.ClientSession:
         # Made at the first request: aiohttp wants the running loop.
-        signals = aiohttp.TraceConfig()
-        signals.on_request_headers_sent.append(_written)
-        signals.on_request_chunk_sent.append(_written)
-        signals.on_request_end.append(_answered)
         connector = aiohttp.TCPConnector(ssl=self.ssl_context,
                                          limit=self.limits.max_connections or 0,
                                          keepalive_timeout=self.limits.keepalive_expiry or 0)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                     trace_configs=[signals], auto_decompress=False,
+                                     trace_configs=[_SIGNALS], auto_decompress=False,
                                      trust_env=False)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
