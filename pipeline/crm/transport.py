@@ -29,9 +29,10 @@ __all__ = ["PORTAL", "PortalTransport", "SharedTransport", "transport_error"]
 
 # The request extension that names the portal (its base URL) the request is for.
 PORTAL = "callsync.portal"
-# A tenant's lane makes one request at a time; a replay, a roster sync or a command may add one.
-PORTAL_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=2,
-                             keepalive_expiry=30.0)
+# A tenant's lane makes a telephony and a general request at a time; a replay, a roster sync or
+# a command may add one. aiohttp keeps each idle connection for `keepalive_expiry`, up to the
+# limit (it has no cap of its own for idle ones).
+PORTAL_LIMITS = httpx.Limits(max_connections=8, keepalive_expiry=30.0)
 IDLE_SECONDS = 600.0
 
 Trace = Callable[[str, Mapping[str, Any]], Awaitable[None]]
