@@ -142,11 +142,13 @@ class PortalTransport(AiohttpTransport):
 
 class SharedTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None, *,
-                 idle_seconds: float = IDLE_SECONDS,
+                 idle_seconds: float = IDLE_SECONDS, ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        # `inner` (tests: a MockTransport) takes every request as it is.
+        # `inner` (tests: a MockTransport) takes every request as it is. `ssl_context` (tests:
+        # a CA of their own) is what every portal's certificate is checked against; httpx's
+        # default (certifi's roots) is made at the first request otherwise.
         self._inner = inner
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context
         self._pools: dict[str, PortalTransport] = {}
         self._used: dict[str, float] = {}
         self.idle_seconds = idle_seconds

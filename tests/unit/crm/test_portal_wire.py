@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 from asyncio import StreamReader as Reader
 from asyncio import StreamWriter as Writer
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+import trustme
 from pydantic import SecretStr
 
 from pipeline.crm import errors as e
@@ -240,3 +242,57 @@ def test_transport_errors_go_by_the_failure_underneath() -> None:
     assert type(transport_error(ConnectionResetError())) is httpx.ReadError
     assert str(transport_error(aiohttp.ClientPayloadError("secret body"))) == \
         "ClientPayloadError"
+
+
+@asynccontextmanager
+async def tls_portal(certified_for: str) -> AsyncIterator[tuple[trustme.CA, str]]:
+    """A portal over TLS at 127.0.0.1 whose certificate, from a CA of the test's own, names
+    `certified_for`."""
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(certified_for).configure_cert(served)
+
+    async def handle(reader: Reader, writer: Writer) -> None:
+        try:
+            await forever(reader, writer, Portal())
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=served)
+    try:
+        yield ca, f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/acme/"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+async def test_a_portal_over_tls_is_read_when_its_certificate_checks_out() -> None:
+    async with tls_portal("127.0.0.1") as (ca, url):
+        transport = SharedTransport(ssl_context=trusting(ca))
+        try:
+            client = RetailCRMClient(base_url=url, api_key=SecretStr(KEY), transport=transport)
+            assert (await client.users()).users == []
+        finally:
+            await transport.close()
+
+
+@pytest.mark.parametrize("case", ["unknown-ca", "other-host"])
+async def test_a_certificate_that_does_not_check_out_is_refused(case: str) -> None:
+    # A self-made certificate (the production context trusts certifi's roots only), or one
+    # that names another host: a connect error of the portal's tenant, nothing read or sent.
+    async with tls_portal("127.0.0.1" if case == "unknown-ca" else "portal.example") as (ca, url):
+        transport = SharedTransport(ssl_context=None if case == "unknown-ca" else trusting(ca))
+        try:
+            client = RetailCRMClient(base_url=url, api_key=SecretStr(KEY), transport=transport)
+            with pytest.raises(e.CRMTransportError, match="ConnectError"):
+                await client.users()
+        finally:
+            await transport.close()
