@@ -93,12 +93,6 @@ async def _drain(buffer: Any) -> None:
 
 
 ProducerBuffer.flush = _drain  # type: ignore[method-assign,assignment]
-# Past this many table changelog records waiting to leave, Faust holds every stream's next
-# message back until 100 have left, and logs a warning and a line of info each time. Its 100
-# did that about every 50 calls under load (a batch's ledger entries are written at once): a
-# hundred warnings a minute that ask nothing of anyone, and intake stalled up to 0.1 s each
-# time. A thousand records are a few hundred KB; the commit still waits for all of them.
-ProducerBuffer.max_messages = 1000
 
 
 def _topic(name: str, *, partitions: int, retention: timedelta | None = None,
