@@ -32,7 +32,8 @@ PORTAL = "callsync.portal"
 # A tenant's lane makes a telephony and a general request at a time; a replay, a roster sync or
 # a command may add one. aiohttp keeps each idle connection for `keepalive_expiry`, up to the
 # limit (it has no cap of its own for idle ones).
-PORTAL_LIMITS = httpx.Limits(max_connections=8, keepalive_expiry=30.0)
+PORTAL_CONNECTIONS = 8
+KEEPALIVE_SECONDS = 30.0
 IDLE_SECONDS = 600.0
 
 Trace = Callable[[str, Mapping[str, Any]], Awaitable[None]]
@@ -114,16 +115,15 @@ class PortalTransport(AiohttpTransport):
     back), no redirects, answers handed over as they came (`wire.read_capped` inflates them
     within its cap)."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, limits: httpx.Limits = PORTAL_LIMITS
-                 ) -> None:
-        super().__init__(verify=ssl_context, limits=limits, trust_env=False,
-                         client=self._session)
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False, client=self._session,
+                         limits=httpx.Limits(max_connections=PORTAL_CONNECTIONS,
+                                             keepalive_expiry=KEEPALIVE_SECONDS))
 
     def _session(self) -> aiohttp.ClientSession:
         # Made at the first request: aiohttp wants the running loop.
-        connector = aiohttp.TCPConnector(ssl=self.ssl_context,
-                                         limit=self.limits.max_connections or 0,
-                                         keepalive_timeout=self.limits.keepalive_expiry or 0)
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=PORTAL_CONNECTIONS,
+                                         keepalive_timeout=KEEPALIVE_SECONDS)
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                      trace_configs=[_SIGNALS], auto_decompress=False,
                                      trust_env=False)
