@@ -18,6 +18,8 @@ from pipeline.operations.operator import build_command, send_and_follow
 
 __all__ = ["replay_section"]
 
+SETUP_WINDOW_SECONDS = 1.1  # retailCRM's window, and a little more
+
 
 def replay_section(stack: Stack, *, tenants: int, calls_each: int) -> dict[str, Any]:
     """Three days of calls published before their tenants were configured (the worker puts
@@ -38,9 +40,14 @@ def replay_section(stack: Stack, *, tenants: int, calls_each: int) -> dict[str, 
         section.publish_calls(events)
         section.settle()
         section.publish_tenants(devs)
+        set_up = time.monotonic()
         wait_for_metric(section.port, "callsync_tenant_updates_total", 2 * tenants,
                         section.worker)
         since = datetime.now(UTC) - timedelta(days=3)
+        # The set-up's own request to each portal (its telephony module, from this process)
+        # counts in that key's second like any other: a replay asked for within it would
+        # start with nine of its ten left, and the tenth draw a 503 that is not the worker's.
+        time.sleep(max(0.0, set_up + SETUP_WINDOW_SECONDS - time.monotonic()))
 
         async def replay_all() -> list[Any]:
             return await asyncio.gather(*(send_and_follow(settings, build_command(
