@@ -116,9 +116,9 @@ class PortalTransport(AiohttpTransport):
     within its cap)."""
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        super().__init__(verify=ssl_context, trust_env=False, client=self._session,
-                         limits=httpx.Limits(max_connections=PORTAL_CONNECTIONS,
-                                             keepalive_expiry=KEEPALIVE_SECONDS))
+        # The pool's limit and keep-alive are `_session`'s: httpx_aiohttp reads its own
+        # `limits` and `trust_env` only when it makes the session itself.
+        super().__init__(verify=ssl_context, client=self._session)
 
     def _session(self) -> aiohttp.ClientSession:
         # Made at the first request: aiohttp wants the running loop.
