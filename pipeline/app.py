@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import load_settings
 from pipeline.observability.logs import logging_config, redactor
 from pipeline.observability.metrics import READY
+from pipeline.streams.fetching import App
 from pipeline.streams.tables import CompactTable, CompactTenantTable, TenantTable, tenant_partition
 
 __all__ = [
@@ -41,8 +42,9 @@ async def _only_served_paths(request: aiohttp_web.Request,
 _topics = settings.topics
 _partitions = _topics.partitions
 
-app = faust.App(
+app = App(
     settings.app_id,
+    fetch_wait_ms=settings.kafka.fetch_wait_ms,
     broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
     store="memory://",
     autodiscover=["agents"],

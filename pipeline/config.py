@@ -53,6 +53,10 @@ class KafkaSettings(_Section):
         default=60.0, ge=6, le=300,
         description="CALLSYNC_KAFKA__SESSION_TIMEOUT_SECONDS: a dead worker's partitions move "
         "after this long")
+    fetch_wait_ms: int = Field(
+        default=100, ge=1, le=1500,
+        description="CALLSYNC_KAFKA__FETCH_WAIT_MS: how long a broker may hold the worker's "
+        "fetch when nothing new came; a partition left out of that fetch waits as long")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="CALLSYNC_KAFKA__SECURITY_PROTOCOL: TLS and/or SASL to "
         "the brokers (a real cluster wants SASL_SSL)")

@@ -51,3 +51,10 @@ def test_a_certificate_file_that_is_not_there_is_named(monkeypatch: pytest.Monke
     monkeypatch.setenv("CALLSYNC_KAFKA__SSL_CAFILE", str(tmp_path / "missing.pem"))
     with pytest.raises(SettingsError, match="CALLSYNC_KAFKA__SSL_CAFILE"):
         load_settings()
+
+
+@pytest.mark.parametrize("wait", ["0", "1501", "soon"])
+def test_a_fetch_wait_out_of_range_is_named(monkeypatch: pytest.MonkeyPatch, wait: str) -> None:
+    monkeypatch.setenv("CALLSYNC_KAFKA__FETCH_WAIT_MS", wait)
+    with pytest.raises(SettingsError, match="CALLSYNC_KAFKA__FETCH_WAIT_MS"):
+        load_settings()
