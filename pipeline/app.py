@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import load_settings
 from pipeline.observability.logs import logging_config, redactor
 from pipeline.observability.metrics import READY
-from pipeline.streams.fetching import App
+from pipeline.streams.consumer import App
 from pipeline.streams.tables import CompactTable, CompactTenantTable, TenantTable, tenant_partition
 
 __all__ = [
