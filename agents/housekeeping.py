@@ -1,5 +1,6 @@
 """Housekeeping timers: sync_rosters (each owned tenant's CRM managers), evict_idle_lanes
-(and the tenants' parsed configs), prune_ledger and return_free_heap."""
+(and the tenants' parsed configs), prune_ledger and return_free_heap; and freeze_startup_heap
+once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pipeline.app import app, settings
 from pipeline.crm import errors as e
 from pipeline.delivery.health import publish_gauges
+from pipeline.heap import freeze_long_lived
 from pipeline.observability.metrics import HEAP_RETURNED
 from pipeline.runtime import directory, heap, lanes, ledger, staff, states
 from pipeline.streams.tables import tenant_partition
@@ -81,6 +83,16 @@ async def return_free_heap() -> None:
     if given:
         HEAP_RETURNED.inc(given)
         log.debug("returned %.1f MiB of free heap to the system", given / 2**20)
+
+
+@app.task  # type: ignore[untyped-decorator]
+async def freeze_startup_heap() -> None:
+    """What a worker holds once ready, it holds for good: the collector stops walking it
+    (pipeline/heap.py)."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    await recovery.completed.wait()  # the tables loaded
+    frozen = freeze_long_lived()
+    log.info("%d objects alive at start-up left out of garbage collection", frozen)
 
 
 @app.timer(interval=3600.0)  # type: ignore[untyped-decorator]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 from collections.abc import Callable
 
-__all__ = ["HeapTrimmer", "malloc_trim", "rss_bytes"]
+__all__ = ["HeapTrimmer", "freeze_long_lived", "malloc_trim", "rss_bytes"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -61,3 +62,13 @@ class HeapTrimmer:
         given = max(0, before - self._after_last)
         self.returned += given
         return given
+
+
+def freeze_long_lived() -> int:
+    """Moves the objects alive now out of the cyclic collector's sight (`gc.freeze`), after a
+    collection; returns how many. Called once a worker is ready: its modules, app and tables
+    live as long as it does, yet each full collection walked them all, 60-180 ms a time in
+    which no event moved (4 in a throughput run, 0.7 s in all)."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
