@@ -19,8 +19,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """aiokafka has one fetch in flight per broker, and leaves out of it each partition whose
     fetched records were not all handed on yet; the broker holds that fetch up to its wait
     when the partitions in it have nothing new. Records arriving meanwhile on a partition left
-    out wait for it: measured with pop-ups at 600/s, one gap of 0.9-1.5 s in most 5-second runs,
-    1.6 s at the 99th percentile. With a short wait, at most that long."""
+    out wait for it. Pop-ups at 600/s for 5 s: a gap of 0.9-1.5 s with none delivered in 9 runs
+    of 15, the 99th percentile then 1.6-2.7 s; with 100 ms, no such gap in 13. With a short
+    wait, a partition waits at most that long."""
 
     def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
         consumer: AIOKafkaConsumer = super()._create_worker_consumer(transport)
