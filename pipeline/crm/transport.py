@@ -29,10 +29,11 @@ __all__ = ["PORTAL", "PortalTransport", "SharedTransport", "transport_error"]
 
 # The request extension that names the portal (its base URL) the request is for.
 PORTAL = "callsync.portal"
-# A tenant's lane makes a telephony and a general request at a time; a replay, a roster sync or
-# a command may add one. aiohttp keeps each idle connection for `keepalive_expiry`, up to the
-# limit (it has no cap of its own for idle ones).
-PORTAL_CONNECTIONS = 8
+# A tenant's lane has up to 4 pop-ups or statuses under way (delivery/announcer.py), an upload
+# and a general request; a replay, a roster sync or a command may add one. aiohttp keeps each
+# idle connection for `keepalive_expiry`, up to the limit (it has no cap of its own for idle
+# ones).
+PORTAL_CONNECTIONS = 10
 KEEPALIVE_SECONDS = 30.0
 IDLE_SECONDS = 600.0
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from pipeline.crm.client import MAX_CALLS_PER_UPLOAD, MAX_PER_UPLOAD
+from pipeline.delivery.announcer import Announcer
 from pipeline.delivery.diagnosis import Diagnosis
 from pipeline.delivery.errorpolicy import DeadLetter
 from pipeline.delivery.health import Condition
@@ -70,6 +71,8 @@ class TenantLane:
         self._in_flight: set[str] = set()  # the callers of the batch making its leads
         self._back: asyncio.Task[None] | None = None  # that batch's leads, uploads, outcomes
         self._arrived = asyncio.Event()  # set by each submit
+        # Pop-ups and statuses leave on arrival, several calls' at once (announcer.py).
+        self._announcer = Announcer(lambda work: self._step(self.steps.announce, work))
 
     @property
     def broken(self) -> DeadLetter | None:
@@ -100,7 +103,7 @@ class TenantLane:
         portal to probe: a broken lane wakes by itself). A deactivated one has nothing: a
         fresh lane reads that from the tenant-state table and parks what comes."""
         if self._busy or not self._queue.empty() or self._held or self.health.probed or (
-                self._back is not None and not self._back.done()):
+                self._back is not None and not self._back.done()) or self._announcer.busy:
             return 0.0
         return now - self._last_active
 
@@ -164,8 +167,9 @@ class TenantLane:
         if self.health.stopped or not _urgent(work) or work.prepared:
             return
         if work.start() and not self._held_back(work):
-            await self._step(self.steps.announce, work)
-        work.announced = True
+            await self._announcer.start(work)  # `announced` once it is over
+        else:
+            work.announced = True
 
     async def _run(self) -> None:
         """Batch after batch; a batch's front (its lookups) runs while the batch before makes
@@ -175,6 +179,7 @@ class TenantLane:
                 await self._next_or_back()
                 await self._turn(await self._collect(self._wait()))
         finally:
+            await self._announcer.cancel()
             if self._back is not None and not self._back.done():
                 self._back.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -258,6 +263,7 @@ class TenantLane:
     async def _front(self, batch: list[Work]) -> tuple[list[Work], Early]:
         """What may run while the batch before still makes its leads: the probe, the pop-ups,
         and the lookups of callers not in that batch."""
+        await self._announcer.settled(batch)  # the pop-ups that left on arrival
         # The probe first: a portal found back starts the replay of what its outage parked,
         # and this very batch's live events must then wait for it too.
         await self._probe()

@@ -15,6 +15,7 @@ import pytest
 from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
+from pipeline.delivery.announcer import MAX_ANNOUNCING
 from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.helduploads import HeldUploads
 from pipeline.delivery.lanes import LaneRegistry, TenantLane
@@ -1011,3 +1012,69 @@ async def test_a_customer_the_upload_refuses_rejects_only_its_own_call(
     assert call_id == "c2" and reason.startswith("crm_rejected: customer:")
     assert by_method(crm_double)["/api/customers/create"] == 1, "the refused one, on its own"
     assert sorted(harness.acked) == ["c1", "c2", "c3"] and harness.outlets.dead == []
+
+
+def _pop_ups_under_way(harness: Harness) -> list[tuple[str, str, str]]:
+    """Each pop-up request of the harness's client as it starts and ends: (call, type, edge)."""
+    seen: list[tuple[str, str, str]] = []
+    call_event = harness.client.call_event
+
+    async def watched(event: Any) -> Any:
+        seen.append((event.callExternalId, event.type, "start"))
+        try:
+            return await call_event(event)
+        finally:
+            seen.append((event.callExternalId, event.type, "end"))
+
+    harness.client.call_event = watched  # type: ignore[method-assign]
+    return seen
+
+
+def _most_at_once(seen: list[tuple[str, str, str]]) -> int:
+    now = most = 0
+    for _, _, edge in seen:
+        now += 1 if edge == "start" else -1
+        most = max(most, now)
+    return most
+
+
+async def test_a_slow_portal_gets_several_calls_pop_ups_at_once(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    """A portal answering each pop-up in 0.5 s: one at a time, a lane could show two a second
+    whatever retailCRM's 40 allowed; ringing calls queued behind each other."""
+    crm_double.state.faults.append(Fault(method="/api/telephony/call/event", latency=0.5,
+                                         apply_first=True))
+    seen = _pop_ups_under_way(harness)
+    harness.lane.start()
+    try:
+        for n in range(1, MAX_ANNOUNCING + 3):
+            await harness.lane.submit(harness.work(fresh(n, stage="started",
+                                                         status="in_progress"), n))
+        await wait_until(lambda: len(harness.acked) == MAX_ANNOUNCING + 2, "all acknowledged")
+    finally:
+        await harness.lane.stop()
+    assert _most_at_once(seen) == MAX_ANNOUNCING
+    assert sorted(e["callExternalId"] for e in portal.call_events) == \
+        sorted(f"c{n}" for n in range(1, MAX_ANNOUNCING + 3))
+
+
+async def test_a_call_s_hang_up_pop_up_waits_for_its_ringing_one(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    crm_double.state.faults.append(Fault(method="/api/telephony/call/event", latency=0.3,
+                                         apply_first=True))
+    seen = _pop_ups_under_way(harness)
+    harness.lane.start()
+    try:
+        await harness.lane.submit(harness.work(fresh(1, stage="started",
+                                                     status="in_progress"), 1))
+        await harness.lane.submit(harness.work(fresh(1), 2))  # its end: answered
+        await harness.lane.submit(harness.work(fresh(2, stage="started",
+                                                     status="in_progress"), 3))
+        await wait_until(lambda: len(harness.acked) == 3, "all three acknowledged")
+    finally:
+        await harness.lane.stop()
+    assert seen.index(("c1", "in", "end")) < seen.index(("c1", "hangup", "start"))
+    assert seen.index(("c2", "in", "start")) < seen.index(("c1", "in", "end")), \
+        "another call's pop-up did not wait"
+    assert [(e["callExternalId"], e["type"]) for e in portal.call_events
+            if e["callExternalId"] == "c1"] == [("c1", "in"), ("c1", "hangup")]
