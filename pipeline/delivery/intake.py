@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Container, Mapping
@@ -22,6 +21,7 @@ from pipeline.observability.metrics import FALLBACKS
 from pipeline.secrets import KeyRing, SecretError
 from pipeline.signing import RecordRefused, open_record
 from pipeline.streams.offsets import Lease
+from pipeline.streams.tables import version_reader
 from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping, Routes, Routing
@@ -29,13 +29,6 @@ from schemas.mapping import EmployeeMapping, Routes, Routing
 __all__ = ["TenantDirectory", "accept_call", "admit", "describe_invalid", "divert"]
 
 log = logging.getLogger(__name__)
-
-
-def _version(stored: object) -> object:
-    """What a cached view remembers of the stored record it was parsed from: a digest of its
-    bytes (the tables hand out a fresh copy on every read), or the record itself."""
-    return hashlib.blake2b(stored, digest_size=16).digest() if isinstance(stored, bytes) \
-        else stored
 
 
 def describe_invalid(exc: ValidationError) -> str:
@@ -62,6 +55,10 @@ class TenantDirectory:
         self._integrations = integrations
         self._mappings = mappings
         self._rosters = rosters if rosters is not None else {}
+        # A cached view remembers the version of the stored record it was parsed from.
+        self._config_version = version_reader(integrations)
+        self._mapping_version = version_reader(mappings)
+        self._roster_version = version_reader(self._rosters)
         self.keyring = keyring
         self.record_key = record_key
         self.clock = clock
@@ -87,15 +84,15 @@ class TenantDirectory:
     def config(self, tenant_id: str, *, keep: bool = True) -> IntegrationConfig | None:
         """The tenant's config, its key decrypted. `keep=False` is for sweeps over every
         tenant (the roster sync): a config not already held is opened for that use only."""
-        stored = self._integrations.get(tenant_id)
-        if not stored:
-            return None
-        version = _version(stored)
+        version = self._config_version(tenant_id)
         cached = self._configs.get(tenant_id)
-        if cached is not None and cached[0] == version:
+        if version is not None and cached is not None and cached[0] == version:
             if keep:
                 self._used[tenant_id] = self.clock()
             return cached[1]
+        stored = self._integrations.get(tenant_id)
+        if not stored:
+            return None
         try:
             config: IntegrationConfig | None = self.open_config(stored)
         except (RecordRefused, SecretError, ValidationError, ValueError) as exc:
@@ -123,7 +120,7 @@ class TenantDirectory:
         if not stored:
             return EmployeeMapping(tenant_id=tenant_id)
         self._used[tenant_id] = self.clock()
-        version = _version(stored)
+        version = self._mapping_version(tenant_id)
         cached = self._stored_maps.get(tenant_id)
         if cached is None or cached[0] != version:
             cached = (version, self._open_stored_mapping(tenant_id, stored))
@@ -138,27 +135,28 @@ class TenantDirectory:
             return EmployeeMapping(tenant_id=tenant_id)
 
     def roster(self, tenant_id: str) -> Roster | None:
+        version = self._roster_version(tenant_id)
+        cached = self._roster_cache.get(tenant_id)
+        if version is not None and cached is not None and cached[0] == version:
+            self._used[tenant_id] = self.clock()
+            return cached[1]
         stored = self._rosters.get(tenant_id)
         if not stored:
             return None
         self._used[tenant_id] = self.clock()
-        version = _version(stored)
-        cached = self._roster_cache.get(tenant_id)
-        if cached is None or cached[0] != version:
-            roster = Roster.model_validate_json(stored) if isinstance(stored, bytes | str) \
-                else Roster.model_validate(stored)
-            cached = (version, roster)
-            self._roster_cache[tenant_id] = cached
-        return cached[1]
+        roster = Roster.model_validate_json(stored) if isinstance(stored, bytes | str) \
+            else Roster.model_validate(stored)
+        self._roster_cache[tenant_id] = (version, roster)
+        return roster
 
     def mapping(self, tenant_id: str) -> Routing:
         """The mapping calls use: links to users who left the managers drop out. Kept as a
         Routing (the operators' model is parsed for it and let go)."""
-        stored = self._mappings.get(tenant_id)
-        versions = _version(stored), _version(self._rosters.get(tenant_id))
+        versions = self._mapping_version(tenant_id), self._roster_version(tenant_id)
         self._used[tenant_id] = self.clock()
         cached = self._maps.get(tenant_id)
         if cached is None or cached[:2] != versions:
+            stored = self._mappings.get(tenant_id)
             operators = self._open_stored_mapping(tenant_id, stored) if stored else \
                 EmployeeMapping(tenant_id=tenant_id)
             effective, dropped = effective_mapping(operators, self.roster(tenant_id))

@@ -4,8 +4,9 @@ compressed."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import zlib
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import faust
@@ -15,7 +16,7 @@ from faust.types import CodecArg, FutureMessage, StoreT
 from yarl import URL
 
 __all__ = ["CompactStore", "CompactTable", "CompactTenantTable", "TenantTable", "ZlibValues",
-           "tenant_partition"]
+           "tenant_partition", "value_version", "version_reader"]
 
 _partitioner = DefaultPartitioner()
 
@@ -60,6 +61,12 @@ class TenantTable(faust.Table[str, Any]):
                 await asyncio.shield(sent)  # a cancelled waiter leaves the send alone
 
 
+def value_version(value: object) -> object:
+    """What tells a stored value from any other: a digest of its bytes (a table hands out a
+    fresh copy of them on every read), or the value itself; None for none."""
+    return hashlib.blake2b(value, digest_size=16).digest() if isinstance(value, bytes) else value
+
+
 class ZlibValues(MutableMapping[Any, Any]):
     """A dict that holds bytes values zlib-compressed and hands them out as they were given
     (other values as they are). A tenant's signed mapping of 50 employees is 3.1 KB of JSON
@@ -77,6 +84,11 @@ class ZlibValues(MutableMapping[Any, Any]):
 
     def __delitem__(self, key: Any) -> None:
         del self._data[key]
+
+    def version(self, key: Any) -> object:
+        """`value_version` of the value held for `key`, read without inflating it: the digest
+        of its compressed bytes (one value compresses to the same bytes)."""
+        return value_version(self._data.get(key))
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -114,6 +126,23 @@ class _Compact(faust.Table[str, Any]):
                              key_type=self.key_type, key_serializer=self.key_serializer,
                              value_serializer=self.value_serializer, value_type=self.value_type,
                              loop=self.loop, options=self.options)
+
+
+    def version(self, key: str) -> object:
+        """`value_version` of the value held for `key`, inflated only if it must be."""
+        values = getattr(self.data, "data", None)
+        if isinstance(values, ZlibValues):
+            return values.version(key)
+        return value_version(self.get(key))
+
+
+def version_reader(table: Mapping[str, Any]) -> Callable[[str], object]:
+    """A reader of the version of what `table` holds for a key (None: nothing). A tenant's
+    config, mapping and roster are looked up for every call: inflating and hashing the three
+    to learn they had not changed was about 4 % of a worker's CPU on pop-ups."""
+    if isinstance(table, _Compact | ZlibValues):
+        return table.version
+    return lambda key: value_version(table.get(key))
 
 
 class CompactTable(_Compact):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from pipeline.delivery.employees import Manager, Roster
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.signing import seal_record, stored_form
+from pipeline.streams.tables import ZlibValues
 from schemas.mapping import EmployeeLink, EmployeeMapping
 from tests.unit.trust import KEYRING, RECORD_KEY, config_record
 
@@ -25,28 +27,34 @@ def config_bytes(tenant_id: str, site_code: str = "main") -> bytes:
                                    signed_at=NOW))
 
 
-def mapping_bytes(tenant_id: str) -> bytes:
+def mapping_bytes(tenant_id: str, e2: int = 2) -> bytes:
     mapping = EmployeeMapping(tenant_id=tenant_id, senior_manager_id=9, employees={
         "e1": EmployeeLink(crm_user_id=1, extension="101"),
-        "e2": EmployeeLink(crm_user_id=2, extension="102")})
+        "e2": EmployeeLink(crm_user_id=e2, extension="102")})
     return stored_form(seal_record("mapping", mapping.model_dump(mode="json"), RECORD_KEY,
                                    signed_at=NOW))
 
 
 class Tables:
-    def __init__(self, *tenants: str) -> None:
-        self.integrations: dict[str, Any] = {t: config_bytes(t) for t in tenants}
-        self.mappings: dict[str, Any] = {t: mapping_bytes(t) for t in tenants}
-        self.rosters: dict[str, Any] = {}
+    def __init__(self, *tenants: str, held: Callable[[], MutableMapping[str, Any]] = dict
+                 ) -> None:
+        self.integrations = held()
+        self.mappings = held()
+        self.rosters = held()
+        for t in tenants:
+            self.integrations[t] = config_bytes(t)
+            self.mappings[t] = mapping_bytes(t)
         self.clock = [1000.0]
         self.directory = TenantDirectory(self.integrations, self.mappings, self.rosters,
                                          keyring=KEYRING, record_key=RECORD_KEY,
                                          clock=lambda: self.clock[0])
 
 
-@pytest.fixture
-def tables() -> Tables:
-    return Tables("acme", "globex", "initech")
+@pytest.fixture(params=[dict, ZlibValues], ids=["plain", "compressed"])
+def tables(request: pytest.FixtureRequest) -> Tables:
+    """Over plain dicts, and over the compressed values the worker's tables hold (whose
+    records' versions are read without inflating them)."""
+    return Tables("acme", "globex", "initech", held=request.param)
 
 
 def test_only_the_tenants_asked_about_are_parsed(tables: Tables) -> None:
@@ -117,3 +125,48 @@ def test_a_roster_stored_as_bytes_drops_links_to_users_who_left(tables: Tables) 
     mapping = tables.directory.mapping("acme")
     assert set(mapping.employees) == {"e1"} and mapping.senior_manager_id == 9
     assert tables.directory.roster("acme") == roster
+
+
+def test_a_changed_mapping_or_roster_is_parsed_again(tables: Tables) -> None:
+    assert tables.directory.mapping("acme").crm_user_for("e2") == 2
+    tables.mappings["acme"] = mapping_bytes("acme", e2=5)
+    assert tables.directory.mapping("acme").crm_user_for("e2") == 5
+    assert tables.directory.stored_mapping("acme").employees["e2"].crm_user_id == 5
+    roster = Roster(manager_groups=["sales"], synced_at=NOW,
+                    managers={1: Manager(id=1, name="One"), 9: Manager(id=9, name="Senior")})
+    tables.rosters["acme"] = roster.model_dump_json().encode()
+    assert tables.directory.mapping("acme").crm_user_for("e2") is None, "5 is no manager"
+    del tables.rosters["acme"]
+    assert tables.directory.mapping("acme").crm_user_for("e2") == 5
+    assert tables.directory.roster("acme") is None
+
+
+class Inflations(ZlibValues):
+    """Compressed values that count how often one was inflated (read)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inflated = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        self.inflated += 1
+        return super().__getitem__(key)
+
+
+def test_an_unchanged_record_is_not_inflated_to_be_looked_up() -> None:
+    tables = Tables("acme", held=Inflations)
+    tables.rosters["acme"] = Roster(manager_groups=["sales"], synced_at=NOW, managers={
+        1: Manager(id=1, name="One"), 2: Manager(id=2, name="Two")}).model_dump_json().encode()
+    held = [tables.integrations, tables.mappings, tables.rosters]
+
+    def inflated() -> int:
+        return sum(t.inflated for t in held if isinstance(t, Inflations))
+
+    assert tables.directory.config("acme") is not None
+    assert tables.directory.mapping("acme").crm_user_for("e2") == 2
+    first = inflated()
+    assert first == 3, "each record read once, to be parsed"
+    for _ in range(3):
+        assert tables.directory.config("acme") is not None
+        assert tables.directory.mapping("acme").crm_user_for("e2") == 2
+    assert inflated() == first

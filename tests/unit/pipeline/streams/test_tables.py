@@ -11,7 +11,13 @@ from typing import Any
 from faust.tables.base import Collection
 
 from pipeline.app import app, integrations, ledger_table, mappings, rosters, tenant_state
-from pipeline.streams.tables import CompactStore, ZlibValues, tenant_partition
+from pipeline.streams.tables import (
+    CompactStore,
+    ZlibValues,
+    tenant_partition,
+    value_version,
+    version_reader,
+)
 
 RECORD = b'{"body":{"kind":"mapping","record":{"employees":{' + b",".join(
     b'"e%d":{"crm_user_id":%d,"extension":"%d"}' % (n, 1000 + n, 100 + n)
@@ -40,6 +46,26 @@ def test_the_tenant_record_tables_use_the_compact_store_and_the_others_do_not() 
         assert table.value_serializer == "raw", "the changelog carries the bytes as they are"
     for table in others:
         assert not isinstance(table.data, CompactStore), table.name
+
+
+def test_a_compact_table_s_version_follows_its_value_without_inflating_it() -> None:
+    key = "version-test"
+    store = integrations.data
+    try:
+        assert integrations.version(key) is None
+        store[key] = RECORD
+        first = integrations.version(key)
+        assert first is not None and first == integrations.version(key)
+        store[key] = RECORD.replace(b"e49", b"e50")
+        assert integrations.version(key) not in (None, first)
+        store[key] = RECORD
+        assert integrations.version(key) == first, "the same value, the same version"
+        assert version_reader(integrations) == integrations.version
+    finally:
+        store.pop(key, None)
+    plain = {"a": RECORD}
+    assert version_reader(plain)("a") == value_version(RECORD) and \
+        version_reader(plain)("b") is None
 
 
 def _event(key: str, value: bytes | None, partition: int = 0) -> Any:
