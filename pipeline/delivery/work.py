@@ -45,6 +45,7 @@ class Work:
     # The live consumer's claim on the record; None for replayed work (the replay tracks it).
     lease: Lease | None = None
     replayed: bool = False
+    digest: str | None = None  # `uploads.upload_digest`'s, made once
 
     def add(self, outcome: Outcome) -> None:
         """A step's outcome, added to the call's."""

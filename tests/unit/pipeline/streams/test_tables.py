@@ -68,6 +68,17 @@ def test_a_compact_table_s_version_follows_its_value_without_inflating_it() -> N
         version_reader(plain)("b") is None
 
 
+def test_a_tenant_s_partition_is_kafka_s_for_each_partition_count() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitioner = DefaultPartitioner()
+    for partitions in (4, 6, 4, 12):  # asked again: kept per count, not per tenant alone
+        every = list(range(partitions))
+        for tenant in ("acme", "globex", "initech", "t-42"):
+            assert tenant_partition(tenant, partitions) == \
+                partitioner(tenant.encode(), every, every)
+
+
 def _event(key: str, value: bytes | None, partition: int = 0) -> Any:
     return SimpleNamespace(key=key, value=value,
                            message=SimpleNamespace(value=value, partition=partition))
