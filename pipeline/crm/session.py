@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Self, TypeVar
@@ -23,7 +24,8 @@ from pipeline.crm.wire import (
 )
 from pipeline.secrets import scrub_json
 
-__all__ = ["MAX_RESPONSE_BYTES", "CRMSession", "Params", "RequestObserver", "Verb"]
+__all__ = ["HALT", "MAX_RESPONSE_BYTES", "CRMSession", "Halted", "Params", "RequestObserver",
+           "Verb"]
 
 # The largest answers the pipeline asks for (100 users or tasks a page) are a few hundred KB; a
 # page of 100 full orders about 1 MB. Anything far past that is a broken or hostile portal.
@@ -37,6 +39,15 @@ T = TypeVar("T")
 ACCEPT_ENCODING = "gzip, deflate"
 HEADERS = {"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING,
            "User-Agent": "callsync"}
+# Asked once a request has its place in the pacing, which it may have waited for, just before it
+# leaves: True stops it there (`Halted`). The delivery steps set it to their tenant's health, so
+# a key found dead (or a portal found down) meanwhile by another request is not asked.
+HALT: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "callsync_halt", default=None)
+
+
+class Halted(Exception):
+    """A request not sent: `HALT` said so after its wait for a place in the pacing."""
 
 
 class CRMSession:
@@ -109,6 +120,9 @@ class CRMSession:
             url += "?" + encode_query(params)
         limiter = self._telephony if path.startswith("telephony/") else self._general
         slot, waited = await limiter.reserve()
+        halt = HALT.get()
+        if halt is not None and halt():
+            raise Halted(method)  # its place is left to lapse: a second at most
         started = time.monotonic()
 
         async def trace(event: str, info: Mapping[str, Any]) -> None:

@@ -16,6 +16,7 @@ from pipeline.config import CRMSettings
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.models import Customer, ManagerLookup, TelephonyManager
+from pipeline.crm.session import HALT, Halted
 from pipeline.delivery import callback, outcome, popups, uploads
 from pipeline.delivery.errorpolicy import DeadLetter, Reason, Reject, Retry, decide, key_refused
 from pipeline.delivery.health import TenantHealth
@@ -51,6 +52,9 @@ class Steps:
         # Told of every refused request (pipeline/delivery/diagnosis.py looks for a refused shop).
         self.on_rejected: Callable[[str, e.CRMRejectedError], None] | None = None
 
+    def _stopped(self) -> bool:
+        return self.health.dead_letter() is not None
+
     @property
     def denied(self) -> frozenset[str]:
         """The methods the key was refused (read from the tenant's health)."""
@@ -76,14 +80,23 @@ class Steps:
                 # Broken, down or deactivated meanwhile (another batch of the lane found it):
                 # parked as that found it, without asking a dead key or a downed portal again.
                 raise StepFailed(stopped)
+            token = HALT.set(self._stopped)
             try:
                 return await fn()
+            except Halted:
+                # The tenant stopped while this waited for its pace: parked as it stopped.
+                halted = self.health.dead_letter()
+                if halted is None:  # cannot be: HALT asked the same, nothing ran in between
+                    raise
+                raise StepFailed(halted) from None
             except e.RetailCRMError as exc:
                 if isinstance(exc, e.CRMRejectedError) and self.on_rejected is not None:
                     self.on_rejected(method, exc)
                 action = decide(exc, attempt=attempt, max_attempts=self.settings.max_attempts,
                                 base=self.settings.backoff_base_seconds,
                                 cap=self.settings.backoff_max_seconds, rand=self.rand)
+            finally:
+                HALT.reset(token)
             if isinstance(action, DeadLetter) and action.denied and optional:
                 self.unavailable.add(method)
                 raise StepFailed(action)
