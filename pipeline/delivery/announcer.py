@@ -3,7 +3,7 @@
 One at a time, a lane's pop-ups went no faster than one a round trip: a portal answering in
 0.3 s showed a tenant 3 a second, where retailCRM allows a key 40 telephony requests a second,
 and ringing calls queued behind each other (5 a second for each of 50 tenants: p50 1.3 s, p99
-2.6 s, 165 of 250 a second shown; with this, p99 151 ms and all 250).
+2.6 s, 165 of 250 a second shown; with this, p99 116-151 ms and all 250).
 
 So a lane has up to `MAX_ANNOUNCING` announcements under way. What must stay in order does:
 a call's stages (its ringing pop-up before its answered one), and the statuses of one user
@@ -23,7 +23,8 @@ from pipeline.delivery.work import Work
 __all__ = ["MAX_ANNOUNCING", "Announcer"]
 
 # A key revoked while announcements are under way is asked this many times at most before
-# the lane knows (each of them is dead-lettered as before).
+# the lane knows (each of them is dead-lettered as before); one still waiting for its pace is
+# not sent (`pipeline.crm.session.HALT`).
 MAX_ANNOUNCING = 4
 
 
@@ -36,6 +37,8 @@ def _keys(work: Work) -> tuple[str, ...]:
 
 
 class Announcer:
+    """One lane's announcements under way, and the order they keep."""
+
     def __init__(self, announce: Callable[[Work], Awaitable[None]], *,
                  limit: int = MAX_ANNOUNCING) -> None:
         # `announce` never raises but for a cancellation (the lane's `_step` deals with the
