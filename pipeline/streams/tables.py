@@ -131,7 +131,6 @@ class _Compact(faust.Table[str, Any]):
                              value_serializer=self.value_serializer, value_type=self.value_type,
                              loop=self.loop, options=self.options)
 
-
     def version(self, key: str) -> object:
         """`value_version` of the value held for `key`, inflated only if it must be."""
         values = getattr(self.data, "data", None)
