@@ -117,9 +117,10 @@ class CRMSession:
                     versioned: bool = True) -> T:
         """Send one call and `parse` its success answer; what does not parse is malformed."""
         prefix = "/api/v5/" if versioned else "/api/"
-        text = self.base_url + prefix + path.lstrip("/")
-        url = text + "?" + encode_query(params) if params else _parsed(text)
-        body = form_body(form) if form else None
+        url = self.base_url + prefix + path.lstrip("/")
+        if params:
+            url += "?" + encode_query(params)
+        content = form_body(form) if form else None
         limiter = self._telephony if path.startswith("telephony/") else self._general
         slot, waited = await limiter.reserve()
         halt = HALT.get()
@@ -140,10 +141,11 @@ class CRMSession:
             try:
                 # httpx's timeouts bound each read; a reply dripping a byte at a time needs this.
                 async with asyncio.timeout(self.timeout):
-                    headers = FORM_HEADERS if body else HEADERS
+                    headers = {**(FORM_HEADERS if content else HEADERS),
+                               "X-API-KEY": self._key.get_secret_value()}
                     request = httpx.Request(
-                        verb, url, headers={**headers, "X-API-KEY": self._key.get_secret_value()},
-                        content=body or None,
+                        verb, url if params else _parsed(url), headers=headers,
+                        content=content or None,
                         extensions={"trace": trace, PORTAL: self.base_url,
                                     "timeout": self._timeouts})
                     response = await self._transport.handle_async_request(request)

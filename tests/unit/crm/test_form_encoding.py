@@ -1,0 +1,54 @@
+"""A form goes as the body httpx would have made of the same fields, encoded once by callsync."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.crm.session import CRMSession
+from pipeline.crm.wire import encode_form, form_body
+
+names = st.text(min_size=1, max_size=12)
+scalars = st.one_of(st.none(), st.text(max_size=30), st.integers(), st.booleans(),
+                    st.floats(allow_nan=False, allow_infinity=False))
+values = st.one_of(scalars, st.lists(scalars, max_size=4),
+                   st.dictionaries(names, scalars, max_size=4))
+
+
+@given(st.dictionaries(names, values, max_size=6))
+def test_the_body_is_what_httpx_makes_of_the_fields(fields: dict[str, object]) -> None:
+    by_httpx = httpx.Request("POST", "https://crm.example", data=encode_form(fields)).read()
+    assert form_body(fields) == by_httpx
+
+
+def test_a_post_with_and_without_a_form() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    async def run() -> None:
+        session = CRMSession(base_url="https://crm.example", api_key="k" * 32,
+                             transport=httpx.MockTransport(answer))
+        event = {"phone": "+380501112233", "type": "in", "codes": ["101"]}
+        await session.request("POST", "telephony/call/event", method="/api/telephony/call/event",
+                              form={"event": event, "site": None})
+        await session.request("POST", "telephony/call/event", method="/api/telephony/call/event",
+                              form={"site": None})
+        await session.request("GET", "telephony/call/event", method="/api/telephony/call/event")
+
+    asyncio.run(run())
+    with_form, only_none, without = seen
+    assert with_form.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert with_form.read() == httpx.Request(
+        "POST", "https://crm.example", data={"event": encode_form({"event": {
+            "phone": "+380501112233", "type": "in", "codes": ["101"]}})["event"]}).read()
+    assert with_form.url == "https://crm.example/api/v5/telephony/call/event"
+    for request in (only_none, without):
+        assert "content-type" not in request.headers
+        assert request.read() == b""
+    assert [r.headers["x-api-key"] for r in seen] == ["k" * 32] * 3
