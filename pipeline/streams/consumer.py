@@ -4,6 +4,7 @@ each record fetched reaches the streams with one task, not four."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 import faust
@@ -110,7 +111,7 @@ class _Consumer(faust_aiokafka.Consumer):
                 halt.cancel()
 
 
-async def _hand_over(handing: Any, halt: asyncio.Future[Any]) -> None:
+async def _hand_over(handing: Awaitable[Any], halt: asyncio.Future[Any]) -> None:
     """Run the hand-over until it ends or `halt` does first; its error, if any, is raised."""
     task = asyncio.ensure_future(handing)
     try:
