@@ -120,12 +120,12 @@ class CRMSession:
         url = self.base_url + prefix + path.lstrip("/")
         if params:
             url += "?" + encode_query(params)
-        content = form_body(form) if form else None
         limiter = self._telephony if path.startswith("telephony/") else self._general
         slot, waited = await limiter.reserve()
         halt = HALT.get()
         if halt is not None and halt():
             raise Halted(method)  # its place is left to lapse: a second at most
+        content = (form_body(form) if form else b"") or None  # a form of only None: no body
         started = time.monotonic()
 
         async def trace(event: str, info: Mapping[str, Any]) -> None:
@@ -141,11 +141,10 @@ class CRMSession:
             try:
                 # httpx's timeouts bound each read; a reply dripping a byte at a time needs this.
                 async with asyncio.timeout(self.timeout):
-                    headers = {**(FORM_HEADERS if content else HEADERS),
+                    headers = {**(HEADERS if content is None else FORM_HEADERS),
                                "X-API-KEY": self._key.get_secret_value()}
                     request = httpx.Request(
-                        verb, url if params else _parsed(url), headers=headers,
-                        content=content or None,
+                        verb, url if params else _parsed(url), headers=headers, content=content,
                         extensions={"trace": trace, PORTAL: self.base_url,
                                     "timeout": self._timeouts})
                     response = await self._transport.handle_async_request(request)

@@ -116,16 +116,18 @@ class TenantDirectory:
 
     def stored_mapping(self, tenant_id: str) -> EmployeeMapping:
         """The mapping as the operators set it."""
-        stored = self._mappings.get(tenant_id)
+        version = self._mapping_version(tenant_id)
+        cached = self._stored_maps.get(tenant_id)
+        if version is not None and cached is not None and cached[0] == version:
+            self._used[tenant_id] = self.clock()
+            return cached[1]
+        stored = self._mappings.get(tenant_id)  # inflated only when it changed
         if not stored:
             return EmployeeMapping(tenant_id=tenant_id)
         self._used[tenant_id] = self.clock()
-        version = self._mapping_version(tenant_id)
-        cached = self._stored_maps.get(tenant_id)
-        if cached is None or cached[0] != version:
-            cached = (version, self._open_stored_mapping(tenant_id, stored))
-            self._stored_maps[tenant_id] = cached
-        return cached[1]
+        mapping = self._open_stored_mapping(tenant_id, stored)
+        self._stored_maps[tenant_id] = (version, mapping)
+        return mapping
 
     def _open_stored_mapping(self, tenant_id: str, stored: object) -> EmployeeMapping:
         try:
