@@ -25,7 +25,7 @@ async def wait_until(condition: Callable[[], T | None], what: str, *,
 
 
 async def wait_until(condition: Callable[[], Any], what: str, *,
-                     within: float = 10.0, every: float = 0.05,
+                     within: float = 30.0, every: float = 0.05,
                      detail: Callable[[], str] | None = None) -> Any:
     """Poll `condition` (plain or async) until it returns something truthy, and return that.
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.devtools.crmdouble.server import CRMDouble
 from pipeline.devtools.demo import wait_for_metric
@@ -89,19 +90,31 @@ class Stack:
                                           within=within, worker=self.worker)
         assert done, "the worker did not commit every call in time:\n" + self.worker.log_tail()
 
-    async def read_topic(self, topic: str) -> list[Any]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+    async def read_topic(self, topic: str, within: float = 60) -> list[Any]:
+        """Every record on `topic` as it is now: each partition read to the end offset it had
+        when asked (a topic not made yet has none). Reading until a quiet poll, as before,
+        could stop early on a loaded host, and a check that nothing leaked then saw nothing."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            if topic not in await admin.list_topics():
+                return []
+            (described,) = await admin.describe_topics([topic])
+        finally:
+            await admin.close()
+        tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
-            records = []
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                batch = await consumer.getmany(timeout_ms=500)
-                got = [m for ms in batch.values() for m in ms]
-                records += got
-                if not got and records:
-                    break
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            records: list[Any] = []
+            deadline = time.monotonic() + within
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                assert time.monotonic() < deadline, f"{topic} not read to its end in {within} s"
+                batch = await consumer.getmany(*tps, timeout_ms=500)
+                records += [m for ms in batch.values() for m in ms]
             return records
         finally:
             await consumer.stop()
