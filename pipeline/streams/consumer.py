@@ -1,5 +1,6 @@
-"""The worker's Faust app: its Kafka fetches do not hold a partition's new records back, and
-each record fetched reaches the streams with one task, not four."""
+"""The worker's Faust app: its Kafka fetches do not hold a partition's new records back, each
+record fetched reaches the streams with one task, not four, and none reaches them while they
+would skip it."""
 
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ class _Consumer(faust_aiokafka.Consumer):
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
+        streams_take = self.app.flow_control.is_active
         yield_every = 100
         num_since_yield = 0
         halt: asyncio.Future[Any] | None = None
@@ -91,6 +93,9 @@ class _Consumer(faust_aiokafka.Consumer):
                             if halt is None or halt.done():
                                 halt = asyncio.ensure_future(
                                     self.wait_first(self.suspend_flow.wait()))
+                            if not streams_take() and not await self._streams_resumed(
+                                    message.topic, halt):
+                                continue  # the flow stopped: read again after the next seek
                             await _hand_over(callback(message), halt)
                             set_read_offset(tp, offset)
                     unset_flag(CONSUMER_FETCHING)
@@ -111,6 +116,25 @@ class _Consumer(faust_aiokafka.Consumer):
             unset_flag(CONSUMER_FETCHING)
             if halt is not None:
                 halt.cancel()
+
+
+    async def _streams_resumed(self, topic: str, halt: asyncio.Future[Any]) -> bool:
+        """Whether a record fetched while the streams take none may be handed over now.
+
+        Faust's streams skip, silently and for good, a record that reaches them while the app's
+        flow control is suspended (`Stream._c_aiter`), and its `resume()` empties their
+        queues. Between the seek to the committed offsets at the end of a recovery and that
+        resume, the consumer already fetches: a record fetched then was skipped, the offsets
+        after it went on, and it waited for the next rebalance (a command published while a
+        worker started went unanswered). So such a record waits until the streams take
+        records again; if the flow stops first (a rebalance), it is left for the seek that
+        follows. The tables' changelogs are read while the streams are suspended (recovery):
+        they never wait."""
+        if topic in self.app.tables.changelog_topics:
+            return True
+        self.log.debug("a record of %s waits for the streams to resume", topic)
+        await _hand_over(self.app.flow_control.acquire(), halt)
+        return bool(self.app.flow_control.is_active()) and not halt.done()
 
 
 async def _hand_over(handing: Awaitable[Any], halt: asyncio.Future[Any]) -> None:

@@ -4,6 +4,9 @@ hands each fetched record to the streams with one task."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -133,6 +136,101 @@ async def test_a_hand_over_still_waiting_when_the_flow_stops_is_cancelled() -> N
 
     await _hand_over(ready(), halt)
     assert done == [1]
+
+
+class _Draining:
+    """What `_Consumer._drain_messages` reads of its consumer, with real flow-control events:
+    one batch of records is fetched, then the consumer stops."""
+
+    def __init__(self, records: list[tuple[str, int]]) -> None:
+        from collections import defaultdict
+        from types import SimpleNamespace
+
+        from faust.types import TP
+        from mode.utils.locks import Event
+        from mode.utils.queues import FlowControlEvent
+
+        self.batch = [(TP(topic, 0), SimpleNamespace(topic=topic, offset=offset))
+                      for topic, offset in records]
+        self.handed: list[tuple[str, int]] = []
+        self._stopped = Event()
+        self.suspend_flow = Event()
+        self._read_offset: dict[object, int | None] = defaultdict(lambda: None)
+        self.diag = SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None)
+        self._commit_every = None
+        self.should_stop = False
+        self.consumer_stopped_errors = ()
+        self.app = SimpleNamespace(
+            topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+            flow_control=FlowControlEvent(initially_suspended=True),
+            tables=SimpleNamespace(changelog_topics={"t-changelog"}))
+        self.transport = SimpleNamespace(app=self.app)
+        self.log = logging.getLogger(__name__)
+
+    async def callback(self, message: Any) -> None:
+        self.handed.append((message.topic, message.offset))
+
+    async def getmany(self, **options: float) -> AsyncIterator[tuple[Any, Any]]:
+        for record in self.batch:
+            yield record
+        self._stopped.set()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait_first(self, *coros: Any) -> None:
+        await asyncio.wait([asyncio.ensure_future(c) for c in coros],
+                           return_when=asyncio.FIRST_COMPLETED)
+
+    async def _streams_resumed(self, topic: str, halt: asyncio.Future[Any]) -> bool:
+        from pipeline.streams.consumer import _Consumer
+
+        return await _Consumer._streams_resumed(self, topic, halt)  # type: ignore[arg-type]
+
+    async def drain(self) -> None:
+        from types import SimpleNamespace
+
+        from mode.utils.locks import Event
+
+        from pipeline.streams.consumer import _Consumer
+
+        fetcher = SimpleNamespace(_stopped=Event())
+        await _Consumer._drain_messages(self, fetcher)  # type: ignore[arg-type]
+
+
+async def test_a_record_fetched_before_the_streams_resume_waits_for_them() -> None:
+    """Faust's streams skip a record that reaches them while the app's flow control is
+    suspended (the end of a recovery: the seek is done, the resume not yet): the loop holds
+    the record until they take records again. The tables' changelogs go on meanwhile."""
+    draining = _Draining([("t-changelog", 5), ("t.control", 7), ("t.control", 8)])
+    drain = asyncio.ensure_future(draining.drain())
+    await asyncio.sleep(0.05)
+    assert draining.handed == [("t-changelog", 5)], "the command waits; the changelog does not"
+    assert not drain.done()
+    draining.app.flow_control.resume()
+    await asyncio.wait_for(drain, 5)
+    assert draining.handed == [("t-changelog", 5), ("t.control", 7), ("t.control", 8)]
+    assert [draining._read_offset[tp] for tp, _ in draining.batch[1:]] == [8, 8]
+
+
+async def test_a_record_waiting_for_the_streams_when_the_flow_stops_is_left_for_the_seek() -> None:
+    """A rebalance stops the flow while the record waits: it is not handed over and its offset
+    is not marked read, so the seek to the committed offsets that follows reads it again."""
+    draining = _Draining([("t.control", 7), ("t.control", 8)])
+    drain = asyncio.ensure_future(draining.drain())
+    await asyncio.sleep(0.05)
+    assert draining.handed == [] and not drain.done()
+    draining.suspend_flow.set()
+    await asyncio.wait_for(drain, 5)
+    assert draining.handed == []
+    assert draining._read_offset[draining.batch[0][0]] is None
+
+
+async def test_records_go_straight_through_while_the_streams_take_them() -> None:
+    draining = _Draining([("t.control", 1), ("t.control", 2)])
+    draining.app.flow_control.resume()
+    await asyncio.wait_for(draining.drain(), 5)
+    assert draining.handed == [("t.control", 1), ("t.control", 2)]
 
 
 # -- the monitor (streams/consumer.py `LeanMonitor`) -----------------------------------------
