@@ -66,7 +66,8 @@ class _Consumer(faust_aiokafka.Consumer):
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
-        streams_take = self.app.flow_control.is_active
+        app = self.app
+        streams_take = app.flow_control.is_active
         yield_every = 100
         num_since_yield = 0
         halt: asyncio.Future[Any] | None = None
@@ -93,8 +94,8 @@ class _Consumer(faust_aiokafka.Consumer):
                             if halt is None or halt.done():
                                 halt = asyncio.ensure_future(
                                     self.wait_first(self.suspend_flow.wait()))
-                            if not streams_take() and not await self._streams_resumed(
-                                    message.topic, halt):
+                            if ((app.rebalancing or not streams_take())
+                                    and not await self._streams_resumed(message.topic, halt)):
                                 continue  # the flow stopped: read again after the next seek
                             await _hand_over(callback(message), halt)
                             set_read_offset(tp, offset)
@@ -119,22 +120,29 @@ class _Consumer(faust_aiokafka.Consumer):
 
 
     async def _streams_resumed(self, topic: str, halt: asyncio.Future[Any]) -> bool:
-        """Whether a record fetched while the streams take none may be handed over now.
+        """Whether a record fetched during a rebalance may be handed over now.
 
-        Faust's streams skip, silently and for good, a record that reaches them while the app's
-        flow control is suspended (`Stream._c_aiter`), and its `resume()` empties their
-        queues. Between the seek to the committed offsets at the end of a recovery and that
-        resume, the consumer already fetches: a record fetched then was skipped, the offsets
-        after it went on, and it waited for the next rebalance (a command published while a
-        worker started went unanswered). So such a record waits until the streams take
-        records again; if the flow stops first (a rebalance), it is left for the seek that
-        follows. The tables' changelogs are read while the streams are suspended (recovery):
-        they never wait."""
+        A rebalance ends with a seek to the committed offsets and then `flow_control.resume()`,
+        which empties the streams' queues; while the flow control is suspended, the streams
+        skip what reaches them (`Stream._c_aiter`). The consumer already fetches the streams'
+        partitions during that seek: a record fetched then went into a queue that the resume
+        emptied, or was skipped, and the offsets after it went on. It waited for the next
+        rebalance (a command published while a worker restarted went unanswered), and Faust's
+        head-gap commit (#606) could then commit past it. So such a record waits until the
+        rebalance is over and the streams take records again; if the flow stops first (another
+        rebalance), it is left for the seek that follows. The tables' changelogs are read
+        during the rebalance (recovery): they never wait."""
         if topic in self.app.tables.changelog_topics:
             return True
-        self.log.debug("a record of %s waits for the streams to resume", topic)
-        await _hand_over(self.app.flow_control.acquire(), halt)
-        return bool(self.app.flow_control.is_active()) and not halt.done()
+        self.log.debug("a record of %s waits for the rebalance to end", topic)
+        app = self.app
+        while app.rebalancing or not app.flow_control.is_active():
+            # Faust signals the end of a rebalance by no event: a short poll, for a few
+            # milliseconds at the end of each rebalance.
+            await _hand_over(asyncio.sleep(0.01), halt)
+            if halt.done():
+                return False
+        return True
 
 
 async def _hand_over(handing: Awaitable[Any], halt: asyncio.Future[Any]) -> None:

@@ -162,7 +162,7 @@ class _Draining:
         self.consumer_stopped_errors = ()
         self.app = SimpleNamespace(
             topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
-            flow_control=FlowControlEvent(initially_suspended=True),
+            flow_control=FlowControlEvent(initially_suspended=True), rebalancing=False,
             tables=SimpleNamespace(changelog_topics={"t-changelog"}))
         self.transport = SimpleNamespace(app=self.app)
         self.log = logging.getLogger(__name__)
@@ -211,6 +211,22 @@ async def test_a_record_fetched_before_the_streams_resume_waits_for_them() -> No
     await asyncio.wait_for(drain, 5)
     assert draining.handed == [("t-changelog", 5), ("t.control", 7), ("t.control", 8)]
     assert [draining._read_offset[tp] for tp, _ in draining.batch[1:]] == [8, 8]
+
+
+async def test_a_record_fetched_during_the_seek_that_ends_a_rebalance_waits_for_its_end(
+        ) -> None:
+    """The flow control may be active all through a rebalance (a recovery resumes it to read
+    the changelogs); the rebalance's end resumes it again, which empties the streams' queues.
+    A record fetched before that end waits for it."""
+    draining = _Draining([("t.control", 7)])
+    draining.app.flow_control.resume()
+    draining.app.rebalancing = True
+    drain = asyncio.ensure_future(draining.drain())
+    await asyncio.sleep(0.05)
+    assert draining.handed == [] and not drain.done()
+    draining.app.rebalancing = False
+    await asyncio.wait_for(drain, 5)
+    assert draining.handed == [("t.control", 7)]
 
 
 async def test_a_record_waiting_for_the_streams_when_the_flow_stops_is_left_for_the_seek() -> None:
