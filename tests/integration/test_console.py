@@ -1,7 +1,7 @@
 """The operator console in real headless Chromium, against a real broker, worker and the double.
 
-One stack for the module, driven as an operator would: sign in, set up a tenant and see its
-first call land, link employees, watch a revoked key break a tenant and its dead letters
+One stack, driven as an operator would, step by step in one test: sign in, set up a tenant
+and see its first call land, link employees, watch a revoked key break a tenant and its dead letters
 appear, re-activate with "send data after re-activation" and watch the replay finish; a
 read-only user and a POST without a CSRF token change nothing. Each main page is saved to
 docs/console/*.png.
@@ -175,7 +175,7 @@ async def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         await asyncio.to_thread(stack.stop)
 
 
-async def test_sign_in_and_see_the_tenants(world: World) -> None:
+async def step_sign_in_and_see_the_tenants(world: World) -> None:
     page = world.operator
     await page.goto(world.url("/tenants/acme"))
     await expect(page).to_have_url(world.url("/login?next=/tenants/acme"))
@@ -191,7 +191,7 @@ async def test_sign_in_and_see_the_tenants(world: World) -> None:
     assert await page.locator("tr[data-tenant=initech]").count() == 0, "not set up yet"
 
 
-async def test_set_up_a_tenant_and_see_its_first_call_land(world: World) -> None:
+async def step_set_up_a_tenant_and_see_its_first_call_land(world: World) -> None:
     page = world.operator
     tenant = world.stack.tenants[2]
     tid = tenant.config.tenant_id
@@ -258,7 +258,7 @@ async def add_manager(world: World, tenant_id: str, name: str) -> int:
     return int(response.json()["id"])
 
 
-async def test_link_employees_and_choose_the_senior_manager(world: World) -> None:
+async def step_link_employees_and_choose_the_senior_manager(world: World) -> None:
     page = world.operator
     tid = world.stack.tenants[0].config.tenant_id
     nadia = await add_manager(world, tid, "Nadia")
@@ -297,7 +297,7 @@ async def test_link_employees_and_choose_the_senior_manager(world: World) -> Non
     assert {"userId": nadia, "code": "109"} in codes, "the CRM routes emp-9's pop-ups"
 
 
-async def test_a_revoked_key_breaks_the_tenant_and_its_dead_letters_appear(
+async def step_a_revoked_key_breaks_the_tenant_and_its_dead_letters_appear(
         world: World) -> None:
     page = world.operator
     tenant = world.stack.tenants[0]
@@ -324,7 +324,7 @@ async def test_a_revoked_key_breaks_the_tenant_and_its_dead_letters_appear(
     world.parked = [c["call_id"] for c in calls]
 
 
-async def test_reactivation_with_the_checkbox_replays_what_was_parked(world: World) -> None:
+async def step_reactivation_with_the_checkbox_replays_what_was_parked(world: World) -> None:
     page = world.operator
     tenant = world.stack.tenants[0]
     tid = tenant.config.tenant_id
@@ -347,7 +347,7 @@ async def test_reactivation_with_the_checkbox_replays_what_was_parked(world: Wor
     await expect(page.locator(f"tr[data-tenant={tid}] td.num").first).to_have_text("0")
 
 
-async def test_a_read_only_user_cannot_change_anything(world: World) -> None:
+async def step_a_read_only_user_cannot_change_anything(world: World) -> None:
     context, page = await new_page(world.browser)
     try:
         await sign_in(world, page, "vera")
@@ -377,7 +377,7 @@ async def test_a_read_only_user_cannot_change_anything(world: World) -> None:
         await context.close()
 
 
-async def test_a_post_without_a_csrf_token_is_refused(world: World) -> None:
+async def step_a_post_without_a_csrf_token_is_refused(world: World) -> None:
     page = world.operator
     tid = world.stack.tenants[1].config.tenant_id
     before = len(world.audit())
@@ -392,7 +392,7 @@ async def test_a_post_without_a_csrf_token_is_refused(world: World) -> None:
     await expect(page.locator(f"tr[data-tenant={tid}] .state")).to_have_text("active")
 
 
-async def test_the_audit_shows_who_sent_what_and_the_answers(world: World) -> None:
+async def step_the_audit_shows_who_sent_what_and_the_answers(world: World) -> None:
     page = world.operator
     await page.goto(world.url("/audit"))
     audit = page.locator("#audit")
@@ -406,3 +406,24 @@ async def test_the_audit_shows_who_sent_what_and_the_answers(world: World) -> No
     for tenant in world.stack.tenants:
         assert tenant.config.api_key.get_secret_value() not in text
     assert "rotated-console-key" not in text
+
+
+STEPS = [
+    step_sign_in_and_see_the_tenants,
+    step_set_up_a_tenant_and_see_its_first_call_land,
+    step_link_employees_and_choose_the_senior_manager,
+    step_a_revoked_key_breaks_the_tenant_and_its_dead_letters_appear,
+    step_reactivation_with_the_checkbox_replays_what_was_parked,
+    step_a_read_only_user_cannot_change_anything,
+    step_a_post_without_a_csrf_token_is_refused,
+    step_the_audit_shows_who_sent_what_and_the_answers,
+]
+
+
+@pytest.mark.timeout(900)
+async def test_the_console_as_an_operator_uses_it(world: World) -> None:
+    """The steps in order, as one test: each builds on those before it (an operator signed
+    in, a tenant set up, a key revoked...), and xdist's worksteal, which moves tests between
+    processes, once split them between two processes, each with a world of its own."""
+    for step in STEPS:
+        await step(world)
