@@ -118,7 +118,6 @@ class _Consumer(faust_aiokafka.Consumer):
             if halt is not None:
                 halt.cancel()
 
-
     async def _streams_resumed(self, topic: str, halt: asyncio.Future[Any]) -> bool:
         """Whether a record fetched during a rebalance may be handed over now.
 
