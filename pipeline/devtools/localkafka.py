@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -35,12 +36,25 @@ def free_port() -> int:
 
 
 def fetch_broker_libs(cache: Path = DEFAULT_CACHE) -> Path:
-    """Copy the broker's jars (pinned in deploy/kafka/pom.xml) into the cache, once per pom."""
+    """Copy the broker's jars (pinned in deploy/kafka/pom.xml) into the cache, once per pom.
+
+    The test processes (pytest-xdist) each start a broker at once: on a cold cache, one fetches
+    while the others wait on a lock for it, instead of each deleting the others' half-copied
+    jars."""
     pom = DEPLOY_DIR / "pom.xml"
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     libs = cache / f"kafka-libs-{digest}"
     if (libs / ".complete").exists():
         return libs
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f"{libs.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if (libs / ".complete").exists():  # fetched by another process meanwhile
+            return libs
+        return _fetch_into(pom, libs)
+
+
+def _fetch_into(pom: Path, libs: Path) -> Path:
     partial = libs.with_name(libs.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     mvn = shutil.which("mvn")
