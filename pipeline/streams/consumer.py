@@ -95,8 +95,8 @@ class _Consumer(faust_aiokafka.Consumer):
                                 halt = asyncio.ensure_future(
                                     self.wait_first(self.suspend_flow.wait()))
                             if ((app.rebalancing or not streams_take())
-                                    and not await self._streams_resumed(message.topic, halt)):
-                                continue  # the flow stopped: read again after the next seek
+                                    and not await self._streams_resumed(message, halt)):
+                                continue  # read again after the seek, or read already
                             await _hand_over(callback(message), halt)
                             set_read_offset(tp, offset)
                     unset_flag(CONSUMER_FETCHING)
@@ -118,7 +118,7 @@ class _Consumer(faust_aiokafka.Consumer):
             if halt is not None:
                 halt.cancel()
 
-    async def _streams_resumed(self, topic: str, halt: asyncio.Future[Any]) -> bool:
+    async def _streams_resumed(self, message: Any, halt: asyncio.Future[Any]) -> bool:
         """Whether a record fetched during a rebalance may be handed over now.
 
         A rebalance ends with a seek to the committed offsets and then `flow_control.resume()`,
@@ -130,10 +130,12 @@ class _Consumer(faust_aiokafka.Consumer):
         head-gap commit (#606) could then commit past it. So such a record waits until the
         rebalance is over and the streams take records again; if the flow stops first (another
         rebalance), it is left for the seek that follows. The tables' changelogs are read
-        during the rebalance (recovery): they never wait."""
-        if topic in self.app.tables.changelog_topics:
+        during the rebalance (recovery): they never wait. The seek moves the partition's read
+        offset: a record fetched before it, below where the partition now starts, was read
+        already and is dropped, as the loop drops it when it arrives."""
+        if message.topic in self.app.tables.changelog_topics:
             return True
-        self.log.debug("a record of %s waits for the rebalance to end", topic)
+        self.log.debug("a record of %s waits for the rebalance to end", message.topic)
         app = self.app
         while app.rebalancing or not app.flow_control.is_active():
             # Faust signals the end of a rebalance by no event: a short poll, for a few
@@ -141,7 +143,8 @@ class _Consumer(faust_aiokafka.Consumer):
             await _hand_over(asyncio.sleep(0.01), halt)
             if halt.done():
                 return False
-        return True
+        read = self._read_offset[message.tp]
+        return read is None or message.offset >= read
 
 
 async def _hand_over(handing: Awaitable[Any], halt: asyncio.Future[Any]) -> None:
