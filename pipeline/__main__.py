@@ -78,11 +78,9 @@ def open_files_limit() -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from pipeline.config import load_settings, require_worker_secrets
-    from pipeline.heap import collect_less_often
 
     require_worker_secrets(load_settings())  # before anything starts: a clear refusal
     open_files_limit()
-    collect_less_often()
 
     from pipeline.app import app, settings
     from pipeline.topics import ensure_topics

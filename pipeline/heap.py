@@ -1,5 +1,4 @@
-"""Handing the memory a burst freed back to the system (glibc's `malloc_trim`), and keeping
-the cyclic garbage collector off what lives long."""
+"""Handing the memory a burst freed back to the system (glibc's `malloc_trim`)."""
 
 from __future__ import annotations
 
@@ -8,17 +7,7 @@ import gc
 import os
 from collections.abc import Callable
 
-__all__ = ["COLLECTOR_THRESHOLDS", "HeapTrimmer", "collect_less_often", "freeze_long_lived",
-           "malloc_trim", "rss_bytes"]
-
-# The collector's youngest generation is walked after 3,000 net allocations, not CPython's 700.
-# A call's requests, futures and models mostly die within a few thousand allocations, so fewer
-# of them are walked, fewer reach the older generations, and fewer full collections follow.
-# Measured in the bench's throughput section (5,000 calls): collector time 0.5-0.6 s, against
-# 0.9-1.2 s with 700, and no full collection after start-up, against five of about 80 ms each.
-# A younger collection then walks more at once: at most 11 ms (gen 0) and 40 ms (gen 1) seen,
-# against 6 and 15.
-COLLECTOR_THRESHOLDS = (3000, 10, 10)
+__all__ = ["HeapTrimmer", "freeze_long_lived", "malloc_trim", "rss_bytes"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -73,11 +62,6 @@ class HeapTrimmer:
         given = max(0, before - self._after_last)
         self.returned += given
         return given
-
-
-def collect_less_often() -> None:
-    """A worker's thresholds for the cyclic collector (`COLLECTOR_THRESHOLDS`), set at start."""
-    gc.set_threshold(*COLLECTOR_THRESHOLDS)
 
 
 def freeze_long_lived() -> int:

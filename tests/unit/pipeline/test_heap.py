@@ -1,23 +1,11 @@
-"""The free heap handed back: only after enough growth, and really given back on glibc; the
-collector kept off what lives long, and walking young objects less often."""
+"""The free heap handed back: only after enough growth, and really given back on glibc."""
 
 from __future__ import annotations
 
-import argparse
 import gc
 import platform
-import sys
 
-import pytest
-
-from pipeline.heap import (
-    COLLECTOR_THRESHOLDS,
-    HeapTrimmer,
-    collect_less_often,
-    freeze_long_lived,
-    malloc_trim,
-    rss_bytes,
-)
+from pipeline.heap import HeapTrimmer, freeze_long_lived, malloc_trim, rss_bytes
 
 MIB = 2**20
 
@@ -98,59 +86,3 @@ def test_what_lives_at_start_up_is_left_out_of_collections() -> None:
         assert any(o is later for o in gc.get_objects())  # what comes after still is walked
     finally:
         gc.unfreeze()  # the rest of the suite as it was
-
-
-def _young_collections(allocations: int) -> int:
-    """How many collections of the youngest generation `allocations` tracked objects that stay
-    alive set off."""
-    seen = [0]
-
-    def count(phase: str, info: dict[str, int]) -> None:
-        if phase == "start" and info["generation"] == 0:
-            seen[0] += 1
-
-    gc.collect()  # every generation's count from zero
-    gc.callbacks.append(count)
-    try:
-        kept: list[list[int]] = [[] for _ in range(allocations)]
-    finally:
-        gc.callbacks.remove(count)
-    assert len(kept) == allocations
-    return seen[0]
-
-
-def test_a_worker_walks_its_young_objects_less_often() -> None:
-    before = gc.get_threshold()
-    try:
-        gc.set_threshold(700, 10, 10)  # CPython's own
-        assert _young_collections(2_500) >= 3
-        collect_less_often()
-        assert gc.get_threshold() == COLLECTOR_THRESHOLDS
-        assert _young_collections(2_500) == 0
-        assert _young_collections(2 * COLLECTOR_THRESHOLDS[0] + 100) >= 2
-    finally:
-        gc.set_threshold(*before)
-
-
-def test_the_worker_sets_the_thresholds_before_its_app_starts(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.config
-    import pipeline.topics
-    from pipeline.__main__ import _worker
-    from pipeline.app import app
-
-    async def no_topics(_settings: object) -> list[str]:
-        return []
-
-    started: list[tuple[int, int, int]] = []
-    monkeypatch.setattr(pipeline.config, "require_worker_secrets", lambda _settings: None)
-    monkeypatch.setattr(pipeline.topics, "ensure_topics", no_topics)
-    monkeypatch.setattr(app, "main", lambda: started.append(gc.get_threshold()))
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    try:
-        assert _worker(argparse.Namespace(loglevel="warning")) == 0
-    finally:
-        gc.set_threshold(*before)
-    assert started == [COLLECTOR_THRESHOLDS]
