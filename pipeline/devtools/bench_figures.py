@@ -13,7 +13,8 @@ __all__ = ["CALL_METHODS", "FLOORS", "GOALS", "KINDS", "Floor", "call_kind", "cl
            "split_floor"]
 
 KINDS = ("new_answered", "new_missed", "known_answered", "known_missed", "outgoing")
-UPLOAD = 1 / 50  # one batch upload carries 50 calls, customers or orders
+PER_UPLOAD = 50  # one batch upload carries 50 calls, customers or orders
+UPLOAD = 1 / PER_UPLOAD
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,13 @@ def mix_floor(counts: Mapping[str, int]) -> float:
     if not calls:
         return math.nan
     return sum(n * FLOORS[kind].total for kind, n in counts.items()) / calls
+
+
+def fewest_uploads(events: Iterable[Mapping[str, Any]]) -> int:
+    """The fewest `calls/upload` requests these calls fit in: one carries 50 calls of one
+    tenant (its portal), so each tenant's last one may carry fewer."""
+    per_tenant = Counter(e["tenant_id"] for e in events)
+    return sum(-(-n // PER_UPLOAD) for n in per_tenant.values())
 
 
 def split_floor(counts: Mapping[str, int]) -> Floor:

@@ -10,6 +10,7 @@ import pytest
 from pipeline.devtools.bench_figures import (
     FLOORS,
     classify,
+    fewest_uploads,
     figure_row,
     is_call_method,
     mix_floor,
@@ -93,3 +94,10 @@ def test_the_table_shows_every_row_with_its_ratio() -> None:
     assert lines[0].split() == ["figure", "measured", "goal", "ratio", "meets", "note"]
     assert "2.820" in lines[1] and "2.169" in lines[1] and "no" in lines[1]
     assert lines[2].split()[1] == "-"
+
+
+def test_the_fewest_uploads_fill_each_tenants_to_50() -> None:
+    events = [call("a", f"+{n}") for n in range(150)] + [call("b", f"+{n}") for n in range(51)]
+    assert fewest_uploads(events) == 3 + 2
+    assert fewest_uploads([call("c", "+1")]) == 1
+    assert fewest_uploads([]) == 0
