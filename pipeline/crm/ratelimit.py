@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
@@ -22,39 +23,57 @@ GUARD_SECONDS = 0.05
 
 
 class Slot:
-    """One admitted request's place in the window: it counts for a second from the latest
-    moment it can have arrived, which is what the limiter knows of it so far."""
+    """One admitted request's place in the window. Until the request has left it counts as
+    arriving later than any other (it may wait for one of the portal's pooled connections for
+    longer than the window); once it left, for a second from the latest moment it can have
+    arrived, which is what the limiter knows of it so far."""
 
-    __slots__ = ("_answered", "_earlier", "_guard", "_left")
+    __slots__ = ("_answered", "_earlier", "_guard", "_left", "_out")
 
     def __init__(self, at: float, guard: float, earlier: Callable[[], None]) -> None:
         self._left = at
         self._guard = guard
+        self._out = False
         self._answered: float | None = None
-        self._earlier = earlier  # told when an answer moves `arrived_by` back
+        self._earlier = earlier  # told when `arrived_by` becomes known or moves back
 
     @property
     def arrived_by(self) -> float:
-        """It left at `_left` and arrived within the guard, and before any answer came back."""
+        """It left at `_left` and arrived within the guard, and before any answer came back;
+        not known (infinite) before it left."""
+        if not self._out:
+            return math.inf
         latest = self._left + self._guard
         return latest if self._answered is None else min(latest, self._answered)
 
     def sent(self, at: float) -> None:
         """The request went out at `at`: it cannot arrive before, so it counts from then."""
         self._left = max(self._left, at)
+        if not self._out:
+            self._out = True
+            self._earlier()
 
     def answered(self, at: float) -> None:
         """An answer came back at `at`: the portal had counted the request by then."""
         before = self.arrived_by
+        self._out = True
         self._answered = at if self._answered is None else min(self._answered, at)
         if self.arrived_by < before:
             self._earlier()
 
+    def ended(self, at: float) -> None:
+        """The request is over at `at`, answered or not. One never seen to leave (it failed or
+        was given up before a byte was written, or its transport tells nothing) counts as
+        leaving now: it may have reached the portal."""
+        if not self._out:
+            self.sent(at)
+
 
 class _Freed:
-    """Wakes the limiter's waiter when a slot's time moves back. Its event is made by the first
-    wait (an Event holds a deque: a kilobyte a lane, for lanes that never wait). The slots hold
-    this, not the limiter, so a let-go lane's limiter is freed without the cycle collector."""
+    """Wakes the limiter's waiter when a slot's time becomes known or moves back. Its event is
+    made by the first wait (an Event holds a deque: a kilobyte a lane, for lanes that never
+    wait). The slots hold this, not the limiter, so a let-go lane's limiter is freed without
+    the cycle collector."""
 
     __slots__ = ("event",)
 
@@ -106,7 +125,9 @@ class SlidingWindowLimiter:
                     self.waited_seconds += now - started
                     return slot, now - started
                 oldest = min(slot.arrived_by for slot in self._slots)
-                await self._pause(max(self.window - (now - oldest), 1e-3))
+                # None has left yet: the first to leave wakes this, and it counts a window on.
+                await self._pause(self.window if oldest == math.inf
+                                  else max(self.window - (now - oldest), 1e-3))
                 now = self._clock()
 
     async def _pause(self, seconds: float) -> None:
@@ -123,6 +144,7 @@ class SlidingWindowLimiter:
             freed.cancel()
 
     async def acquire(self) -> float:
-        """Wait for a place; return how long this call waited."""
-        _, waited = await self.reserve()
+        """Wait for a place for a request that leaves at once; return how long this waited."""
+        slot, waited = await self.reserve()
+        slot.sent(self._clock())
         return waited

@@ -120,12 +120,15 @@ class CRMSession:
         url = self.base_url + prefix + path.lstrip("/")
         if params:
             url += "?" + encode_query(params)
+        content = (form_body(form) if form else b"") or None  # a form of only None: no body
         limiter = self._telephony if path.startswith("telephony/") else self._general
         slot, waited = await limiter.reserve()
+        # From here every way out ends the slot (`Slot.ended`): one never ended would hold its
+        # place in the window for good.
         halt = HALT.get()
         if halt is not None and halt():
+            slot.ended(time.monotonic())
             raise Halted(method)  # its place is left to lapse: a second at most
-        content = (form_body(form) if form else b"") or None  # a form of only None: no body
         started = time.monotonic()
 
         async def trace(event: str, info: Mapping[str, Any]) -> None:
@@ -179,6 +182,7 @@ class CRMSession:
             outcome = type(exc).__name__
             raise
         finally:
+            slot.ended(time.monotonic())  # counts from now if it was not seen to leave
             if self._observer is not None:
                 self._observer(method, outcome, time.monotonic() - started, waited)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.ratelimit import Slot
 from pipeline.devtools.crmdouble.admin import UserSpec, add_user
 from pipeline.devtools.crmdouble.server import CRMDouble
@@ -76,3 +77,32 @@ async def test_the_pacing_hears_when_each_request_left_and_when_its_answer_came(
             await crm.user_groups()
     assert [name for name, _ in marks] == ["sent", "sent", "answered"] * 3  # headers, body
     assert [at for _, at in marks] == sorted(at for _, at in marks)
+
+
+async def test_requests_waiting_for_a_pooled_connection_keep_their_places(
+        crm_double: CRMDouble, portal: Portal) -> None:
+    """Ten pop-ups answered 1.6 s late hold all of the portal's pooled connections; twenty
+    general requests wait for one. Each kept its place in the pacing while it waited: counted
+    from when it was let through, the first ten had lapsed before they left, and went out in
+    the same second as the next ten (the double answered ten 503s)."""
+    from pipeline.crm.transport import PORTAL_CONNECTIONS, SharedTransport
+    from pipeline.devtools.crmdouble.state import Fault
+    from schemas.crm import CallEventPayload
+
+    transport = SharedTransport()
+    crm = RetailCRMClient(base_url=crm_double.portal_url("acme"), api_key="acme-key",
+                          transport=transport)
+    event = CallEventPayload(phone="+380501112233", type="in", codes=["101"])
+    try:
+        await crm.edit_integration_module(MODULE)
+        crm_double.state.faults.append(Fault(portal="acme", latency=1.6,
+                                             method="/api/telephony/call/event"))
+        popups = [asyncio.ensure_future(crm.call_event(event))
+                  for _ in range(PORTAL_CONNECTIONS)]
+        await asyncio.sleep(0.05)
+        await asyncio.gather(*(crm.credentials() for _ in range(20)))
+        await asyncio.gather(*popups)
+    finally:
+        await transport.close()
+    by_status = crm_double.state.stats()["acme"]["by_status"]
+    assert by_status == {"200": 1 + 20 + PORTAL_CONNECTIONS}
