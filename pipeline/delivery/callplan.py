@@ -68,8 +68,11 @@ class CallPlan:
     order: OrderPayload | None = None  # for a new lead: the caller was unknown
     task: TaskDraft | None = None  # for a missed call
     callback: CallbackStep | None = None  # option callback_loop
-    # An answered call without a recording waits this long for a record that brings one.
+    # An answered call without a recording waits this long for a record that brings one, and
+    # never longer than `hold_seconds` (the tenant's wait) after its lane got it: a record
+    # dated in the future would otherwise hold its partition's commits until that date.
     hold_upload_until: datetime | None = None
+    hold_seconds: int = 0
 
     @property
     def is_empty(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pipeline.delivery.work import Work
 
@@ -12,11 +12,13 @@ __all__ = ["HeldUploads"]
 
 class HeldUploads:
     """Answered calls that ended without a recording, each waiting until its plan's
-    `hold_upload_until` for a later record of the same call, which replaces it; and calls put
-    off to the lane's next batch (`put_off`), to fill its upload."""
+    `hold_upload_until` (at most its `hold_seconds` after it was held) for a later record of
+    the same call, which replaces it; and calls put off to the lane's next batch (`put_off`),
+    to fill its upload."""
 
     def __init__(self) -> None:
         self._held: dict[str, Work] = {}  # call id -> an upload waiting for its recording
+        self._until: dict[str, datetime] = {}  # call id -> when its wait is over
         self._next: list[Work] = []  # uploads for the next batch, in their order
 
     def __bool__(self) -> bool:
@@ -36,15 +38,14 @@ class HeldUploads:
         return works
 
     def until(self) -> list[datetime]:
-        return [w.plan.hold_upload_until for w in self._held.values()
-                if w.plan.hold_upload_until is not None]
+        return list(self._until.values())
 
     def due(self, now: datetime, stopped: bool) -> list[Work]:
         """Held uploads whose wait is over (or that a broken lane must park now)."""
-        due = [w for w in self._held.values() if stopped or
-               w.plan.hold_upload_until is None or w.plan.hold_upload_until <= now]
+        due = [w for call_id, w in self._held.items() if stopped or self._until[call_id] <= now]
         for work in due:
             del self._held[work.plan.call_id]
+            del self._until[work.plan.call_id]
         return due
 
     def hold(self, batch: list[Work], now: datetime, stopped: bool) -> list[Work]:
@@ -53,12 +54,17 @@ class HeldUploads:
         retailCRM keeps a call's first upload, so uploading early would lose the recording."""
         ready = []
         for work in batch:
-            earlier = self._held.pop(work.plan.call_id, None)
+            call_id = work.plan.call_id
+            earlier = self._held.pop(call_id, None)
+            held_until = self._until.pop(call_id, None)
             if earlier is not None and earlier is not work:
                 work.ack = _acks(earlier.ack, work.ack)  # settled together, with the later one
             until = work.plan.hold_upload_until
+            if until is not None:
+                until = min(until, held_until or now + timedelta(seconds=work.plan.hold_seconds))
             if work.broken is None and not stopped and until is not None and now < until:
-                self._held[work.plan.call_id] = work
+                self._held[call_id] = work
+                self._until[call_id] = until
             else:
                 ready.append(work)
         return ready
@@ -71,6 +77,7 @@ class HeldUploads:
         for work in stale:
             if self._held.get(work.plan.call_id) is work:
                 del self._held[work.plan.call_id]
+                del self._until[work.plan.call_id]
             if work.lease is not None:
                 work.lease.abandon()
         gone = {id(w) for w in stale}

@@ -146,7 +146,8 @@ def plan_call(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> C
         tenant_id=event.tenant_id, call_id=event.call_id, phone=event.client_phone,
         site=config.site_code, popups=popups, status_change=status_change, upload=upload,
         lookup=customer is not None or order is not None or task is not None,
-        customer=customer, order=order, task=task, callback=callback, hold_upload_until=hold)
+        customer=customer, order=order, task=task, callback=callback, hold_upload_until=hold,
+        hold_seconds=options.recording_wait_seconds if hold is not None else 0)
 
 
 def _lead_at_answer(event: CallEvent, config: IntegrationConfig, mapping: Routes) -> bool:
