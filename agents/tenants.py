@@ -31,15 +31,16 @@ def _redacted(value: Any) -> Any:
 
 def config_copy(raw: bytes | None) -> bytes:
     """What the invalid topic may keep of a tenant record: never an API key, at any depth
-    (a signed record carries it in body.record.api_key)."""
+    (a signed record carries it in body.record.api_key). Never raises: a record nested deeper
+    than the redaction can walk is not copied either."""
     try:
         parsed = json.loads(raw or b"")
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        return json.dumps(_redacted(parsed)).encode()
+        if isinstance(parsed, dict):
+            return json.dumps(_redacted(parsed)).encode()
+    except (ValueError, RecursionError):
+        pass
     digest = hashlib.sha256(raw or b"").hexdigest()
-    return json.dumps({"redacted": "not a JSON object; the body is not copied",
+    return json.dumps({"redacted": "not a JSON object (or nested too deep); the body is not copied",
                        "sha256": digest}).encode()
 
 
@@ -74,6 +75,9 @@ async def _store(event: Any, table: Any, kind: RecordKind) -> None:
         value = json.loads(raw)
     except ValueError:
         await refuse("undecodable: the record is not JSON", key)
+        return
+    except RecursionError:
+        await refuse("undecodable: the record is nested too deep to read", key)
         return
     try:
         tenant_id = _open(kind, value)

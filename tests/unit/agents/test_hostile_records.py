@@ -91,6 +91,25 @@ async def test_an_invalid_config_is_copied_without_its_api_key(invalid: AsyncMoc
     assert len(copies) == 2 and all(b"k-secret-123456" not in c for c in copies)
 
 
+async def test_a_tenant_record_nested_too_deep_to_copy_lands_and_the_agent_goes_on(
+        invalid: AsyncMock) -> None:
+    """Its copy (the API key redacted at any depth) cannot be walked: a digest stands for it,
+    and the next record is read."""
+    def nested(depth: int) -> bytes:
+        return b'{"api_key": "k-secret-123456", "a": ' + b"[" * depth + b"]" * depth + b"}"
+
+    async with store_integrations.test_context() as agent:
+        await agent.put(key=b"acme", value=nested(600))  # read, but too deep to copy
+        await agent.put(key=b"acme", value=nested(50_000))  # too deep to read
+        await agent.put(key=b"\xff", value=json.dumps(CONFIG).encode())
+    assert reasons(invalid) == ["unsigned: the record is not signed by the control desk",
+                                "undecodable: the record is nested too deep to read",
+                                "key_mismatch: the record key is not UTF-8"]
+    for call in invalid.await_args_list[:2]:
+        assert b"k-secret-123456" not in call.kwargs["raw"]
+        assert "sha256" in json.loads(call.kwargs["raw"])
+
+
 async def test_a_copy_too_large_for_the_producer_is_cut_and_says_so() -> None:
     sent: list[tuple[bytes | None, bytes, Headers]] = []
 
