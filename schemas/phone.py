@@ -10,7 +10,7 @@ from typing import Annotated
 import phonenumbers
 from pydantic import AfterValidator, Field
 
-__all__ = ["E164", "matches_any", "own_number_form", "to_e164"]
+__all__ = ["E164", "PHONE_MAX_LENGTH", "matches_any", "own_number_form", "to_e164"]
 
 _LAYOUT = re.compile(r"[\s().\-/]")
 # A national form: the trunk prefix 0 and the rest of a number, 6-15 digits in all.
@@ -40,10 +40,14 @@ def to_e164(value: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# Checked before the parse (and its cache, which keeps what it was given): a number padded to
+# a megabyte would otherwise be read as its digits, and kept.
+PHONE_MAX_LENGTH = 64
+
 E164 = Annotated[
     str,
     Field(description="Phone number; normalised to E.164 (+<country><number>)",
-          examples=["+380501112233"]),
+          examples=["+380501112233"], max_length=PHONE_MAX_LENGTH),
     AfterValidator(to_e164),
 ]
 

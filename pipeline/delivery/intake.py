@@ -26,9 +26,14 @@ from schemas.call_event import CallEvent
 from schemas.integration import IntegrationConfig
 from schemas.mapping import EmployeeMapping, Routes, Routing
 
-__all__ = ["TenantDirectory", "accept_call", "admit", "describe_invalid", "divert"]
+__all__ = ["MAX_CALL_RECORD_BYTES", "TenantDirectory", "accept_call", "admit",
+           "describe_invalid", "divert"]
 
 log = logging.getLogger(__name__)
+# Every field of a call event is bounded (a recording URL 2,083 characters, UTM fields 255, ids
+# 128): the largest, its text escaped as \uXXXX, is some 30 KB. A larger record is padding, and
+# a lane keeps each waiting event's bytes (up to 2,000 a tenant).
+MAX_CALL_RECORD_BYTES = 65_536
 
 
 def describe_invalid(exc: ValidationError) -> str:
@@ -206,6 +211,12 @@ async def accept_call(*, raw: bytes | None, key: bytes | None, source: SourceRef
     if not raw:
         await outlets.invalid(raw=raw, key=key, source=source, tenant_id=None,
                               reason="undecodable: the record has no value")
+        ack()
+        return
+    if len(raw) > MAX_CALL_RECORD_BYTES:
+        await outlets.invalid(raw=raw, key=key, source=source, tenant_id=None,
+                              reason=f"too_large: the record is {len(raw)} bytes; a call event "
+                                     f"is at most {MAX_CALL_RECORD_BYTES}")
         ack()
         return
     try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from schemas.phone import matches_any, own_number_form
+from schemas.phone import E164, PHONE_MAX_LENGTH, matches_any, own_number_form, to_e164
 
 
 @pytest.mark.parametrize(("raw", "kept"), [
@@ -34,3 +35,13 @@ def test_e164_forms_match_exactly() -> None:
     assert matches_any("+380443334400", ["+12125550123", "+380443334400"])
     assert not matches_any("+380443334400", ["+380443334401"])
     assert not matches_any("+380443334400", [])
+
+
+def test_a_callers_number_padded_past_its_length_is_refused_before_it_is_read() -> None:
+    """Its digits alone would make a valid number; read, the padding would be kept (the parse
+    keeps the last numbers it was given)."""
+    padded = "380501112233" + "x" * 100_000 + "\N{GRINNING FACE}"
+    assert to_e164.__wrapped__(padded) == "+380501112233"  # what the length check stops
+    with pytest.raises(ValidationError, match=f"at most {PHONE_MAX_LENGTH} characters"):
+        TypeAdapter(E164).validate_python(padded)
+    assert TypeAdapter(E164).validate_python("+38 (050) 111-22-33") == "+380501112233"

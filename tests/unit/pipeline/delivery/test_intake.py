@@ -7,7 +7,7 @@ from typing import cast
 
 import pytest
 
-from pipeline.delivery.intake import accept_call, divert
+from pipeline.delivery.intake import MAX_CALL_RECORD_BYTES, accept_call, divert
 from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.work import SourceRef
 from pipeline.streams.offsets import OffsetGate
@@ -54,6 +54,9 @@ GOOD = call_json("c1", NOW - timedelta(hours=1))
     (GOOD, b"globex", "key_mismatch: record key b'globex' is not tenant_id 'acme'", "acme"),
     (call_json("c1", NOW, tenant_id="ghost"), b"ghost",
      "unknown_tenant: no integration is configured for 'ghost'", "ghost"),
+    (GOOD[:-1] + b" " * MAX_CALL_RECORD_BYTES + b"}", b"acme",
+     f"too_large: the record is {len(GOOD) + MAX_CALL_RECORD_BYTES} bytes; a call event is at "
+     f"most {MAX_CALL_RECORD_BYTES}", None),
 ])
 async def test_bad_input_goes_to_the_invalid_topic_with_its_reason_and_is_settled(
         intake: Intake, raw: bytes | None, key: bytes | None, reason: str,
