@@ -77,8 +77,12 @@ Action = Retry | DeadLetter | Reject
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rand: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**(attempt-1))]."""
-    return rand.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+    """Exponential backoff with jitter above its step: uniform in [step, 2 * step], step =
+    base * 2**(attempt-1), both capped. retailCRM asks for a backoff that starts at 100 ms or
+    more after a 503 (the default base); full jitter (from 0) retried a fifth of first attempts
+    within 20 ms, into the same second that had been refused."""
+    step: float = min(cap, base * 2 ** (attempt - 1))
+    return min(cap, step + rand.uniform(0, step))
 
 
 def decide(exc: Exception, *, attempt: int, max_attempts: int, base: float, cap: float,

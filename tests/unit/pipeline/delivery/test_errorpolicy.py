@@ -61,9 +61,14 @@ def test_anything_else_is_raised() -> None:
         act(ZeroDivisionError())
 
 
-def test_backoff_is_jittered_and_capped() -> None:
+def test_backoff_is_jittered_above_its_step_and_capped() -> None:
+    """retailCRM: after a 503, back off exponentially from 100 ms or more."""
     rand = random.Random(7)
     for attempt in range(1, 20):
-        delay = backoff_delay(attempt, base=0.1, cap=2.0, rand=rand)
-        assert 0 <= delay <= min(2.0, 0.1 * 2 ** (attempt - 1))
-    assert len({backoff_delay(5, base=0.1, cap=2.0, rand=rand) for _ in range(10)}) > 1
+        step = min(2.0, 0.1 * 2 ** (attempt - 1))
+        for _ in range(50):
+            delay = backoff_delay(attempt, base=0.1, cap=2.0, rand=rand)
+            assert step <= delay <= min(2.0, 2 * step)
+    firsts = [backoff_delay(1, base=0.1, cap=2.0, rand=rand) for _ in range(1000)]
+    assert min(firsts) >= 0.1 and max(firsts) > 0.15
+    assert len({backoff_delay(3, base=0.1, cap=2.0, rand=rand) for _ in range(10)}) > 1
