@@ -85,14 +85,15 @@ class Leads:
         external_id = payload.externalId
         existing: Customer | None = None
         if seen:
-            existing = await self.steps.guard(work, "customer", "/api/customers/{externalId}",
-                                              lambda: self._customer_or_none(external_id))
+            existing = await self.steps.guard(
+                work, "customer", "/api/customers/{externalId}",
+                lambda: self._customer_or_none(external_id, work.plan.site))
         if existing is not None:
             self._customer_made(lead, existing.id, existing)
             return
 
         async def find() -> int | None:
-            found = await self._customer_or_none(external_id)
+            found = await self._customer_or_none(external_id, work.plan.site)
             return found.id if found is not None else None
 
         customer_id = await self.steps.guard(
@@ -101,9 +102,11 @@ class Leads:
         if customer_id is not None:
             self._customer_made(lead, customer_id)
 
-    async def _customer_or_none(self, external_id: str) -> Customer | None:
+    async def _customer_or_none(self, external_id: str, site: str) -> Customer | None:
+        """The customer made under this external id in the call's shop (a key that sees several
+        shops must name it)."""
         try:
-            return await self.steps.client.customer(external_id)
+            return await self.steps.client.customer(external_id, site=site)
         except e.NotFound:
             return None
 

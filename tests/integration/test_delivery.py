@@ -984,6 +984,19 @@ async def test_an_upload_whose_answer_is_lost_after_the_write_makes_nothing_twic
     assert all(o["customer"].get("id") for o in portal.orders.values())
 
 
+async def test_a_customer_made_by_a_lost_answer_is_found_in_the_calls_shop(
+        crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
+    """On a portal whose key sees two shops, retailCRM wants `site` to look a customer up by
+    its external id: the look for what a lost answer made names the call's shop."""
+    portal.sites["outlet"] = "Outlet"
+    crm_double.state.faults.append(Fault(portal="acme", method="/api/customers/upload",
+                                         status=500, apply_first=True, remaining=1))
+    await harness.deliver(call(1), call(2))
+    assert len(portal.customers) == 2 and len(portal.orders) == 2
+    assert harness.outlets.dead == [] and harness.outlets.rejected == []
+    assert by_method(crm_double).get("/api/customers/{externalId}", 0) >= 1
+
+
 async def test_an_item_the_upload_refuses_is_found_or_refused_on_its_own(
         crm_double: CRMDouble, harness: Harness, portal: Portal) -> None:
     """A 460: the customer made before (by a try whose answer was lost) is found, not made

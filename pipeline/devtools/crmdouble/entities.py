@@ -78,6 +78,8 @@ async def customers(c: Call) -> tuple[int, dict[str, Any]]:
 
 
 async def customer_get(c: Call) -> tuple[int, dict[str, Any]]:
+    if c.params.get("by", "externalId") != "id":
+        c.site()  # an external id is a shop's own
     return ok(customer=_find_customer(c))
 
 

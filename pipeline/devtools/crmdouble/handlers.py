@@ -73,8 +73,12 @@ class Call:
         return value if isinstance(value, Mapping) else {}
 
     def site(self, payload: Mapping[str, Any] | None = None) -> str:
+        """The shop asked for; a key that sees several must name it (retailCRM: "If a key can
+        see several shops, some methods also need `site`")."""
         site = str(self.params.get("site") or (payload or {}).get("site") or "")
         if not site:
+            if len(self.portal.sites) > 1:
+                raise Reply(400, "Parameter 'site' is missing")
             return next(iter(self.portal.sites))
         if site not in self.portal.sites:
             raise entity({"site": f"Site with code \"{site}\" not found."})
