@@ -156,21 +156,43 @@ class KeyRing:
         return self.encrypt(self.decrypt(envelope, tenant_id=tenant_id), tenant_id=tenant_id)
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` without any of `secrets`, in any form they take in text (raw, URL, base64)."""
+def _forms(secrets: Iterable[str]) -> list[str]:
     forms: set[str] = set()
     for secret in secrets:
         if len(secret) >= 4:
             forms |= secret_forms(secret)
-    for form in sorted(forms, key=len, reverse=True):
+    return sorted(forms, key=len, reverse=True)
+
+
+def _without(text: str, forms: Sequence[str]) -> str:
+    for form in forms:
         text = text.replace(form, REDACTED)
     return text
 
 
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` without any of `secrets`, in any form they take in text (raw, URL, base64)."""
+    return _without(text, _forms(secrets))
+
+
 def scrub_json(value: Any, secrets: Sequence[str]) -> Any:
-    """A JSON-like value with every string (keys too) scrubbed."""
+    """A JSON-like value with every string (keys too) scrubbed. The forms of the secrets are
+    made once: made per string, a 4 MiB error answer of 290,000 entries held the event loop
+    for 2.6 s. Raises RecursionError for a value nested deeper than the stack."""
     if not secrets:
         return value
+    forms = _forms(secrets)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return _without(item, forms)
+        if isinstance(item, Mapping):
+            return {walk(k): walk(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)
     if isinstance(value, str):
         return scrub(value, secrets)
     if isinstance(value, Mapping):

@@ -170,7 +170,13 @@ class CRMSession:
             if not (response.is_success and body is not None and body.get("success") is True):
                 # A portal may echo the key in errorMsg or errors: never into an exception.
                 secrets = [self._key.get_secret_value()]
-                raise error_for(method, response, scrub_json(body, secrets), kind, raw)
+                try:
+                    scrubbed = scrub_json(body, secrets)
+                except RecursionError:  # read, but deeper than the scrub can walk
+                    scrubbed = None
+                if scrubbed is None and body is not None:
+                    kind = "nested too deep to read"
+                raise error_for(method, response, scrubbed, kind, raw)
             try:
                 result = parse(body)
             except ValidationError as exc:

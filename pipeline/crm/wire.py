@@ -4,6 +4,7 @@ fields, answers read within a cap, and the exception for an answer that is not a
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -149,12 +150,19 @@ async def read_capped(response: httpx.Response, *, cap: int, method: str) -> byt
     return b"".join(chunks)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def json_object(raw: bytes) -> tuple[dict[str, Any] | None, str]:
     """The parsed answer if it is a JSON object, else None and what it was instead."""
     if not raw.strip():
         return None, "empty"
     try:
         body = json.loads(raw)
+        if _SURROGATE_ESCAPE.search(raw):
+            # JSON lets a lone half of a surrogate pair through (`"\ud800"`): no UTF-8 text,
+            # so the answer's names could not be stored or sent on. Each becomes a "?".
+            body = json.loads(json.dumps(body, ensure_ascii=False).encode("utf-8", "replace"))
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
         return None, "not JSON"
     if isinstance(body, dict):

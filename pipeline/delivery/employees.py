@@ -7,10 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
 from schemas.mapping import EmployeeMapping
 
-__all__ = ["Manager", "Roster", "effective_mapping", "fetch_roster", "link_refusal"]
+__all__ = ["MAX_ROSTER_PAGES", "Manager", "Roster", "effective_mapping", "fetch_roster",
+           "link_refusal"]
+
+MAX_ROSTER_PAGES = 50  # 5,000 users or groups
 
 
 class Manager(BaseModel):
@@ -33,12 +37,22 @@ class Roster(BaseModel):
     synced_at: datetime
 
 
+def _within_pages(pages: int, method: str) -> None:
+    if pages > MAX_ROSTER_PAGES:
+        raise e.CRMMalformedResponse(
+            f"retailCRM {method}: the portal reports {pages} pages of 100; callsync reads at "
+            f"most {MAX_ROSTER_PAGES}", method=method)
+
+
 async def fetch_roster(client: RetailCRMClient, *, now: datetime) -> Roster:
-    """Manager groups from user-groups, their active users from users, page by page."""
+    """Manager groups from user-groups, their active users from users, page by page; a portal
+    that reports more than `MAX_ROSTER_PAGES` pages of either is refused before they are read
+    (a sync, and a command that waits for it, would otherwise read for as long as it said)."""
     groups: list[str] = []
     page = 1
     while True:
         result = await client.user_groups(page=page, limit=100)
+        _within_pages(result.pagination.totalPageCount, "/api/user-groups")
         groups += [g.code for g in result.groups if g.isManager]
         if page >= result.pagination.totalPageCount:
             break
@@ -48,6 +62,7 @@ async def fetch_roster(client: RetailCRMClient, *, now: datetime) -> Roster:
     while groups:
         users = await client.users(filter={"active": True, "groups": groups}, page=page,
                                    limit=100)
+        _within_pages(users.pagination.totalPageCount, "/api/users")
         for user in users.users:
             if not user.active:
                 continue
