@@ -194,7 +194,10 @@ def error_from_response(
     """Pick the exception for a failed response. `body` is the parsed JSON, None if it was not JSON.
 
     The errorMsg decides first (as the PHP and Go clients do); the status decides what has no
-    known message: 503/429 are the rate limit, other 5xx the server, HTML 404/405 a wrong portal.
+    known message: 503/429 are the rate limit, other 5xx the server; a redirect, an HTML 404/405
+    or a 404 without retailCRM's message a wrong portal (the integration breaks: its calls are
+    parked and replayed once it is fixed, not refused one by one); any other answer that is no
+    retailCRM answer at all a failing server.
     """
     error_msg = str(body.get("errorMsg")) if body and body.get("errorMsg") is not None else None
     errors = body.get("errors") if body else None
@@ -219,12 +222,20 @@ def error_from_response(
         return RateLimited(text, **kw)
     if status >= 500:
         return CRMServerError(text, **kw)
+    if 300 <= status < 400:  # not followed: the address moved, and an operator must say where
+        return AccountNotFound(f"retailCRM {method}: HTTP {status}, a redirect (retailCRM's API "
+                               "does not redirect: is the portal's address right?)", **kw)
     if is_html and status in (404, 405):
         return AccountNotFound(f"retailCRM {method}: {MSG_NO_ACCOUNT} (HTML {status})", **kw)
+    if status == 404 and error_msg is None:  # retailCRM's says "Not found"; this is no portal
+        return AccountNotFound(f"retailCRM {method}: HTTP 404 without retailCRM's message (is "
+                               "the portal's address right?)", **kw)
     if status == 404:
         return NotFound(text, **kw)
     if status in (401, 403):
         return CRMAuthorizationError(text, **kw)
+    if body is None:  # no retailCRM answer (a proxy's page): not a verdict on the data
+        return CRMServerError(f"retailCRM {method}: HTTP {status}, not a retailCRM answer", **kw)
     return ValidationFailed(text, **kw)
 
 

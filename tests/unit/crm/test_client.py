@@ -227,6 +227,14 @@ ERRORS: list[tuple[int, Any, str | None, type[e.RetailCRMError]]] = [
     (502, None, "<html>Bad Gateway</html>", e.CRMServerError),
     (200, {"success": False, "errorMsg": "Errors in the entity format"}, None,
      e.ValidationFailed),
+    # No retailCRM answer: a moved address, another server, a proxy. Not a verdict on the
+    # data (a rejection would send each call to the invalid topic, the tenant left active).
+    (301, None, "<html>Moved Permanently</html>", e.AccountNotFound),
+    (308, {"success": True}, None, e.AccountNotFound),
+    (404, {"success": False}, None, e.AccountNotFound),
+    (404, None, "no such path", e.AccountNotFound),
+    (400, None, "<html><body>400 Bad Request (proxy)</body></html>", e.CRMServerError),
+    (413, None, "Request Entity Too Large", e.CRMServerError),
 ]
 
 
