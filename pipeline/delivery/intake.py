@@ -231,7 +231,10 @@ async def accept_call(*, raw: bytes | None, key: bytes | None, source: SourceRef
     if key is None:
         reason = f"key_mismatch: the record has no key; it must be tenant_id {event.tenant_id!r}"
     elif key != event.tenant_id.encode():
-        reason = f"key_mismatch: record key {key[:64]!r} is not tenant_id {event.tenant_id!r}"
+        # Not quoted: a producer that keys by the caller's number would put it in the reason,
+        # and so in the log (the copy keeps the key as it came).
+        reason = (f"key_mismatch: the record key ({len(key)} bytes) is not tenant_id "
+                  f"{event.tenant_id!r}")
     elif config is None:
         reason = f"unknown_tenant: no integration is configured for {event.tenant_id!r}"
     if reason is not None or config is None:
