@@ -88,15 +88,21 @@ class ControlDesk(DeskCommands):
     async def _answer(self, command_id: str, status: str, message: str, *,
                       command: Command | None = None, data: dict[str, Any] | None = None,
                       secrets: Sequence[str] = ()) -> CommandResult:
+        result = self._result(command_id, status, message, command=command, data=data,
+                              secrets=secrets)
+        await self.report(result)
+        return result
+
+    def _result(self, command_id: str, status: str, message: str, *,
+                command: Command | None = None, data: dict[str, Any] | None = None,
+                secrets: Sequence[str] = ()) -> CommandResult:
         # A net under the client's own scrubbing: no key the desk knows reaches the results.
         known = [*secrets, *self._secrets_of(command)]
-        result = CommandResult.model_validate({
+        return CommandResult.model_validate({
             "command_id": command_id, "status": status, "message": scrub(message, known),
             "tenant_id": command.tenant_id if command else None,
             "type": command.type if command else None, "data": scrub_json(data or {}, known),
             "at": self.clock()})
-        await self.report(result)
-        return result
 
     def _secrets_of(self, command: Command | None) -> list[str]:
         found = [self.operator_key.decode(errors="replace")] if self.operator_key else []
@@ -137,9 +143,16 @@ class ControlDesk(DeskCommands):
             status, message, data = "refused", f"a key cannot be decrypted: {exc}", {}
         except e.RetailCRMError as exc:
             status, message, data = "failed", f"retailCRM: {exc}", {}
-        result = await self._answer(command.command_id, status, message, command=command,
-                                    data=data, secrets=secrets)
+        except Exception as exc:  # it may have acted before: answered, and kept
+            log.exception("command %s of tenant %s failed", command.command_id,
+                          command.tenant_id)
+            status, message, data = "failed", f"internal:{type(exc).__name__}", {}
+        result = self._result(command.command_id, status, message, command=command, data=data,
+                              secrets=secrets)
+        # Kept before it is answered: a command whose answer could not be sent is still never
+        # carried out again.
         remember(self.states, command, result, clock=self.clock)
+        await self.report(result)
         return result
 
     def _open_key(self, command: ActivateCommand) -> str:

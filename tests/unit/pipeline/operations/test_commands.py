@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from pipeline.delivery.errorpolicy import DeadLetter, Reason
 from pipeline.delivery.tenantstate import ReplayProgress
 from pipeline.operations.operator import build_command
@@ -139,6 +141,49 @@ async def test_a_command_that_failed_on_the_portal_is_not_carried_out_when_repea
     again = await worker.send(command)
     assert again.status == "failed" and again.message.startswith("already handled")
     assert worker.states.get("acme").state == "active" and len(worker.portal.edits) == 1
+
+
+async def test_a_command_that_broke_after_acting_is_answered_and_never_carried_out_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unforeseen failure after the command acted (a portal's answer the desk could not
+    take, say) is answered as failed and its id kept: sent again, it is not carried out."""
+    worker = fixed()
+    await worker.set_up()
+    carry_out = worker.desk._carry_out
+    acted: list[str] = []
+
+    async def acts_then_breaks(command: Any, secrets: Any) -> Any:
+        acted.append(command.command_id)
+        await carry_out(command, secrets)
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(worker.desk, "_carry_out", acts_then_breaks)
+    command = issued(worker, "deactivate")
+    first = await worker.send(command)
+    assert (first.status, first.message) == ("failed", "internal:RecursionError")
+    assert worker.states.get("acme").state == "deactivated"
+    again = await worker.send(command)
+    assert again.status == "failed" and again.message.startswith("already handled")
+    assert acted == [command["command_id"]]
+
+
+async def test_a_command_whose_answer_could_not_be_sent_is_still_kept() -> None:
+    worker = fixed()
+    await worker.set_up()
+    sent = worker.desk.report
+
+    async def unsendable(result: Any) -> None:
+        raise OSError("the results topic is away")
+
+    worker.desk.report = unsendable
+    edits = len(worker.portal.edits)
+    command = issued(worker, "deactivate")
+    with pytest.raises(OSError):
+        await worker.send(command)
+    worker.desk.report = sent
+    again = await worker.send(command)
+    assert again.status == "done" and again.message.startswith("already handled")
+    assert len(worker.portal.edits) == edits + 1
 
 
 async def test_a_command_that_broke_the_desk_is_answered_as_failed() -> None:
