@@ -7,7 +7,8 @@ import math
 import time
 from collections.abc import Callable
 
-__all__ = ["CRM_GENERAL_RPS", "CRM_TELEPHONY_RPS", "GUARD_SECONDS", "SlidingWindowLimiter", "Slot"]
+__all__ = ["CRM_GENERAL_RPS", "CRM_TELEPHONY_RPS", "GUARD_SECONDS", "Pacing",
+           "SlidingWindowLimiter", "Slot"]
 
 CRM_GENERAL_RPS = 10
 CRM_TELEPHONY_RPS = 40
@@ -148,3 +149,16 @@ class SlidingWindowLimiter:
         slot, waited = await self.reserve()
         slot.sent(self._clock())
         return waited
+
+
+class Pacing:
+    """The two budgets a portal's requests share: general and `/telephony/*`. retailCRM counts
+    per key and per IP ("from one IP"), so every key of one portal on this worker (tenants
+    sharing a portal) goes through one pair."""
+
+    __slots__ = ("general", "telephony")
+
+    def __init__(self, general_rps: int = CRM_GENERAL_RPS,
+                 telephony_rps: int = CRM_TELEPHONY_RPS) -> None:
+        self.general = SlidingWindowLimiter(general_rps)
+        self.telephony = SlidingWindowLimiter(telephony_rps)

@@ -13,7 +13,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from pipeline.crm.errors import CRMAPIError, CRMTransportError
-from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS, SlidingWindowLimiter
+from pipeline.crm.ratelimit import CRM_GENERAL_RPS, CRM_TELEPHONY_RPS, Pacing
 from pipeline.crm.transport import PORTAL
 from pipeline.crm.wire import (
     encode_query,
@@ -71,6 +71,7 @@ class CRMSession:
         telephony_rps: int = CRM_TELEPHONY_RPS,
         observer: RequestObserver | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        pacing: Pacing | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -81,8 +82,10 @@ class CRMSession:
         # and about 90 µs of CPU a request (a pop-up's whole way costs about 2 ms).
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._timeouts = httpx.Timeout(timeout).as_dict()
-        self._general = SlidingWindowLimiter(general_rps)
-        self._telephony = SlidingWindowLimiter(telephony_rps)
+        # Shared by the portal's other keys where given (`Pacing`); `*_rps` make one otherwise.
+        pacing = pacing if pacing is not None else Pacing(general_rps, telephony_rps)
+        self._general = pacing.general
+        self._telephony = pacing.telephony
         self._observer = observer
 
     def __repr__(self) -> str:

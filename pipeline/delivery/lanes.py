@@ -14,6 +14,7 @@ import httpx
 
 from pipeline.config import CRMSettings
 from pipeline.crm.client import RetailCRMClient
+from pipeline.crm.ratelimit import Pacing
 from pipeline.crm.transport import SharedTransport
 from pipeline.delivery.health import TenantHealth
 from pipeline.delivery.ledger import Ledger
@@ -71,6 +72,9 @@ class ClientPool:
     def __len__(self) -> int:
         return len(self._clients)
 
+    def portals(self) -> set[str]:
+        return {portal for portal, _ in self._clients}
+
     async def evict_idle(self, after: float, *, keep: set[int]) -> int:
         """Close clients nobody asked for in `after` seconds, but those in `keep` (ids of
         clients lanes hold). Their pacing is long over: a later client starts afresh."""
@@ -117,15 +121,20 @@ class LaneRegistry:
         self.lanes: dict[str, TenantLane] = {}
         self.recovery: Recovery | None = None  # the replays, once the worker has them
         self.clients = ClientPool(self._new_client)
+        # One pacing per portal, whatever keys its tenants use (retailCRM counts per IP too).
+        self._pacing: dict[str, Pacing] = {}
         # One generator for every lane's backoff jitter (a Random of its own is 2.5 KB a lane).
         self._jitter = random.Random()  # noqa: S311 - jitter, not cryptography
 
     def _new_client(self, config: IntegrationConfig) -> RetailCRMClient:
+        portal = str(config.portal_url)
+        pacing = self._pacing.get(portal)
+        if pacing is None:
+            pacing = self._pacing[portal] = Pacing(self.settings.general_rps,
+                                                   self.settings.telephony_rps)
         return RetailCRMClient(
-            base_url=str(config.portal_url), api_key=config.api_key,
-            transport=self.transport, timeout=self.settings.timeout_seconds,
-            general_rps=self.settings.general_rps, telephony_rps=self.settings.telephony_rps,
-            observer=observe_crm_request)
+            base_url=portal, api_key=config.api_key, transport=self.transport,
+            timeout=self.settings.timeout_seconds, pacing=pacing, observer=observe_crm_request)
 
     def health(self, tenant_id: str) -> TenantHealth:
         return TenantHealth(self.states, tenant_id, clock=self.clock)
@@ -190,6 +199,9 @@ class LaneRegistry:
             await lane.stop()
         in_use = {id(lane.steps.client) for lane in self.lanes.values()}
         await self.clients.evict_idle(after, keep=in_use)
+        portals = self.clients.portals()
+        for portal in [p for p in self._pacing if p not in portals]:
+            del self._pacing[portal]  # its last client went: its pacing is long over
         await self.transport.sweep()  # the connection pools of portals nobody asks any more
         return len(lanes)
 

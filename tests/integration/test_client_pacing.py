@@ -11,7 +11,7 @@ from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.ratelimit import Slot
 from pipeline.devtools.crmdouble.admin import UserSpec, add_user
 from pipeline.devtools.crmdouble.server import CRMDouble
-from pipeline.devtools.crmdouble.state import Portal
+from pipeline.devtools.crmdouble.state import ALL_METHODS, ApiKey, Portal
 from tests.integration.support import MODULE, client
 
 
@@ -106,3 +106,38 @@ async def test_requests_waiting_for_a_pooled_connection_keep_their_places(
         await transport.close()
     by_status = crm_double.state.stats()["acme"]["by_status"]
     assert by_status == {"200": 1 + 20 + PORTAL_CONNECTIONS}
+
+
+async def test_two_tenants_keys_on_one_portal_share_its_pace(crm_double: CRMDouble,
+                                                             portal: Portal) -> None:
+    """retailCRM counts per key and "from one IP": two tenants with keys of their own on one
+    portal are paced together on a worker (each paced alone, they sent 20 a second, and the
+    double, counting per address too, answered 503). Their pacing goes with their clients."""
+    from pipeline.config import CRMSettings
+    from pipeline.delivery.lanes import LaneRegistry
+    from pipeline.delivery.ledger import MemoryLedger
+    from schemas import IntegrationConfig
+    from tests.integration.support import RecordingOutlets
+
+    portal.keys["second-key"] = ApiKey(key="second-key", methods=set(ALL_METHODS),
+                                       label="second")
+
+    def tenant(tenant_id: str, key: str) -> IntegrationConfig:
+        return IntegrationConfig.model_validate({
+            "tenant_id": tenant_id, "portal_url": crm_double.portal_url("acme"),
+            "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": key,
+            "timezone": "Europe/Kyiv"})
+
+    registry = LaneRegistry(settings=CRMSettings(), ledger=MemoryLedger(),
+                            outlets=RecordingOutlets())
+    try:
+        first = registry.clients.get(tenant("acme", "acme-key"))
+        second = registry.clients.get(tenant("acme-2", "second-key"))
+        assert first is not second
+        await asyncio.gather(*(crm.credentials() for _ in range(12)
+                               for crm in (first, second)))
+        assert crm_double.state.stats()["acme"]["by_status"] == {"200": 24}
+        assert await registry.evict_idle(after=0.0) == 0 and len(registry.clients) == 0
+        assert registry.clients.get(tenant("acme", "acme-key")) is not first
+    finally:
+        await registry.stop()

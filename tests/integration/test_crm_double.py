@@ -95,8 +95,9 @@ async def test_unknown_method_and_wrong_verb(http: httpx.AsyncClient) -> None:
     assert r.status_code == 405 and error(r) == "Method Not Allowed"
 
 
-async def test_rate_limit_is_ten_per_second_per_key(crm_double: CRMDouble,
-                                                    http: httpx.AsyncClient) -> None:
+async def test_rate_limit_is_ten_per_second_per_key_and_address(
+        crm_double: CRMDouble, http: httpx.AsyncClient) -> None:
+    """retailCRM counts "from one IP", and its clients per key: the double does both."""
     now = [1000.0]
     crm_double.state.clock = lambda: now[0]  # the second passes when the test says so
     await http.post(f"{crm_double.url}/_admin/portals/acme/keys", json={"key": "other"})
@@ -106,7 +107,10 @@ async def test_rate_limit_is_ten_per_second_per_key(crm_double: CRMDouble,
     limited = next(r for r in answers if r.status_code == 503)
     assert "503 Service Temporarily Unavailable" in limited.text  # HTML, not JSON
     other = await http.get("/api/v5/users", headers={"X-API-KEY": "other"})
-    assert other.status_code == 200, "the limit is per key"
+    assert other.status_code == 503, "another key from the same address shares its limit"
+    counted = {tuple(w.split("\x00")[1:]): len(times) for (w, cls), times
+               in crm_double.state.windows.items() if cls == "general"}
+    assert counted == {("key", "acme-key"): 10, ("key", "other"): 0, ("ip", "127.0.0.1"): 10}
     now[0] = 1000.5
     assert (await http.get("/api/v5/users")).status_code == 503, "the window is a whole second"
     now[0] = 1001.0

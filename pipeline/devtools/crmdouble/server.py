@@ -37,18 +37,23 @@ def _json(status: int, body: dict[str, Any]) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _over_limit(state: DoubleState, portal: str, key: str, telephony: bool,
+def _over_limit(state: DoubleState, portal: str, key: str, client: str, telephony: bool,
                 limits: tuple[int, int], now: float) -> bool:
-    """Sliding one-second window per key, kept apart for /telephony (10/s and 40/s). A request
-    is counted, and refused over the limit, as it arrives (`now`, stamped before its body was
-    read), before any injected fault delays or replaces its answer."""
+    """Sliding one-second windows per key and per client address ("from one IP"), each kept
+    apart for /telephony (10/s and 40/s). A request is counted, and refused over either
+    limit, as it arrives (`now`, stamped before its body was read), before any injected fault
+    delays or replaces its answer."""
     cls = "telephony" if telephony else "general"
-    window = state.windows.setdefault((portal + "\0" + key, cls), deque())
-    while window and now - window[0] >= 1.0:
-        window.popleft()
-    if len(window) >= (limits[1] if telephony else limits[0]):
+    windows = [state.windows.setdefault((f"{portal}\0key\0{key}", cls), deque()),
+               state.windows.setdefault((f"{portal}\0ip\0{client}", cls), deque())]
+    limit = limits[1] if telephony else limits[0]
+    for window in windows:
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+    if any(len(window) >= limit for window in windows):
         return True
-    window.append(now)
+    for window in windows:
+        window.append(now)
     return False
 
 
@@ -88,8 +93,8 @@ async def _api(request: web.Request) -> web.StreamResponse:
         return _json(403, {"success": False, "errorMsg": 'Wrong "apiKey" value.'})
     telephony = route.method.startswith("/api/telephony/")
     response: web.StreamResponse
-    if _over_limit(state, portal.name, key_value, telephony, request.app[LIMITS_KEY],
-                   request[ARRIVED_KEY]):
+    if _over_limit(state, portal.name, key_value, request.remote or "", telephony,
+                   request.app[LIMITS_KEY], request[ARRIVED_KEY]):
         status, response = 503, web.Response(status=503, text=RATE_LIMIT_PAGE,
                                              content_type="text/html")
     else:
