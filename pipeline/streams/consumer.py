@@ -138,6 +138,12 @@ class _Consumer(faust_aiokafka.Consumer):
         self.log.debug("a record of %s waits for the rebalance to end", message.topic)
         app = self.app
         while app.rebalancing or not app.flow_control.is_active():
+            if app.in_recovery:
+                # The recovery reads the changelogs through this loop: a record waiting here
+                # would starve it, and the rebalance would never end (a worker stalled so,
+                # its recovery waiting minutes for changelog records). The seek to the
+                # committed offsets at the recovery's end reads this record again.
+                return False
             # Faust signals the end of a rebalance by no event: a short poll, for a few
             # milliseconds at the end of each rebalance.
             await _hand_over(asyncio.sleep(0.01), halt)
