@@ -378,3 +378,31 @@ async def test_admin_changes_users_and_counts_requests(crm_double: CRMDouble,
     assert stats["by_key"]["acme"] == {"200": 1} and stats["by_key"]["<unknown>"] == {"403": 1}
     snapshot = (await http.get(f"{crm_double.url}/_admin/portals/acme")).json()
     assert all("acme-key" not in json.dumps(k) for k in snapshot["keys"])
+
+
+async def test_what_retailcrm_would_not_take_the_double_refuses(http: httpx.AsyncClient,
+                                                                portal: Portal) -> None:
+    """A double that takes what retailCRM refuses proves nothing: limits other than 20, 50 and
+    100, booleans other than 1 and 0, filters it does not apply (answered with everything
+    before), a filter not bracket-encoded, an id that is no number, a pop-up for nobody."""
+    r = await http.get("/api/v5/users", params={"limit": "250"})
+    assert r.status_code == 400 and "limit" in r.json()["errors"]
+    r = await http.get("/api/v5/users", params={"filter[active]": "True"})
+    assert r.status_code == 400 and "filter[active]" in r.json()["errors"]
+    r = await http.get("/api/v5/users", params={"filter[active]": "0"})
+    assert r.status_code == 200 and not any(u["active"] for u in r.json()["users"])
+    r = await http.get("/api/v5/customers", params={"filter[phone]": "+380501112233"})
+    assert r.status_code == 400 and "filter[phone]" in r.json()["errors"]
+    r = await http.get("/api/v5/users", params={"filter": '{"active": 0}'})
+    assert r.status_code == 400 and "filter" in r.json()["errors"]
+    r = await http.get("/api/v5/users/abc")
+    assert r.status_code == 404 and error(r) == "Not found"
+    await enable_telephony(http)
+    r = await http.post("/api/v5/telephony/call/event",
+                        data={"event": json.dumps({"phone": "+380501112233", "type": "in"})})
+    assert r.status_code == 400 and "codes" in r.json()["errors"]
+    customer = {"externalId": "50%off", "firstName": "Odd"}
+    r = await http.post("/api/v5/customers/create", data={"customer": json.dumps(customer)})
+    assert r.status_code == 201
+    r = await http.get("/api/v5/customers/50%25off")  # decoded once, as a portal does
+    assert r.status_code == 200 and r.json()["customer"]["externalId"] == "50%off"

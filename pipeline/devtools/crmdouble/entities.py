@@ -60,7 +60,7 @@ def _find_customer(c: Call) -> dict[str, Any]:
 
 
 async def customers(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter()
+    f = c.filter("ids", "externalIds", "managers", "name")
     found = list(c.portal.customers.values())
     if ids := as_list(f.get("ids")):
         found = [x for x in found if str(x["id"]) in ids]
@@ -155,7 +155,7 @@ async def customer_edit(c: Call) -> tuple[int, dict[str, Any]]:
 
 
 async def orders(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter()
+    f = c.filter("ids", "externalIds", "customerId", "customerExternalId")
     found = list(c.portal.orders.values())
     if ids := as_list(f.get("ids")):
         found = [x for x in found if str(x["id"]) in ids]
@@ -199,7 +199,7 @@ def _make_order(c: Call, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def tasks(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter()
+    f = c.filter("performers", "text", "ids")
     found = list(c.portal.tasks.values())
     if performers := as_list(f.get("performers")):
         found = [x for x in found if str(x["performerId"]) in performers]

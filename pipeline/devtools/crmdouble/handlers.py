@@ -14,7 +14,7 @@ from pipeline.devtools.crmdouble.state import ApiKey, Portal
 __all__ = ["Call", "Handler", "Reply", "Route", "entity", "invalid", "ok"]
 
 USER_STATUSES = ("free", "busy", "dinner", "break")
-PAGE_LIMITS = ("20", "50", "100", "250")
+PAGE_LIMITS = ("20", "50", "100")  # the contract's; 250 is unconfirmed: "do not use"
 MAX_UPLOAD = 50
 
 
@@ -68,9 +68,18 @@ class Call:
             "limit": n, "totalCount": len(items), "currentPage": p,
             "totalPageCount": total_pages}}
 
-    def filter(self) -> Mapping[str, Any]:
-        value = self.params.get("filter") or {}
-        return value if isinstance(value, Mapping) else {}
+    def filter(self, *known: str) -> Mapping[str, Any]:
+        """The `filter[...]` of a list, bracket-encoded; a filter this double does not apply is
+        refused rather than ignored (answering every entity would pass a wrong one)."""
+        value = self.params.get("filter")
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, Mapping):
+            raise invalid(filter="This value should be of type array (filter[name]=value).")
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise invalid(**{f"filter[{k}]": "This field was not expected." for k in unknown})
+        return value
 
     def site(self, payload: Mapping[str, Any] | None = None) -> str:
         """The shop asked for; a key that sees several must name it (retailCRM: "If a key can
@@ -111,8 +120,13 @@ def as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
-def flag(value: Any) -> bool | None:
-    return None if value is None else str(value).lower() in ("1", "true")
+def flag(value: Any, name: str) -> bool | None:
+    """A boolean as retailCRM takes it, `1` or `0` (the PHP client's NumericBoolean)."""
+    if value is None:
+        return None
+    if str(value) not in ("1", "0"):
+        raise invalid(**{name: "This value should be 1 or 0."})
+    return str(value) == "1"
 
 
 def check_datetime(value: Any, fmt: str, field: str) -> None:
@@ -139,11 +153,11 @@ async def credentials(c: Call) -> tuple[int, dict[str, Any]]:
 # -- users ------------------------------------------------------------------------------------
 
 async def users(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter()
+    f = c.filter("active", "isManager", "groups", "email", "status")
     found = list(c.portal.users.values())
-    if (active := flag(f.get("active"))) is not None:
+    if (active := flag(f.get("active"), "filter[active]")) is not None:
         found = [u for u in found if u["active"] == active]
-    if (manager := flag(f.get("isManager"))) is not None:
+    if (manager := flag(f.get("isManager"), "filter[isManager]")) is not None:
         found = [u for u in found if u.get("isManager", False) == manager]
     if groups := as_list(f.get("groups")):
         found = [u for u in found if {g["code"] for g in u["groups"]} & set(groups)]
@@ -154,17 +168,20 @@ async def users(c: Call) -> tuple[int, dict[str, Any]]:
     return c.page(found, "users")
 
 
-async def user_get(c: Call) -> tuple[int, dict[str, Any]]:
-    found = c.portal.users.get(int(c.path_args["id"]))
+def _user(c: Call) -> dict[str, Any]:
+    ident = c.path_args["id"]
+    found = c.portal.users.get(int(ident)) if ident.isdigit() else None
     if found is None:
         raise Reply(404, "Not found")
-    return ok(user=found)
+    return found
+
+
+async def user_get(c: Call) -> tuple[int, dict[str, Any]]:
+    return ok(user=_user(c))
 
 
 async def user_status(c: Call) -> tuple[int, dict[str, Any]]:
-    found = c.portal.users.get(int(c.path_args["id"]))
-    if found is None:
-        raise Reply(404, "Not found")
+    found = _user(c)
     status = c.need("status")
     if status not in USER_STATUSES:
         raise invalid(status="The value you selected is not a valid choice.")

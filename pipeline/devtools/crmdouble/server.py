@@ -7,7 +7,6 @@ import contextlib
 import threading
 from collections import deque
 from typing import Any
-from urllib.parse import unquote
 
 import qs_codec as qs
 from aiohttp import web
@@ -76,7 +75,7 @@ async def _api(request: web.Request) -> web.StreamResponse:
         return _json(404, {"success": False, "errorMsg": "Account does not exist."})
     rest = request.match_info["rest"]
     versioned = rest.startswith("v5/")
-    path = unquote(rest[3:] if versioned else rest)
+    path = rest[3:] if versioned else rest  # aiohttp has decoded it once, as a portal does
     found = match(request.method, path, versioned=versioned)
     if isinstance(found, str):
         return _json(405 if found == "Method Not Allowed" else 404,

@@ -33,7 +33,7 @@ async def manager(c: Call) -> tuple[int, dict[str, Any]]:
             payload["manager"] = {k: mgr.get(k) for k in
                                   ("id", "firstName", "lastName", "email")} | {
                 "code": next(iter(c.portal.extensions.get(mgr["id"], [])), None)}
-        if flag(c.params.get("details")):
+        if flag(c.params.get("details"), "details"):
             payload["customer"] = customer
             payload["links"]["customerLink"] = f"/customers/{customer['id']}"
     return ok(**payload)
@@ -52,6 +52,8 @@ async def call_event(c: Call) -> tuple[int, dict[str, Any]]:
         errors["type"] = "The value you selected is not a valid choice."
     if event.get("hangupStatus") is not None and event["hangupStatus"] not in HANGUP_STATUSES:
         errors["hangupStatus"] = "The value you selected is not a valid choice."
+    if not event.get("codes") and not event.get("userIds"):  # "codes and/or userIds"
+        errors["codes"] = "Either codes or userIds should not be blank."
     if errors:
         raise entity(errors)
     codes = {code for codes in c.portal.extensions.values() for code in codes}
