@@ -406,3 +406,20 @@ async def test_what_retailcrm_would_not_take_the_double_refuses(http: httpx.Asyn
     assert r.status_code == 201
     r = await http.get("/api/v5/customers/50%25off")  # decoded once, as a portal does
     assert r.status_code == 200 and r.json()["customer"]["externalId"] == "50%off"
+
+
+async def test_the_documented_filters_it_takes_are_applied(http: httpx.AsyncClient) -> None:
+    for n, email in enumerate(("a@acme.test", "b@acme.test")):
+        customer = {"externalId": f"f{n}", "firstName": "F", "email": email}
+        r = await http.post("/api/v5/customers/create", data={"customer": json.dumps(customer)})
+        assert r.status_code == 201
+    r = await http.get("/api/v5/customers", params={"filter[email]": "b@acme.test"})
+    assert [c["externalId"] for c in r.json()["customers"]] == ["f1"]
+    r = await http.get("/api/v5/customers", params={"filter[sites][]": "nowhere"})
+    assert r.status_code == 200 and r.json()["customers"] == []
+    r = await http.get("/api/v5/tasks", params={"filter[status]": "completed"})
+    assert r.status_code == 200 and r.json()["tasks"] == []
+    r = await http.get("/api/v5/tasks", params={"filter[status]": "done"})
+    assert r.status_code == 400 and "filter[status]" in r.json()["errors"]
+    r = await http.get("/api/v5/users", params={"filter[online]": "1"})
+    assert r.status_code == 200 and all(u["online"] for u in r.json()["users"])

@@ -60,10 +60,14 @@ def _find_customer(c: Call) -> dict[str, Any]:
 
 
 async def customers(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter("ids", "externalIds", "managers", "name")
+    f = c.filter("ids", "externalIds", "managers", "name", "email", "sites")
     found = list(c.portal.customers.values())
     if ids := as_list(f.get("ids")):
         found = [x for x in found if str(x["id"]) in ids]
+    if email := f.get("email"):
+        found = [x for x in found if x.get("email") == email]
+    if sites := as_list(f.get("sites")):
+        found = [x for x in found if x.get("site") in sites]
     if ext := as_list(f.get("externalIds")):
         found = [x for x in found if x.get("externalId") in ext]
     if managers := as_list(f.get("managers")):
@@ -155,8 +159,12 @@ async def customer_edit(c: Call) -> tuple[int, dict[str, Any]]:
 
 
 async def orders(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter("ids", "externalIds", "customerId", "customerExternalId")
+    f = c.filter("ids", "externalIds", "customerId", "customerExternalId", "managers", "sites")
     found = list(c.portal.orders.values())
+    if managers := as_list(f.get("managers")):
+        found = [x for x in found if str(x.get("managerId")) in managers]
+    if sites := as_list(f.get("sites")):
+        found = [x for x in found if x.get("site") in sites]
     if ids := as_list(f.get("ids")):
         found = [x for x in found if str(x["id"]) in ids]
     if ext := as_list(f.get("externalIds")):
@@ -199,8 +207,12 @@ def _make_order(c: Call, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def tasks(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter("performers", "text", "ids")
+    f = c.filter("performers", "text", "ids", "status")
     found = list(c.portal.tasks.values())
+    if status := f.get("status"):
+        if status not in ("completed", "performing"):
+            raise invalid(**{"filter[status]": "The value you selected is not a valid choice."})
+        found = [x for x in found if bool(x.get("complete")) == (status == "completed")]
     if performers := as_list(f.get("performers")):
         found = [x for x in found if str(x["performerId"]) in performers]
     if text := f.get("text"):

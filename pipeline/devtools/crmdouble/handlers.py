@@ -153,8 +153,10 @@ async def credentials(c: Call) -> tuple[int, dict[str, Any]]:
 # -- users ------------------------------------------------------------------------------------
 
 async def users(c: Call) -> tuple[int, dict[str, Any]]:
-    f = c.filter("active", "isManager", "groups", "email", "status")
+    f = c.filter("active", "isManager", "groups", "email", "status", "online")
     found = list(c.portal.users.values())
+    if (online := flag(f.get("online"), "filter[online]")) is not None:
+        found = [u for u in found if bool(u.get("online")) == online]
     if (active := flag(f.get("active"), "filter[active]")) is not None:
         found = [u for u in found if u["active"] == active]
     if (manager := flag(f.get("isManager"), "filter[isManager]")) is not None:
