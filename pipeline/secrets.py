@@ -193,10 +193,3 @@ def scrub_json(value: Any, secrets: Sequence[str]) -> Any:
         return item
 
     return walk(value)
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if isinstance(value, Mapping):
-        return {scrub_json(k, secrets): scrub_json(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub_json(v, secrets) for v in value]
-    return value
