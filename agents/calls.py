@@ -11,7 +11,16 @@ from pipeline.app import app, calls_topic, is_steady, owns, settings
 from pipeline.delivery.intake import accept_call, divert
 from pipeline.delivery.work import SourceRef
 from pipeline.observability.metrics import EVENTS_CONSUMED
-from pipeline.runtime import directory, flush_durably, lag, lanes, ledger, outlets, replays
+from pipeline.runtime import (
+    directory,
+    flush_durably,
+    lag,
+    lanes,
+    ledger,
+    outlets,
+    replays,
+    router,
+)
 from pipeline.streams.committer import Committer
 from pipeline.streams.holes import HoleFiller, InOrder
 from pipeline.streams.offsets import Lease, OffsetGate, PartitionKey
@@ -48,6 +57,14 @@ replays.steady = is_steady
 async def _accept(raw: bytes | None, key: bytes | None, source: SourceRef, lease: Lease) -> None:
     if not lease.live:
         return  # read before, or out of turn: its first read (or its next owner) handles it
+    home = router.away(key, raw, source.partition)
+    if home is not None and raw and key:
+        # Its tenant's config, ledger and lane are on `home`'s owner (pipeline/delivery/routing.py).
+        if lease.start() and await router.send_home(
+                raw=raw, key=key, home=home, stamp=lease.stamp, live=lambda: lease.live,
+                where=f"{source.topic}/{source.partition}/{source.offset}"):
+            lease.settle()
+        return
     try:
         await accept_call(raw=raw, key=key, source=source, ack=lease.settle, lease=lease,
                           directory=directory, lanes=lanes, outlets=outlets)

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from pipeline.app import (
     app,
+    calls_topic,
     dead_letter_topic,
     integrations,
     integrations_topic,
@@ -20,10 +21,11 @@ from pipeline.app import (
     settings,
     tenant_state,
 )
-from pipeline.delivery.intake import TenantDirectory
+from pipeline.delivery.intake import MAX_CALL_RECORD_BYTES, TenantDirectory
 from pipeline.delivery.lanes import LaneRegistry
 from pipeline.delivery.ledger import TableLedger
 from pipeline.delivery.outlets import Headers, TopicOutlets
+from pipeline.delivery.routing import HomeRouter
 from pipeline.delivery.tenantstate import StateStore
 from pipeline.heap import HeapTrimmer, malloc_trim
 from pipeline.observability.lag import LagMetrics
@@ -35,13 +37,19 @@ from pipeline.signing import RecordKind, RecordWriter, record_key
 from schemas.control import CommandResult
 
 __all__ = ["desk", "directory", "flush_durably", "heap", "keyring", "lag", "lanes", "ledger",
-           "outlets", "records", "replays", "staff", "states"]
+           "outlets", "records", "replays", "router", "staff", "states"]
 
 
 async def _send_invalid(key: bytes | None, value: bytes, headers: Headers) -> object:
     # Awaited until the broker acknowledged it: a send the producer later fails (the broker
     # away too long) raises here, and the lane tries again, before the event is settled.
     return await (await invalid_topic.send(key=key, value=value, headers=headers))
+
+
+async def _send_home(partition: int, key: bytes, value: bytes, headers: Headers,
+                     stamp: float) -> object:
+    return await (await calls_topic.send(key=key, value=value, partition=partition,
+                                         headers=headers, timestamp=stamp))
 
 
 async def _send_dead_letter(key: bytes | None, value: bytes, headers: Headers) -> object:
@@ -72,6 +80,8 @@ keyring = settings.secrets.keyring()
 lag = LagMetrics()
 heap = HeapTrimmer(trim=malloc_trim())
 outlets = TopicOutlets(send_invalid=_send_invalid, send_dead_letter=_send_dead_letter)
+router = HomeRouter(_send_home, partitions=settings.topics.partitions,
+                    max_value=MAX_CALL_RECORD_BYTES)
 directory = TenantDirectory(integrations, mappings, cast(Mapping[str, Any], rosters),
                             keyring=keyring, record_key=_record_key)
 records = RecordWriter(key=_record_key, keyring=keyring,

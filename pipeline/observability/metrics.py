@@ -14,7 +14,7 @@ __all__ = [
     "INGEST_REGISTRY",
     "INGEST_REQUESTS", "INVALID", "LANE_BACKLOG", "LEAD_BATCH_SIZE",
     "POPUPS_SKIPPED", "RATE_LIMIT_WAIT", "READY", "REPLAY_REMAINING", "REPLAY_SCANNED",
-    "REPLAY_SUBMITTED",
+    "REPLAY_SUBMITTED", "REROUTED",
     "RETRIES", "ROSTER_SYNCS", "STATUS_SYNC", "TENANT_GAUGES", "TENANT_UPDATES",
     "observe_crm_request",
 ]
@@ -23,6 +23,9 @@ EVENTS_CONSUMED = Counter("callsync_events_consumed_total", "Records read", ["to
 DELIVERED = Counter("callsync_events_delivered_total",
                     "Call events whose every CRM operation succeeded")
 INVALID = Counter("callsync_events_invalid_total", "Events put on the invalid topic", ["reason"])
+REROUTED = Counter("callsync_events_rerouted_total",
+                   "Call records moved to their tenant's partition (produced to another one: "
+                   "the producer's partitioner is not murmur2)")
 DEAD_LETTERED = Counter("callsync_events_dead_lettered_total",
                         "Events (or their parked operations) put on the dead-letter topic",
                         ["reason"])

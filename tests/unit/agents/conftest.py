@@ -39,3 +39,11 @@ def trusted_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime.records, "key", RECORD_KEY)
     monkeypatch.setattr(runtime.desk, "keyring", KEYRING)
     monkeypatch.setattr(runtime.desk, "operator_key", OPERATOR_KEY)
+
+
+@pytest.fixture(autouse=True)
+def one_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`test_context` hands every record over on partition 0, whatever its key: as if the call
+    topic had that one partition, where every tenant is at home (records produced elsewhere
+    are moved home first: tests/unit/pipeline/delivery/test_routing.py)."""
+    monkeypatch.setattr(runtime.router, "partitions", 1)

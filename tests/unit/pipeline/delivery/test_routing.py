@@ -1,0 +1,86 @@
+"""HomeRouter: which records go to their tenant's partition, and that they get there."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import REGISTRY
+
+from pipeline.delivery.routing import MAX_ROUTED_KEY, REROUTED_FROM, HomeRouter
+
+PARTITIONS = 8
+Sent = tuple[int, bytes, bytes, list[tuple[str, bytes]], float]
+
+
+def murmur2(key: bytes) -> int:
+    every = list(range(PARTITIONS))
+    return int(DefaultPartitioner()(key, every, every))
+
+
+def rerouted() -> float:
+    return REGISTRY.get_sample_value("callsync_events_rerouted_total") or 0.0
+
+
+class Topic:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.sent: list[Sent] = []
+
+    async def send(self, partition: int, key: bytes, value: bytes,
+                   headers: list[tuple[str, bytes]], stamp: float) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("broker away")
+        self.sent.append((partition, key, value, headers, stamp))
+
+
+def test_a_record_is_home_on_the_partition_a_java_producer_would_pick() -> None:
+    router = HomeRouter(Topic().send, partitions=PARTITIONS, max_value=100)
+    for tenant in (b"acme", b"globex", b"t-1", "магазин".encode()):
+        home = murmur2(tenant)
+        assert router.away(tenant, b"{}", home) is None
+        assert router.away(tenant, b"{}", (home + 1) % PARTITIONS) == home
+
+
+def test_records_intake_refuses_anyway_stay_where_they_are() -> None:
+    router = HomeRouter(Topic().send, partitions=PARTITIONS, max_value=100)
+    key = b"acme"
+    wrong = (murmur2(key) + 1) % PARTITIONS
+    assert router.away(None, b"{}", wrong) is None  # no key
+    assert router.away(b"", b"{}", wrong) is None
+    assert router.away(key, None, wrong) is None  # no value
+    assert router.away(key, b"", wrong) is None
+    assert router.away(key, b"x" * 101, wrong) is None  # too large: refused here
+    assert router.away(key, b"x" * 100, wrong) == murmur2(key)
+    assert router.away(b"\xff\xfe", b"{}", (murmur2(b"\xff\xfe") + 1) % PARTITIONS) is None
+    long_key = b"a" * (MAX_ROUTED_KEY + 1)
+    assert router.away(long_key, b"{}", (murmur2(long_key) + 1) % PARTITIONS) is None
+    at_most = b"a" * MAX_ROUTED_KEY
+    assert router.away(at_most, b"{}", (murmur2(at_most) + 1) % PARTITIONS) == murmur2(at_most)
+
+
+async def test_the_copy_keeps_key_value_and_time_and_names_the_original() -> None:
+    topic = Topic()
+    router = HomeRouter(topic.send, partitions=PARTITIONS, max_value=100)
+    before = rerouted()
+    assert await router.send_home(raw=b'{"a":1}', key=b"acme", home=3, where="calls/5/17",
+                                  stamp=1700000000.5, live=lambda: True)
+    assert topic.sent == [(3, b"acme", b'{"a":1}', [(REROUTED_FROM, b"calls/5/17")],
+                           1700000000.5)]
+    assert rerouted() == before + 1
+
+
+async def test_a_failed_send_is_tried_again_until_it_is_stored() -> None:
+    topic = Topic(failures=2)
+    router = HomeRouter(topic.send, partitions=PARTITIONS, max_value=100, first_delay=0.001)
+    assert await router.send_home(raw=b"{}", key=b"acme", home=1, where="calls/0/1", stamp=1.0,
+                                  live=lambda: True)
+    assert len(topic.sent) == 1 and topic.failures == 0
+
+
+async def test_a_partition_that_moved_on_stops_the_tries_unsettled() -> None:
+    topic = Topic(failures=100)
+    router = HomeRouter(topic.send, partitions=PARTITIONS, max_value=100, first_delay=0.001)
+    tries = iter(range(3))
+    assert not await router.send_home(raw=b"{}", key=b"acme", home=1, where="calls/0/1",
+                                      stamp=1.0, live=lambda: next(tries, None) is not None)
+    assert topic.sent == [] and topic.failures == 97
