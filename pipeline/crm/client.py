@@ -22,6 +22,7 @@ from pipeline.crm.models import (
     ModuleEditResult,
     OrderCreated,
     OrdersPage,
+    SettingsResult,
     Site,
     SitesResult,
     StatusGroup,
@@ -222,6 +223,13 @@ class RetailCRMClient(CRMSession):
         found = await self._call(SitesResult.model_validate, "GET", "reference/sites",
                                  method="/api/reference/sites")
         return dict(found.sites)
+
+    async def account_timezone(self) -> str | None:
+        """The account's time zone (`settings.timezone.value`); not among the setup guide's 16
+        methods."""
+        found = await self._call(SettingsResult.model_validate, "GET", "settings",
+                                 method="/api/settings")
+        return found.settings.timezone.value if found.settings.timezone else None
 
     # -- integration modules -------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["BATCH_METHODS", "CALLBACK_METHODS", "REFERENCE_SITES", "REQUIRED_METHODS",
-           "TASK_EDIT", "TELEPHONY_UPLOAD_METHODS"]
+           "SETTINGS", "TASK_EDIT", "TELEPHONY_UPLOAD_METHODS"]
 
 # The 16 methods the integration's key must reach (shared/seed, the original setup guide).
 REQUIRED_METHODS: tuple[str, ...] = (
@@ -41,6 +41,10 @@ BATCH_METHODS: tuple[str, ...] = (
 # Optional: where the key has it, activation asks it whether the tenant's shop exists (a key with
 # access to every shop may list none in /api/credentials' sitesAvailable).
 REFERENCE_SITES = "/api/reference/sites"
+
+# Optional: where the key has it, a first activation that names no time zone takes the account's
+# own (`settings.timezone.value`): retailCRM reads the naive times callsync sends in that zone.
+SETTINGS = "/api/settings"
 
 # Not in the setup guide's list either: the `callback_loop` option completes a missed call's task
 # (and notes later missed calls on it) with it; activation with the option on asks for it.

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
+    "AccountSettings",
     "CallEventResult",
     "CallsUploadResult",
     "Created",
@@ -24,6 +25,8 @@ __all__ = [
     "OrderCreated",
     "OrdersPage",
     "Pagination",
+    "SettingValue",
+    "SettingsResult",
     "Site",
     "SitesResult",
     "StatusGroup",
@@ -262,6 +265,18 @@ class Created(_Read):
 
 class StatusGroupsResult(_Read):
     statusGroups: Annotated[dict[str, StatusGroup], _empty_list_as({})]
+
+
+class SettingValue(_Read):
+    value: str | None = None
+
+
+class AccountSettings(_Read):
+    timezone: SettingValue | None = None
+
+
+class SettingsResult(_Read):
+    settings: AccountSettings
 
 
 class SitesResult(_Read):

@@ -3,7 +3,9 @@ that reaches every method callsync uses and the tenant's shop."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
@@ -12,6 +14,7 @@ from pipeline.crm.client import RetailCRMClient
 from pipeline.crm.methods import (
     REFERENCE_SITES,
     REQUIRED_METHODS,
+    SETTINGS,
     TASK_EDIT,
     TELEPHONY_UPLOAD_METHODS,
 )
@@ -19,10 +22,14 @@ from pipeline.crm.models import Credentials
 from schemas.control import ActivateCommand
 from schemas.integration import IntegrationConfig, IntegrationOptions
 
-__all__ = ["KEPT_ON_REACTIVATION", "Refused", "check_key", "config_for"]
+__all__ = ["DEFAULT_TIMEZONE", "KEPT_ON_REACTIVATION", "Refused", "account_zone", "check_key",
+           "config_for"]
+
+log = logging.getLogger(__name__)
 
 # What a re-activation that leaves them out keeps as the tenant has them.
 KEPT_ON_REACTIVATION = ("timezone", "module_code", "options")
+DEFAULT_TIMEZONE = str(IntegrationConfig.model_fields["timezone"].default)
 
 
 class Refused(Exception):
@@ -57,8 +64,9 @@ def config_for(cmd: ActivateCommand, current: IntegrationConfig | None,
         raise Refused(f"the set-up is not valid: {_problems(exc)}") from None
 
 
-async def check_key(crm: RetailCRMClient, config: IntegrationConfig) -> None:
-    """The portal answers, the key reaches every method callsync uses and the shop."""
+async def check_key(crm: RetailCRMClient, config: IntegrationConfig) -> Credentials:
+    """The portal answers, the key reaches every method callsync uses and the shop; what the
+    key may do, as /api/credentials says."""
     try:
         credentials = await crm.credentials()
     except e.CRMTransportError as exc:
@@ -88,6 +96,27 @@ async def check_key(crm: RetailCRMClient, config: IntegrationConfig) -> None:
     if problems:
         raise Refused("; ".join(problems))
     await _check_shop(crm, config.site_code, credentials)
+    return credentials
+
+
+async def account_zone(crm: RetailCRMClient, credentials: Credentials) -> str | None:
+    """The account's own time zone, where the key may read it (/api/settings) and this machine
+    knows the zone; None otherwise (the caller keeps the default and says so)."""
+    if SETTINGS not in credentials.credentials:
+        return None
+    try:
+        zone = await crm.account_timezone()
+    except e.RetailCRMError as exc:
+        log.warning("the account's time zone could not be read: %s", exc)
+        return None
+    if not zone:
+        return None
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("the account's time zone %r is not one this machine knows", zone[:64])
+        return None
+    return zone
 
 
 async def _check_shop(crm: RetailCRMClient, site: str, credentials: Credentials) -> None:

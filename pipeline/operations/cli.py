@@ -121,7 +121,8 @@ def add_operator_parsers(sub: Any) -> None:
     p.add_argument("--portal-url", required=True)
     p.add_argument("--admin-email", required=True)
     p.add_argument("--site", required=True, help="the shop (site) code")
-    p.add_argument("--timezone", help="IANA zone; default: the tenant's current one, "
+    p.add_argument("--timezone", help="IANA zone; default: the tenant's current one; at a "
+                   "first set-up the account's own where the key may read /api/settings, "
                    "else Europe/Moscow")
     p.add_argument("--module-code", help="telephony module code, starting with ringostat "
                    "(its integrationCode); default: the tenant's current one, else ringostat")

@@ -10,12 +10,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.crm import errors as e
+from pipeline.crm.client import RetailCRMClient
+from pipeline.crm.methods import SETTINGS
+from pipeline.crm.models import Credentials
 from pipeline.delivery.employees import link_refusal
 from pipeline.delivery.health import Condition, TenantHealth
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import ClientFor, LaneRegistry
 from pipeline.delivery.tenantstate import StateStore, key_fingerprint
-from pipeline.operations.activation import Refused, check_key, config_for
+from pipeline.operations.activation import (
+    DEFAULT_TIMEZONE,
+    Refused,
+    account_zone,
+    check_key,
+    config_for,
+)
 from pipeline.operations.admission import Refusal, admit, remember
 from pipeline.operations.deskcommands import DeskCommands, StartReplay
 from pipeline.operations.staff import Staff, StaffRefused
@@ -192,7 +201,8 @@ class ControlDesk(DeskCommands):
 
     async def _activate(self, cmd: ActivateCommand, api_key: str
                         ) -> tuple[str, str, dict[str, Any]]:
-        config = config_for(cmd, self.directory.config(cmd.tenant_id), api_key)
+        current = self.directory.config(cmd.tenant_id)
+        config = config_for(cmd, current, api_key)
         new = not self._configured(cmd.tenant_id)
         saved = mapping = self.directory.stored_mapping(cmd.tenant_id)
         senior = mapping.senior_manager_id
@@ -206,7 +216,12 @@ class ControlDesk(DeskCommands):
             raise Refused("no senior manager: name one (an active CRM manager) with "
                           "--senior-manager, or choose one with `employees senior`")
         async with self.client_for(config) as crm:
-            await check_key(crm, config)
+            credentials = await check_key(crm, config)
+            if cmd.timezone is None and current is None:
+                config, zone_note = await self._account_zone(cmd, config, crm, credentials,
+                                                             api_key)
+            else:
+                zone_note = "as named" if cmd.timezone is not None else "kept"
             if self.staff is not None:
                 roster = await self.staff.sync(config, crm)
                 refusal = link_refusal(roster, senior)
@@ -225,8 +240,10 @@ class ControlDesk(DeskCommands):
             await self.records.write_mapping(mapping)
         health = self._health(cmd.tenant_id)
         data: dict[str, Any] = {"previous_state": None if new else previous.state,
-                                "module": info.info}
-        message = "active (new)" if new else f"active (was {previous.state})"
+                                "module": info.info,
+                                "timezone": {"zone": config.timezone, "source": zone_note}}
+        message = f"active (new; time zone {config.timezone}, {zone_note})" if new \
+            else f"active (was {previous.state})"
         if cmd.send_after_reactivation:
             # The replay is set up before the lane resumes: from then on the tenant's live
             # events wait for it, so what was parked is delivered first, in order.
@@ -239,6 +256,20 @@ class ControlDesk(DeskCommands):
         health.activated(key_fingerprint(api_key))
         self.lanes.reset(config)
         return "done", message, data
+
+    @staticmethod
+    async def _account_zone(cmd: ActivateCommand, config: IntegrationConfig,
+                            crm: RetailCRMClient, credentials: Credentials, api_key: str
+                            ) -> tuple[IntegrationConfig, str]:
+        """A first set-up that names no time zone takes the account's own: retailCRM reads the
+        naive times callsync sends in it, and the replay window's days are its days."""
+        zone = await account_zone(crm, credentials)
+        if zone is None:
+            return config, (
+                f"the default: the key cannot read {SETTINGS}; name the account's zone "
+                f"with --timezone if it is not {DEFAULT_TIMEZONE}")
+        return config_for(cmd.model_copy(update={"timezone": zone}), None, api_key), \
+            f"the account's own ({SETTINGS})"
 
     async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:
         config = self.directory.config(cmd.tenant_id)

@@ -95,7 +95,7 @@ async def test_a_new_tenant_from_the_cli_with_options_merged_by_the_worker(
 
     status, out, _ = await cli(capsys, *activate, "--senior-manager", str(FRESH_SENIOR),
                                "--options", '{"status_sync": true}')
-    assert status == 0 and "done: active (new)" in out, out
+    assert status == 0 and "done: active (new; time zone " in out, out
     assert "fresh" in await listed(capsys, "fresh")
 
     status, out, _ = await cli(capsys, *activate, "--options",

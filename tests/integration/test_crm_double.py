@@ -423,3 +423,15 @@ async def test_the_documented_filters_it_takes_are_applied(http: httpx.AsyncClie
     assert r.status_code == 400 and "filter[status]" in r.json()["errors"]
     r = await http.get("/api/v5/users", params={"filter[online]": "1"})
     assert r.status_code == 200 and all(u["online"] for u in r.json()["users"])
+
+
+async def test_the_account_settings_name_its_time_zone_for_a_key_that_has_the_method(
+        crm_double: CRMDouble, portal: Portal, http: httpx.AsyncClient) -> None:
+    portal.timezone = "Asia/Almaty"
+    r = await http.get("/api/v5/settings")
+    assert r.status_code == 403 and error(r) == "Access denied.", "not in the default key"
+    await http.post(f"{crm_double.url}/_admin/portals/acme/keys",
+                    json={"key": "set", "methods": ["/api/settings"]})
+    r = await http.get("/api/v5/settings", headers={"X-API-KEY": "set"})
+    assert r.status_code == 200
+    assert r.json()["settings"]["timezone"]["value"] == "Asia/Almaty"

@@ -19,7 +19,7 @@ from pipeline.devtools.crmdouble.handlers import (
 
 __all__ = [
     "customer_create", "customer_edit", "customer_get", "customers", "customers_upload",
-    "module_edit", "module_get", "order_create", "orders", "orders_upload", "sites",
+    "module_edit", "module_get", "order_create", "orders", "orders_upload", "settings", "sites",
     "status_groups", "task_create", "task_edit", "tasks",
 ]
 
@@ -284,6 +284,14 @@ async def sites(c: Call) -> tuple[int, dict[str, Any]]:
     """Keyed by code, like every reference; PHP's json_encode sends none as []."""
     found = {code: {"name": name, "code": code} for code, name in c.portal.sites.items()}
     return ok(sites=found or [])
+
+
+async def settings(c: Call) -> tuple[int, dict[str, Any]]:
+    """The account's system settings, as retailCRM names them (`value`, `updated_at`)."""
+    return ok(settings={
+        "default_currency": {"value": "RUB", "updated_at": "2024-01-01 00:00:00"},
+        "system_language": {"value": "RU", "updated_at": "2024-01-01 00:00:00"},
+        "timezone": {"value": c.portal.timezone, "updated_at": "2024-01-01 00:00:00"}})
 
 
 async def module_get(c: Call) -> tuple[int, dict[str, Any]]:

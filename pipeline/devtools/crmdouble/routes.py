@@ -39,6 +39,7 @@ ROUTES: tuple[Route, ...] = (
     _r("GET", "reference/status-groups", "/api/reference/status-groups",
        entities.status_groups),
     _r("GET", "reference/sites", "/api/reference/sites", entities.sites),
+    _r("GET", "settings", "/api/settings", entities.settings),
     _r("GET", "integration-modules/{code}", "/api/integration-modules/{code}",
        entities.module_get),
     _r("POST", "integration-modules/{code}/edit", "/api/integration-modules/{code}/edit",

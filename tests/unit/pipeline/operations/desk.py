@@ -48,6 +48,7 @@ class Portal:
         self.site_access = "access_full"
         self.sites_available = ["main"]
         self.shops = {"main": "Main shop"}
+        self.zone: object = "Europe/Moscow"  # the account's, in /api/v5/settings
         self.paths: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -75,6 +76,11 @@ class Portal:
         if path == "/api/v5/reference/sites":
             return httpx.Response(200, json={"success": True, "sites": {
                 code: {"code": code, "name": name} for code, name in self.shops.items()} or []})
+        if path == "/api/v5/settings":
+            if self.zone is None:
+                return httpx.Response(500, text="<html>Internal Server Error</html>")
+            return httpx.Response(200, json={"success": True, "settings": {
+                "timezone": {"value": self.zone, "updated_at": "2024-01-01 00:00:00"}}})
         if path.startswith("/api/v5/users/"):
             return httpx.Response(200, json={"success": True, "user": {
                 "id": int(path.rsplit("/", 1)[1]), "active": True, "isManager": True}})

@@ -178,7 +178,8 @@ async def test_a_stored_module_code_without_the_prefix_loads_but_must_change_to_
 async def test_a_first_activation_says_new_then_what_the_tenant_was() -> None:
     worker = Worker(Portal())
     first = await activate(worker)
-    assert first.message == "active (new)" and first.data["previous_state"] is None
+    assert first.message == "active (new; time zone Europe/Kyiv, as named)"
+    assert first.data["previous_state"] is None
     again = await worker.send(worker.activation())
     assert again.message == "active (was active)"
     await worker.send(build_command("deactivate", "acme"))

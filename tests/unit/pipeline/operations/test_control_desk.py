@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
+from pipeline.crm.methods import SETTINGS
+from pipeline.operations.activation import DEFAULT_TIMEZONE
 from pipeline.operations.operator import build_command
 from pipeline.secrets import KeyRing, kid_of
 from pipeline.signing import open_record
@@ -155,3 +157,62 @@ async def test_the_desk_scrubs_what_reaches_it_with_a_key_anyway(
     monkeypatch.setattr(worker.desk, "_carry_out", leaky)
     result = await worker.send(build_command("deactivate", "acme"))
     assert KEY not in result.model_dump_json() and "**********" in result.message
+
+
+def without_zone(worker: Worker, **fields: Any) -> dict[str, Any]:
+    command = worker.activation(senior_manager_id=SENIOR, **fields)
+    del command["timezone"]
+    return command
+
+
+async def test_a_first_set_up_without_a_zone_takes_the_accounts_where_the_key_may_read_it(
+        ) -> None:
+    portal = Portal()
+    portal.methods.append(SETTINGS)
+    portal.zone = "Asia/Almaty"
+    worker = Worker(portal)
+    result = await worker.send(without_zone(worker))
+    assert result.status == "done", result.message
+    config = worker.directory.config("acme")
+    assert config is not None and config.timezone == "Asia/Almaty"
+    assert result.data["timezone"] == {"zone": "Asia/Almaty",
+                                       "source": "the account's own (/api/settings)"}
+
+
+async def test_a_key_that_cannot_read_the_settings_keeps_the_default_and_says_so() -> None:
+    worker = Worker(Portal())
+    result = await worker.send(without_zone(worker))
+    assert result.status == "done", result.message
+    config = worker.directory.config("acme")
+    assert config is not None and config.timezone == DEFAULT_TIMEZONE == "Europe/Moscow"
+    assert "--timezone" in result.data["timezone"]["source"]
+    assert "/api/v5/settings" not in worker.portal.paths, "a method the key lacks is not asked"
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "", 42, None])
+async def test_a_zone_the_account_cannot_give_leaves_the_default_and_activation_goes_on(
+        zone: object) -> None:
+    portal = Portal()
+    portal.methods.append(SETTINGS)
+    portal.zone = zone  # unknown here, empty, not a string, or a 500 (None)
+    worker = Worker(portal)
+    result = await worker.send(without_zone(worker))
+    assert result.status == "done", result.message
+    config = worker.directory.config("acme")
+    assert config is not None and config.timezone == DEFAULT_TIMEZONE
+    assert "/api/v5/settings" in worker.portal.paths
+
+
+async def test_a_named_zone_or_a_stored_one_is_not_replaced_by_the_accounts() -> None:
+    portal = Portal()
+    portal.methods.append(SETTINGS)
+    portal.zone = "Asia/Almaty"
+    worker = Worker(portal)
+    named = await worker.send(worker.activation(senior_manager_id=SENIOR))  # Europe/Kyiv
+    assert named.status == "done" and named.data["timezone"]["source"] == "as named"
+    again = await worker.send(without_zone(worker))
+    assert again.status == "done" and again.data["timezone"] == {"zone": "Europe/Kyiv",
+                                                                  "source": "kept"}
+    config = worker.directory.config("acme")
+    assert config is not None and config.timezone == "Europe/Kyiv"
+    assert "/api/v5/settings" not in worker.portal.paths
