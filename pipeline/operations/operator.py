@@ -13,13 +13,15 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
 
 from pipeline.config import Settings
 from pipeline.signing import sign
 from schemas.control import CommandResult
 
 __all__ = ["FINAL", "build_command", "configured_tenants", "list_tenants", "print_employees",
-           "progress_line", "rekey_all", "run", "seal_api_key", "send_and_follow",
+           "progress_line", "read_answer", "rekey_all", "run", "seal_api_key",
+           "send_and_follow",
            "unknown_tenant"]
 
 FINAL = ("done", "refused", "failed")
@@ -141,6 +143,15 @@ def progress_line(result: CommandResult, width: int = 30) -> str:
     return f"{result.status}: {result.message}"
 
 
+def read_answer(value: bytes | None) -> CommandResult | None:
+    """A worker's answer on the results topic; None for a record that is not one (only the
+    workers should write there: README, "What the operator must still do")."""
+    try:
+        return CommandResult.model_validate_json(value or b"")
+    except ValidationError:
+        return None
+
+
 async def send_and_follow(settings: Settings, command: dict[str, Any], *, follow: float,
                           out: TextIO | None = None) -> CommandResult | None:
     """Publish the signed command, then read its results until a final one or `follow` s
@@ -174,7 +185,12 @@ async def send_and_follow(settings: Settings, command: dict[str, Any], *, follow
             for message in batch.get(tp, []):
                 if message.key != command["command_id"].encode():
                     continue
-                last = CommandResult.model_validate_json(message.value)
+                answer = read_answer(message.value)
+                if answer is None:
+                    out.write(f"\n(an unreadable record under this command's id at offset "
+                              f"{message.offset} of {settings.topics.results} is ignored)\n")
+                    continue
+                last = answer
                 out.write("\r" + progress_line(last) + " " * 4)
                 out.flush()
                 if last.status in FINAL:
