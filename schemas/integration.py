@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
     AfterValidator,
@@ -40,11 +41,21 @@ class KeySealer(Protocol):
     def decrypt(self, envelope: str, *, tenant_id: str) -> str: ...
 
 
+@functools.cache
+def _zones() -> frozenset[str]:
+    # "localtime" is this machine's own zone, not a name a tenant can mean.
+    return frozenset(available_timezones() - {"localtime"})
+
+
 def _check_zone(name: str) -> str:
+    """An IANA zone name this machine has: not a folder ("Europe"), a path, or "localtime"
+    (ZoneInfo opens those, or fails with OSError rather than ZoneInfoNotFoundError)."""
+    if name not in _zones():
+        raise ValueError(f"unknown IANA time zone {name[:64]!r}")
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown IANA time zone {name[:64]!r}") from None
     return name
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
@@ -20,7 +19,7 @@ from pipeline.crm.methods import (
 )
 from pipeline.crm.models import Credentials
 from schemas.control import ActivateCommand
-from schemas.integration import IntegrationConfig, IntegrationOptions
+from schemas.integration import IntegrationConfig, IntegrationOptions, TimeZoneName
 
 __all__ = ["DEFAULT_TIMEZONE", "KEPT_ON_REACTIVATION", "Refused", "account_zone", "check_key",
            "config_for"]
@@ -30,6 +29,7 @@ log = logging.getLogger(__name__)
 # What a re-activation that leaves them out keeps as the tenant has them.
 KEPT_ON_REACTIVATION = ("timezone", "module_code", "options")
 DEFAULT_TIMEZONE = str(IntegrationConfig.model_fields["timezone"].default)
+TimeZoneAdapter: TypeAdapter[str] = TypeAdapter(TimeZoneName)
 
 
 class Refused(Exception):
@@ -99,24 +99,21 @@ async def check_key(crm: RetailCRMClient, config: IntegrationConfig) -> Credenti
     return credentials
 
 
-async def account_zone(crm: RetailCRMClient, credentials: Credentials) -> str | None:
+async def account_zone(crm: RetailCRMClient, credentials: Credentials) -> tuple[str | None, str]:
     """The account's own time zone, where the key may read it (/api/settings) and this machine
-    knows the zone; None otherwise (the caller keeps the default and says so)."""
+    knows the zone, and where it came from; None and why not otherwise (the caller keeps the
+    default and says so)."""
     if SETTINGS not in credentials.credentials:
-        return None
+        return None, f"the key cannot read {SETTINGS}"
     try:
         zone = await crm.account_timezone()
     except e.RetailCRMError as exc:
         log.warning("the account's time zone could not be read: %s", exc)
-        return None
-    if not zone:
-        return None
+        return None, f"{SETTINGS} did not answer ({type(exc).__name__})"
     try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("the account's time zone %r is not one this machine knows", zone[:64])
-        return None
-    return zone
+        return TimeZoneAdapter.validate_python(zone), f"the account's own ({SETTINGS})"
+    except ValidationError:
+        return None, f"{SETTINGS} names no zone known here"
 
 
 async def _check_shop(crm: RetailCRMClient, site: str, credentials: Credentials) -> None:

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from pipeline.crm import errors as e
 from pipeline.crm.client import RetailCRMClient
-from pipeline.crm.methods import SETTINGS
 from pipeline.crm.models import Credentials
 from pipeline.delivery.employees import link_refusal
 from pipeline.delivery.health import Condition, TenantHealth
@@ -263,13 +262,11 @@ class ControlDesk(DeskCommands):
                             ) -> tuple[IntegrationConfig, str]:
         """A first set-up that names no time zone takes the account's own: retailCRM reads the
         naive times callsync sends in it, and the replay window's days are its days."""
-        zone = await account_zone(crm, credentials)
+        zone, source = await account_zone(crm, credentials)
         if zone is None:
-            return config, (
-                f"the default: the key cannot read {SETTINGS}; name the account's zone "
-                f"with --timezone if it is not {DEFAULT_TIMEZONE}")
-        return config_for(cmd.model_copy(update={"timezone": zone}), None, api_key), \
-            f"the account's own ({SETTINGS})"
+            return config, (f"the default: {source}; name the account's zone with --timezone "
+                            f"if it is not {DEFAULT_TIMEZONE}")
+        return config_for(cmd.model_copy(update={"timezone": zone}), None, api_key), source
 
     async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:
         config = self.directory.config(cmd.tenant_id)

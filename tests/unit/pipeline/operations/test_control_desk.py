@@ -9,12 +9,14 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from pydantic import ValidationError
 
 from pipeline.crm.methods import SETTINGS
 from pipeline.operations.activation import DEFAULT_TIMEZONE
 from pipeline.operations.operator import build_command
 from pipeline.secrets import KeyRing, kid_of
 from pipeline.signing import open_record
+from schemas.integration import IntegrationConfig
 from tests.unit.pipeline.operations.desk import KEY, SENIOR, Portal, Worker
 from tests.unit.trust import KEYRING, RECORD_KEY
 
@@ -189,18 +191,36 @@ async def test_a_key_that_cannot_read_the_settings_keeps_the_default_and_says_so
     assert "/api/v5/settings" not in worker.portal.paths, "a method the key lacks is not asked"
 
 
-@pytest.mark.parametrize("zone", ["Mars/Olympus", "", 42, None])
+@pytest.mark.parametrize(("zone", "why"), [
+    ("Mars/Olympus", "names no zone known here"), ("", "names no zone known here"),
+    ("Europe", "names no zone known here"),  # a folder: ZoneInfo raises IsADirectoryError
+    ("localtime", "names no zone known here"),  # the worker machine's own, not the account's
+    ("../../../../etc/passwd", "names no zone known here"),
+    ("A" * 300, "names no zone known here"),  # ZoneInfo raises OSError (name too long)
+    (42, "did not answer (CRMMalformedResponse)"),
+    (None, "did not answer (CRMServerError)"),  # a 500
+])
 async def test_a_zone_the_account_cannot_give_leaves_the_default_and_activation_goes_on(
-        zone: object) -> None:
+        zone: object, why: str) -> None:
     portal = Portal()
     portal.methods.append(SETTINGS)
-    portal.zone = zone  # unknown here, empty, not a string, or a 500 (None)
+    portal.zone = zone
     worker = Worker(portal)
     result = await worker.send(without_zone(worker))
     assert result.status == "done", result.message
     config = worker.directory.config("acme")
     assert config is not None and config.timezone == DEFAULT_TIMEZONE
     assert "/api/v5/settings" in worker.portal.paths
+    assert why in result.data["timezone"]["source"]
+
+
+@pytest.mark.parametrize("zone", ["Europe", "localtime", "../../../../etc/passwd", "A" * 300])
+def test_a_named_zone_that_is_no_zone_is_a_validation_error_not_an_os_error(zone: str) -> None:
+    with pytest.raises(ValidationError, match="unknown IANA time zone"):
+        IntegrationConfig.model_validate({
+            "tenant_id": "acme", "portal_url": "https://acme.retailcrm.ru",
+            "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": KEY,
+            "timezone": zone})
 
 
 async def test_a_named_zone_or_a_stored_one_is_not_replaced_by_the_accounts() -> None:
