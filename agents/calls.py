@@ -9,6 +9,7 @@ from typing import Any
 
 from pipeline.app import app, calls_topic, is_steady, owns, settings
 from pipeline.delivery.intake import accept_call, divert
+from pipeline.delivery.routing import Moved
 from pipeline.delivery.work import SourceRef
 from pipeline.observability.metrics import EVENTS_CONSUMED
 from pipeline.runtime import (
@@ -60,11 +61,17 @@ async def _accept(raw: bytes | None, key: bytes | None, source: SourceRef, lease
     home = router.away(key, raw, source.partition)
     if home is not None and raw and key:
         # Its tenant's config, ledger and lane are on `home`'s owner (pipeline/delivery/routing.py).
-        if lease.start() and await router.send_home(
-                raw=raw, key=key, home=home, stamp=lease.stamp, live=lambda: lease.live,
-                where=f"{source.topic}/{source.partition}/{source.offset}"):
+        if not lease.start():
+            return
+        moved = await router.send_home(raw=raw, key=key, home=home, stamp=lease.stamp,
+                                       live=lambda: lease.live,
+                                       where=f"{source.topic}/{source.partition}/{source.offset}")
+        if moved is Moved.HOME:
             lease.settle()
-        return
+            return
+        if moved is Moved.STOPPED:
+            lease.abandon()
+            return
     try:
         await accept_call(raw=raw, key=key, source=source, ack=lease.settle, lease=lease,
                           directory=directory, lanes=lanes, outlets=outlets)
