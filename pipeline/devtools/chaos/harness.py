@@ -154,8 +154,10 @@ class ChaosRun:
 
     # -- input -------------------------------------------------------------------------------
 
-    async def publish(self, items: Sequence[Item]) -> None:
-        located = await publish_located(self.bootstrap, self.calls_topic, items)
+    async def publish(self, items: Sequence[Item], *,
+                      partition: Callable[[bytes | None], int] | None = None) -> None:
+        located = await publish_located(self.bootstrap, self.calls_topic, items,
+                                        partition=partition)
         self.published += list(zip(items, located, strict=True))
 
     # -- the double --------------------------------------------------------------------------

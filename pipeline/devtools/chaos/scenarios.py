@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from pipeline.devtools.chaos.golden import Golden
 from pipeline.devtools.chaos.harness import ChaosRun, Knobs, WaitFailed, wait_for
 from pipeline.devtools.chaos.workload import Workload
 from pipeline.devtools.localkafka import LocalKafka
+from pipeline.streams.tables import tenant_partition
 
 __all__ = ["SCENARIOS", "Context", "Harm", "Scenario"]
 
@@ -119,6 +121,41 @@ async def rebalance(ctx: Context) -> Harm:
             break
         await step()
     return Harm(ended=time.monotonic(), failed_checks=checks)
+
+
+async def foreign_partitions(ctx: Context) -> Harm:
+    """A producer with librdkafka's default partitioner (CRC32 of the key), so most tenants'
+    calls land on partitions that are not theirs; two workers, each SIGKILLed once while the
+    records are moved to their tenants' partitions and delivered."""
+    run, total = ctx.run, _total(ctx)
+    count = run.settings.topics.partitions
+
+    def crc32(key: bytes | None) -> int:
+        return zlib.crc32(key or b"") % count
+
+    await run.publish(ctx.workload.items, partition=crc32)
+    away = sorted(t.config.tenant_id for t in run.tenants
+                  if crc32(t.config.tenant_id.encode()) != tenant_partition(t.config.tenant_id,
+                                                                            count))
+
+    def killed(name: str) -> Callable[[], Awaitable[None]]:
+        async def step() -> None:
+            run.workers.kill(name)
+            run.workers.start(name)
+        return step
+
+    checks = [] if away else ["no tenant's calls landed away from home: nothing was tried"]
+    for share, what, step in [(0.3, "w1 is killed", killed("w1")),
+                              (0.6, "w2 is killed", killed("w2"))]:
+        try:
+            await run.wait_calls(int(share * total), f"delivering before {what}")
+        except WaitFailed as stalled:  # a symptom, not a harness failure: go on to the verdict
+            checks.append(f"delivery stalled before {what}: {str(stalled).splitlines()[0]}")
+            break
+        await asyncio.sleep(ctx.rng.uniform(0, 0.5))
+        await step()
+    return Harm(ended=time.monotonic(), failed_checks=checks,
+                details={"tenants_away": len(away), "tenants": len(run.tenants)})
 
 
 def broker(signal: str) -> Drive:
@@ -280,6 +317,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("revoke-replay", "key revoked, re-activated with replay, kills during it",
              revoke_replay),
     Scenario("late-task", "tasks/create applied, answered after the timeout", late_task),
+    Scenario("foreign-partitions", "a CRC32 producer: calls moved home, 2 workers killed",
+             foreign_partitions, workers=("w1", "w2")),
     Scenario("hostile-records", "hostile records interleaved with valid ones",
              hostile_records, hostile=True),
     Scenario("hostile-portal", "one portal dripping, huge and malformed", hostile_portal),

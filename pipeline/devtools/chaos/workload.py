@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,14 +56,18 @@ def valid_item(event: dict[str, Any]) -> Item:
     return Item(key, value, timestamp, event)
 
 
-async def publish_located(bootstrap: str, topic: str, items: Sequence[Item]) -> list[Located]:
+async def publish_located(bootstrap: str, topic: str, items: Sequence[Item], *,
+                          partition: Callable[[bytes | None], int] | None = None
+                          ) -> list[Located]:
     """Publish in order (idempotent producer: per partition, the order given) and return where
-    each record landed."""
+    each record landed: on the partition `partition` picks from the key, where given (another
+    producer's partitioner), else on murmur2's."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True,
                                 linger_ms=5, request_timeout_ms=60_000)
     await producer.start()
     try:
-        futures = [await producer.send(topic, i.value, key=i.key, timestamp_ms=i.timestamp)
+        futures = [await producer.send(topic, i.value, key=i.key, timestamp_ms=i.timestamp,
+                                       partition=partition(i.key) if partition else None)
                    for i in items]
         located = []
         for future in futures:
