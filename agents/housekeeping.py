@@ -93,6 +93,8 @@ async def freeze_startup_heap() -> None:
     await recovery.completed.wait()  # the tables loaded
     frozen = freeze_long_lived()
     log.info("%d objects alive at start-up left out of garbage collection", frozen)
+    loop = type(asyncio.get_running_loop())
+    log.info("running on %s.%s (CALLSYNC_EVENT_LOOP)", loop.__module__, loop.__qualname__)
 
 
 @app.timer(interval=3600.0)  # type: ignore[untyped-decorator]

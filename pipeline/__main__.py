@@ -76,11 +76,22 @@ def open_files_limit() -> int:
     return soft
 
 
+def use_event_loop(name: str) -> None:
+    """Every loop this process makes from now on is `name`'s: uvloop (libuv; Faust supports it)
+    or the standard library's. The worker says which it runs on once ready (housekeeping)."""
+    if name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def _worker(args: argparse.Namespace) -> int:
     from pipeline.config import load_settings, require_worker_secrets
 
-    require_worker_secrets(load_settings())  # before anything starts: a clear refusal
+    settings = load_settings()
+    require_worker_secrets(settings)  # before anything starts: a clear refusal
     open_files_limit()
+    use_event_loop(settings.event_loop)  # before anything makes a loop
 
     from pipeline.app import app, settings
     from pipeline.topics import ensure_topics

@@ -11,6 +11,7 @@ import pytest
 from pipeline.devtools.samples import sample_tenants
 from tests.integration.stack import StackFactory
 from tests.integration.support import FAUST_PATHS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -30,6 +31,10 @@ async def test_the_port_serves_only_its_three_paths(make_stack: StackFactory) ->
     assert status == 200 and b"callsync_events_consumed_total" in body
     assert (await asyncio.to_thread(get, port, "/healthz"))[0] == 200
     assert (await asyncio.to_thread(get, port, "/readyz"))[0] in (200, 503)
+    # The worker's loop is uvloop's (CALLSYNC_EVENT_LOOP's default), as it says once ready.
+    await wait_until(lambda: "running on uvloop.Loop" in stack.worker.log_tail(400),
+                     "the worker naming its event loop", within=30, every=0.2,
+                     detail=stack.worker.log_tail)
     key = stack.tenants[0].config.api_key.get_secret_value().encode()
     for path in FAUST_PATHS:
         status, body = await asyncio.to_thread(get, port, path)

@@ -58,3 +58,13 @@ def test_a_fetch_wait_out_of_range_is_named(monkeypatch: pytest.MonkeyPatch, wai
     monkeypatch.setenv("CALLSYNC_KAFKA__FETCH_WAIT_MS", wait)
     with pytest.raises(SettingsError, match="CALLSYNC_KAFKA__FETCH_WAIT_MS"):
         load_settings()
+
+
+def test_the_event_loop_is_uvloop_unless_set_and_a_bad_one_stops_start_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().event_loop == "uvloop"
+    monkeypatch.setenv("CALLSYNC_EVENT_LOOP", "asyncio")
+    assert load_settings().event_loop == "asyncio"
+    monkeypatch.setenv("CALLSYNC_EVENT_LOOP", "libev")
+    with pytest.raises(SettingsError, match="CALLSYNC_EVENT_LOOP"):
+        load_settings()
