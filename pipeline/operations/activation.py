@@ -21,8 +21,8 @@ from pipeline.crm.models import Credentials
 from schemas.control import ActivateCommand
 from schemas.integration import IntegrationConfig, IntegrationOptions, TimeZoneName
 
-__all__ = ["DEFAULT_TIMEZONE", "KEPT_ON_REACTIVATION", "Refused", "account_zone", "check_key",
-           "config_for"]
+__all__ = ["DEFAULT_TIMEZONE", "KEPT_ON_REACTIVATION", "Refused", "account_zone",
+           "account_zone_config", "check_key", "config_for"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,19 @@ async def account_zone(crm: RetailCRMClient, credentials: Credentials) -> tuple[
         return TimeZoneAdapter.validate_python(zone), f"the account's own ({SETTINGS})"
     except ValidationError:
         return None, f"{SETTINGS} names no zone known here"
+
+
+async def account_zone_config(cmd: ActivateCommand, config: IntegrationConfig,
+                              crm: RetailCRMClient, credentials: Credentials, api_key: str
+                              ) -> tuple[IntegrationConfig, str]:
+    """For a first set-up that names no time zone: the config with the account's own (retailCRM
+    reads the naive times callsync sends in it, and the replay window's days are its days), and
+    where the zone came from."""
+    zone, source = await account_zone(crm, credentials)
+    if zone is None:
+        return config, (f"the default: {source}; name the account's zone with --timezone "
+                        f"if it is not {DEFAULT_TIMEZONE}")
+    return config_for(cmd.model_copy(update={"timezone": zone}), None, api_key), source
 
 
 async def _check_shop(crm: RetailCRMClient, site: str, credentials: Credentials) -> None:

@@ -10,20 +10,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.crm import errors as e
-from pipeline.crm.client import RetailCRMClient
-from pipeline.crm.models import Credentials
 from pipeline.delivery.employees import link_refusal
 from pipeline.delivery.health import Condition, TenantHealth
 from pipeline.delivery.intake import TenantDirectory
 from pipeline.delivery.lanes import ClientFor, LaneRegistry
 from pipeline.delivery.tenantstate import StateStore, key_fingerprint
-from pipeline.operations.activation import (
-    DEFAULT_TIMEZONE,
-    Refused,
-    account_zone,
-    check_key,
-    config_for,
-)
+from pipeline.operations.activation import Refused, account_zone_config, check_key, config_for
 from pipeline.operations.admission import Refusal, admit, remember
 from pipeline.operations.deskcommands import DeskCommands, StartReplay
 from pipeline.operations.staff import Staff, StaffRefused
@@ -217,8 +209,8 @@ class ControlDesk(DeskCommands):
         async with self.client_for(config) as crm:
             credentials = await check_key(crm, config)
             if cmd.timezone is None and current is None:
-                config, zone_note = await self._account_zone(cmd, config, crm, credentials,
-                                                             api_key)
+                config, zone_note = await account_zone_config(cmd, config, crm, credentials,
+                                                              api_key)
             else:
                 zone_note = "as named" if cmd.timezone is not None else "kept"
             if self.staff is not None:
@@ -255,18 +247,6 @@ class ControlDesk(DeskCommands):
         health.activated(key_fingerprint(api_key))
         self.lanes.reset(config)
         return "done", message, data
-
-    @staticmethod
-    async def _account_zone(cmd: ActivateCommand, config: IntegrationConfig,
-                            crm: RetailCRMClient, credentials: Credentials, api_key: str
-                            ) -> tuple[IntegrationConfig, str]:
-        """A first set-up that names no time zone takes the account's own: retailCRM reads the
-        naive times callsync sends in it, and the replay window's days are its days."""
-        zone, source = await account_zone(crm, credentials)
-        if zone is None:
-            return config, (f"the default: {source}; name the account's zone with --timezone "
-                            f"if it is not {DEFAULT_TIMEZONE}")
-        return config_for(cmd.model_copy(update={"timezone": zone}), None, api_key), source
 
     async def _deactivate(self, cmd: DeactivateCommand) -> tuple[str, str, dict[str, Any]]:
         config = self.directory.config(cmd.tenant_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import AsyncMock
 
 import pytest
 
@@ -10,6 +11,14 @@ from agents import calls
 from pipeline import runtime
 from pipeline.streams.offsets import Lease
 from tests.unit.trust import KEYRING, OPERATOR_KEY, RECORD_KEY
+
+
+@pytest.fixture
+def invalid(monkeypatch: pytest.MonkeyPatch) -> AsyncMock:
+    """The invalid-events topic, as a mock the tests read the reasons from."""
+    edge = AsyncMock()
+    monkeypatch.setattr(runtime.outlets, "invalid", edge)
+    return edge
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from unittest.mock import AsyncMock
 
-import pytest
-
 from agents.calls import deliver_calls
 from agents.tenants import store_integrations
 from pipeline import runtime
@@ -15,13 +13,6 @@ from tests.unit.trust import config_record, signed
 CONFIG = {"tenant_id": "acme", "portal_url": "https://acme.retailcrm.ru",
           "admin_email": "admin@acme.example.com", "site_code": "main", "api_key": "k-123456",
           "timezone": "Europe/Kyiv"}
-
-
-@pytest.fixture
-def invalid(monkeypatch: pytest.MonkeyPatch) -> AsyncMock:
-    edge = AsyncMock()
-    monkeypatch.setattr(runtime.outlets, "invalid", edge)
-    return edge
 
 
 async def test_deliver_calls_puts_an_undecodable_record_on_the_invalid_topic(

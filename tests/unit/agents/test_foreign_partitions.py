@@ -21,13 +21,6 @@ PARTITIONS = 8
 
 
 @pytest.fixture
-def invalid(monkeypatch: pytest.MonkeyPatch) -> AsyncMock:
-    edge = AsyncMock()
-    monkeypatch.setattr(runtime.outlets, "invalid", edge)
-    return edge
-
-
-@pytest.fixture
 def eight_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     """`test_context` hands records over on partition 0; with eight, "ghost" lives elsewhere."""
     monkeypatch.setattr(runtime.router, "partitions", PARTITIONS)

@@ -11,7 +11,6 @@ import pytest
 import agents.calls
 from agents.calls import deliver_calls
 from agents.tenants import store_integrations
-from pipeline import runtime
 from pipeline.delivery.outlets import MAX_COPY_BYTES, Headers, TopicOutlets
 from pipeline.delivery.work import SourceRef
 
@@ -20,13 +19,6 @@ EVENT = {"call_id": "c1", "tenant_id": "ghost", "started_at": "2026-11-25T10:00:
 CONFIG = {"tenant_id": "acme", "portal_url": "https://acme.retailcrm.ru",
           "admin_email": "admin@acme.example.com", "site_code": "main",
           "api_key": "k-secret-123456", "timezone": "Mars/Olympus"}
-
-
-@pytest.fixture
-def invalid(monkeypatch: pytest.MonkeyPatch) -> AsyncMock:
-    edge = AsyncMock()
-    monkeypatch.setattr(runtime.outlets, "invalid", edge)
-    return edge
 
 
 def reasons(edge: AsyncMock) -> list[str]:

@@ -19,13 +19,6 @@ KEY = "k-secret-7654321"
 
 
 @pytest.fixture
-def invalid(monkeypatch: pytest.MonkeyPatch) -> AsyncMock:
-    edge = AsyncMock()
-    monkeypatch.setattr(runtime.outlets, "invalid", edge)
-    return edge
-
-
-@pytest.fixture
 def tenant() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
