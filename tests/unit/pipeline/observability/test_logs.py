@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 import logging.config
+from urllib.parse import quote
 
 import pytest
 
@@ -43,3 +45,26 @@ def test_short_strings_are_not_treated_as_secrets() -> None:
     r = SecretRedactor()
     r.register("ab")
     assert r.scrub("abc") == "abc"
+
+
+def test_every_form_of_many_keys_is_redacted_wherever_it_stands() -> None:
+    r = SecretRedactor(phones=False)
+    keys = [f"key-{n:05d}-{'x' * (n % 7)}-tail" for n in range(10_000)]
+    for key in keys:
+        r.register(key)
+    r.register("abcdefgh")
+    r.register("abcdefghijkl")  # the other's longer sibling: the longest at a place wins
+    line = (f"{keys[0]}|{keys[9_999]}{keys[5_000]} a%2F{quote(keys[42], safe='')}"
+            f" b64 {base64.b64encode(keys[7].encode()).decode()} then abcdefghijkl, "
+            f"abcdefgh. and abcd stays; at the end {keys[123]}")
+    out = r.scrub(line)
+    assert out == (f"{REDACTED}|{REDACTED}{REDACTED} a%2F{REDACTED} b64 {REDACTED} then "
+                   f"{REDACTED}, {REDACTED}. and abcd stays; at the end {REDACTED}")
+    assert r.scrub("nothing secret here, +380501112233") == "nothing secret here, +380501112233"
+
+
+def test_a_line_of_nothing_but_secrets_and_a_line_shorter_than_one() -> None:
+    r = SecretRedactor(phones=False)
+    r.register("s3cr3t-key")
+    assert r.scrub("s3cr3t-keys3cr3t-key") == REDACTED * 2
+    assert r.scrub("s3c") == "s3c" and r.scrub("") == ""
