@@ -47,7 +47,8 @@ class SettingsForm:
             "portal_url": config.get("portal_url", ""),
             "admin_email": config.get("admin_email", ""),
             "site_code": config.get("site_code", ""),
-            "timezone": config.get("timezone", "Europe/Moscow"),
+            # A first set-up asks the account for its zone unless one is chosen ("").
+            "timezone": config.get("timezone", ""),
             "module_code": config.get("module_code", "ringostat"),
             "lead_create_customer": options.lead.create_customer,
             "lead_create_order": options.lead.create_order,
@@ -151,6 +152,8 @@ def settings_fields(tenant_id: str, form: Mapping[str, str],
         raise FormError(errors)
     fields["api_key"] = api_key.strip()
     fields["send_after_reactivation"] = "send_after_reactivation" in form
+    if current is None and not form.get("timezone", "").strip():
+        del fields["timezone"]  # the worker takes the account's (or keeps the default)
     return fields
 
 

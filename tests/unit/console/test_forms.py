@@ -43,6 +43,16 @@ def test_a_first_time_set_up_names_its_senior_manager() -> None:
     assert set(bad.value.errors) == {"senior_manager_id"}
 
 
+def test_a_first_set_up_without_a_chosen_zone_leaves_it_to_the_account() -> None:
+    assert SettingsForm.from_config(None).values["timezone"] == "", "the form's first choice"
+    fields = settings_fields("acme", {**FORM, "timezone": ""}, None)
+    assert "timezone" not in fields  # the worker asks the account (else Europe/Moscow)
+    assert settings_fields("acme", FORM, None)["timezone"] == "Europe/Kyiv"
+    current = {"timezone": "Asia/Almaty", "options": {}}
+    assert SettingsForm.from_config(current).values["timezone"] == "Asia/Almaty"
+    assert settings_fields("acme", FORM, current)["timezone"] == "Europe/Kyiv"
+
+
 def test_every_problem_is_named_by_its_field() -> None:
     with pytest.raises(FormError) as bad:
         settings_fields("ac me", {**FORM, "portal_url": "http://acme.example.com",
