@@ -206,3 +206,29 @@ async def test_repeated_failures_lock_a_name_for_a_while(web: Web) -> None:
         assert await web.sign_in("vera", "not her password") == 401
     assert await web.sign_in("vera") == 429, "even the right password waits"
     assert await web.sign_in("olga") == 303, "other names are not affected"
+
+
+async def test_a_new_tenants_zone_can_be_left_to_the_account_an_existing_ones_cannot(
+        web: Web) -> None:
+    def answer(command: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        if command["tenant_id"] == "newco" and command["type"] == "status":
+            return "done", "not set up", {"state": "unknown"}  # no config: a first set-up
+        return default_answer(command)
+
+    web.worker.answer = answer
+    assert await web.sign_in("olga") == 303
+    new = await (await web.client.get("/tenants/newco/settings")).text()
+    assert '<option value="" selected>The account\'s own' in new
+    assert 'name="senior_manager_id"' in new
+    existing = await (await web.client.get("/tenants/acme/settings")).text()
+    assert "The account's own" not in existing
+    assert '<option value="Europe/Kyiv" selected>' in existing
+    response = await web.client.post("/tenants/newco/settings", allow_redirects=False, data={
+        "csrf_token": await web.csrf(), "portal_url": "https://newco.retailcrm.ru",
+        "admin_email": "admin@newco.example.com", "site_code": "main", "api_key": "k-newco-1",
+        "senior_manager_id": "350", "timezone": "", "module_code": "ringostat",
+        "order_method": "phone", "popup_max_age_seconds": "60",
+        "recording_wait_seconds": "0"})
+    assert response.status == 303, await response.text()
+    command = next(c for c in web.worker.sent if c["type"] == "activate")
+    assert command["tenant_id"] == "newco" and "timezone" not in command
