@@ -20,10 +20,14 @@ from pydantic import (
 
 from schemas.phone import E164
 
-__all__ = ["EARLIEST_YEAR", "LATEST_YEAR", "STARTED_AT_PATTERN", "CallDirection", "CallEvent",
-           "CallStage", "CallStatus", "Employee", "Utm"]
+__all__ = ["EARLIEST_YEAR", "IDENT_MAX_LENGTH", "IDENT_PATTERN", "LATEST_YEAR",
+           "STARTED_AT_PATTERN", "CallDirection", "CallEvent", "CallStage", "CallStatus",
+           "Employee", "Utm"]
 
-Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+# A tenant's or an employee's id: what a record key must be to name a tenant.
+IDENT_PATTERN = r"^[A-Za-z0-9._:\-]+$"
+IDENT_MAX_LENGTH = 128
+Ident = Annotated[str, Field(min_length=1, max_length=IDENT_MAX_LENGTH, pattern=IDENT_PATTERN)]
 # The published schema says "integer": "12", true and 12.0 are refused, not coerced.
 JsonInt = Annotated[int, Strict()]
 

@@ -21,18 +21,19 @@ from collections.abc import Awaitable, Callable
 
 from pipeline.observability.metrics import REROUTED
 from pipeline.streams.tables import tenant_partition
+from schemas.call_event import IDENT_MAX_LENGTH, IDENT_PATTERN
 
 __all__ = ["MAX_ROUTED_KEY", "REROUTED_FROM", "HomeRouter", "Moved", "SendHome"]
 
 log = logging.getLogger(__name__)
 
-MAX_ROUTED_KEY = 128  # a tenant id's longest: a longer key is no tenant's (intake refuses it)
+MAX_ROUTED_KEY = IDENT_MAX_LENGTH  # a longer key is no tenant id (intake refuses it)
 REROUTED_FROM = "callsync-rerouted-from"
 TRIES = 3  # then the record is handled where it is, as before there was a way home
 TRY_SECONDS = 15.0  # one try's wait for the broker's acknowledgement
 WARN_EVERY = 60.0
-# A key named in the log: a tenant id's characters and too few digits for a phone number.
-_SHOWN_KEY = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# A key named in the log: a tenant id, with too few digits for a phone number.
+_SHOWN_KEY = re.compile(IDENT_PATTERN)
 # send(partition, key, value, headers, timestamp in epoch seconds): returns once stored.
 SendHome = Callable[[int, bytes, bytes, list[tuple[str, bytes]], float], Awaitable[object]]
 
